@@ -1,0 +1,44 @@
+# matchbox: build, run and test.
+GO ?= go
+BIN := bin/matchbox
+RUN_DIR := .run
+
+.PHONY: build run test test-short vet fuzz bench e2e clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/matchbox
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/matchbox-agent ./cmd/matchbox-agent
+
+# Serve the shipped defaults (profiles/, groups/) on http://127.0.0.1:8080
+# with a SQLite database under .run/.
+run:
+	mkdir -p $(RUN_DIR)
+	$(GO) run ./cmd/matchbox serve --data-dir . --db $(RUN_DIR)/matchbox.db --assets-dir $(RUN_DIR)/assets --http-addr 127.0.0.1:8080
+
+vet:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# The full suite: unit, integration (root: namespaces, ipmi_sim, QEMU) and
+# end-to-end tests, with the race detector.
+test: vet
+	$(GO) test -race -count=1 -timeout 60m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# Run each fuzz target for a while (FUZZTIME=30s by default).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
+	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./matchbox/...
+	bash bench/http.sh
+
+clean:
+	rm -rf bin $(RUN_DIR)

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"matchbox/matchbox/boothttp"
+	"matchbox/matchbox/datadir"
+	"matchbox/store"
+)
+
+// serveOptions are the flags of `matchbox serve`.
+type serveOptions struct {
+	dataDir         string
+	dbPath          string
+	assetsDir       string
+	httpAddr        string
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+	syncMode        string
+	debugAddr       string
+	extensions      []serveExtension
+}
+
+// serveExtension is a service `serve` can run beside the boot endpoints
+// (DHCP, TFTP, the API). Each has its own flags and wires itself into the
+// services when the server starts.
+type serveExtension interface {
+	// addFlags registers the extension's flags.
+	addFlags(f *pflag.FlagSet)
+	// start wires the extension into s: routes on s.router, background
+	// tasks in s.tasks. It is called after the store is open and the data
+	// directory imported.
+	start(ctx context.Context, s *services) error
+}
+
+// serveExtensions lists the constructors of serve's extensions; files of this
+// package append to it from init functions only.
+var serveExtensions []func() serveExtension
+
+func newServeCommand() *cobra.Command {
+	o := &serveOptions{}
+	for _, newExt := range serveExtensions {
+		o.extensions = append(o.extensions, newExt())
+	}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the boot endpoints (and DHCP, TFTP and the API when enabled)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "/var/lib/matchbox", "data directory: profiles/, groups/, ignition/, generic/ are imported at start")
+	f.StringVar(&o.dbPath, "db", "", "SQLite database file (default <data-dir>/matchbox.db)")
+	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
+	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown waits for requests in flight")
+	f.StringVar(&o.syncMode, "db-synchronous", "FULL", "SQLite synchronous mode: FULL (writes survive power loss) or NORMAL")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
+	for _, ext := range o.extensions {
+		ext.addFlags(f)
+	}
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// importDataDir reads the data directory and writes it to the store in one
+// transaction.
+func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir string) error {
+	content, err := datadir.Read(dir)
+	if err != nil {
+		return fmt.Errorf("data directory %s:\n%w", dir, err)
+	}
+	for _, w := range content.Warnings {
+		log.Warn("data directory", "warning", w)
+	}
+	var objs []*store.Object
+	for i := range content.Profiles {
+		e := &content.Profiles[i]
+		objs = append(objs, &store.Object{Kind: store.KindProfile, Profile: &e.Value, Source: e.File})
+	}
+	for i := range content.Groups {
+		e := &content.Groups[i]
+		objs = append(objs, &store.Object{Kind: store.KindGroup, Group: &e.Value, Source: e.File})
+	}
+	for i := range content.Templates {
+		e := &content.Templates[i]
+		objs = append(objs, &store.Object{Kind: store.Kind(e.Value.Kind), Template: &e.Value, Source: e.File})
+	}
+	res, snap, err := st.Import(ctx, objs)
+	if err != nil {
+		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
+	}
+	p, g, t := snap.Counts()
+	log.Info("imported data directory", "dir", dir, "created", res.Created, "updated", res.Updated,
+		"unchanged", res.Unchanged, "deleted", res.Deleted, "profiles", p, "groups", g, "templates", t)
+	for _, w := range snap.Warnings() {
+		log.Warn("group precedence", "warning", w)
+	}
+	return nil
+}
+
+func runServe(ctx context.Context, o *serveOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if o.dbPath == "" {
+		o.dbPath = filepath.Join(o.dataDir, "matchbox.db")
+	}
+	if o.assetsDir == "" {
+		o.assetsDir = filepath.Join(o.dataDir, "assets")
+		if _, err := os.Stat(o.assetsDir); err != nil {
+			o.assetsDir = ""
+		}
+	} else if o.assetsDir == "-" {
+		o.assetsDir = ""
+	}
+	wiring, err := buildServices(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer wiring.close()
+	return wiring.run(ctx)
+}
+
+// services is everything `serve` runs, wired together.
+type services struct {
+	opts     *serveOptions
+	log      *slog.Logger
+	store    *store.Store
+	recorder *store.Recorder
+	boot     *boothttp.Server
+	registry *prometheus.Registry
+	router   *mux.Router
+	// background tasks started by run, each stopping when ctx ends
+	tasks []func(ctx context.Context) error
+}
+
+func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*services, error) {
+	st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: parseFact, Synchronous: o.syncMode})
+	if err != nil {
+		return nil, err
+	}
+	s := &services{opts: o, log: log, store: st, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
+	if err := importDataDir(ctx, log, st, o.dataDir); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log})
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	s.boot, err = boothttp.New(boothttp.Config{
+		Snapshot:  st.Snapshot,
+		Machines:  machineLookup{st},
+		Events:    s.recorder,
+		AssetsDir: o.assetsDir,
+		Metrics:   metrics,
+		Logger:    log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.boot.Register(s.router)
+	s.router.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	s.router.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
+	for _, ext := range o.extensions {
+		if err := ext.start(ctx, s); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *services) close() {
+	if s.boot != nil {
+		s.boot.Close()
+	}
+	s.store.Close()
+}
+
+// run serves until ctx ends, then shuts down gracefully.
+func (s *services) run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr %s: %w", s.opts.httpAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      10 * time.Minute, // large assets on slow links
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	recDone := make(chan struct{})
+	go func() { s.recorder.Run(recCtx); close(recDone) }()
+
+	errc := make(chan error, len(s.tasks)+1)
+	taskCtx, stopTasks := context.WithCancel(ctx)
+	var tasks sync.WaitGroup
+	for _, t := range s.tasks {
+		tasks.Add(1)
+		go func() {
+			defer tasks.Done()
+			if err := t(taskCtx); err != nil && taskCtx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	if s.opts.debugAddr != "" {
+		dbg, err := net.Listen("tcp", s.opts.debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on --debug-addr %s: %w", s.opts.debugAddr, err)
+		}
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dsrv := &http.Server{Handler: pm, ReadHeaderTimeout: 10 * time.Second}
+		go dsrv.Serve(dbg)
+		defer dsrv.Close()
+		s.log.Info("profiling endpoints", "addr", dbg.Addr().String())
+	}
+	s.log.Info("matchbox serving", "http", ln.Addr().String(), "db", s.opts.dbPath, "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	case runErr = <-errc:
+		s.log.Error("service failed, shutting down", "err", runErr)
+	}
+	stopTasks()
+	tasks.Wait()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		s.log.Warn("graceful shutdown incomplete", "err", err)
+	}
+	stopRecorder()
+	<-recDone
+	return runErr
+}
+
+// machineLookup adapts the store's machine index to the boot endpoints.
+type machineLookup struct{ st *store.Store }
+
+func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
+	sum, ok := m.st.LookupMachine(mac, strings.ToLower(uuid))
+	if !ok {
+		return boothttp.MachineView{}, false
+	}
+	return boothttp.MachineView{ID: sum.ID, State: sum.State, Labels: sum.Labels, Inventory: sum.Inventory}, true
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary builds the matchbox binary once per test run.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "matchbox-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "matchbox")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// server is a running `matchbox serve`.
+type server struct {
+	URL  string
+	cmd  *exec.Cmd
+	logs *strings.Builder
+	mu   *sync.Mutex
+}
+
+func (s *server) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+var listenRE = regexp.MustCompile(`msg="matchbox serving" http=(\S+)`)
+
+// startServer runs the real binary with args plus --http-addr 127.0.0.1:0
+// and waits until it listens.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = os.Environ()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			s.mu.Unlock()
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+		close(addr)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("server did not stop on SIGTERM; logs:\n%s", s.Logs())
+		}
+	})
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("server exited before listening; logs:\n%s", s.Logs())
+		}
+		s.URL = "http://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not start; logs:\n%s", s.Logs())
+	}
+	return s
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeShippedDefaults runs the README's run command on the repository's
+// own data (profiles/, groups/) with a fresh SQLite file.
+func TestServeShippedDefaults(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "matchbox.db")
+	s := startServer(t, "--data-dir", "../..", "--db", db, "--assets-dir", "-")
+	code, body := httpGet(t, s.URL+"/boot.ipxe")
+	if code != 200 || !strings.HasPrefix(body, "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}") {
+		t.Fatalf("/boot.ipxe: %d %q", code, body)
+	}
+	code, body = httpGet(t, s.URL+"/ipxe?mac=52-54-00-12-34-56&uuid=&arch=x86_64")
+	if code != 200 || !strings.Contains(body, "kernel /assets/discovery/vmlinuz") || !strings.Contains(body, "initrd /assets/discovery/initramfs.cpio.gz") {
+		t.Fatalf("/ipxe: %d %q", code, body)
+	}
+	if code, body = httpGet(t, s.URL+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	code, body = httpGet(t, s.URL+"/metrics")
+	if code != 200 || !strings.Contains(body, `matchbox_http_requests_total{code="200",endpoint="ipxe"} 1`) || !strings.Contains(body, "matchbox_groups_loaded 1") {
+		t.Fatalf("/metrics: %d\n%s", code, body)
+	}
+}
+
+func TestServeRefusesBadDataDir(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "profiles"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "groups"), 0o755)
+	os.WriteFile(filepath.Join(dir, "profiles", "p.yaml"), []byte("id: p\nboot:\n  kernel: /k\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "groups", "a.yaml"), []byte("id: a\nprofile: p\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "groups", "b.json"), []byte("{\"id\": \"b\",\n \"profile\": \"p\",\n \"selector\": {\"mac\": 7}}"), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil {
+		t.Fatal("serve started with a bad data directory")
+	}
+	if !strings.Contains(string(out), "groups/b.json:3: field selector: cannot use a JSON number as string") {
+		t.Fatalf("error does not locate the problem:\n%s", out)
+	}
+	// Fix the type: now the two defaults collide, and nothing is stored.
+	os.WriteFile(filepath.Join(dir, "groups", "b.json"), []byte(`{"id": "b", "profile": "p"}`), 0o644)
+	out, err = exec.CommandContext(ctx, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `groups "a" and "b" are both default groups`) {
+		t.Fatalf("duplicate defaults: %v\n%s", err, out)
+	}
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("MATCHBOX_DATA_DIR", dir)
+	t.Setenv("MATCHBOX_LOG_LEVEL", "debug")
+	s := startServer(t)
+	if !strings.Contains(s.Logs(), "data_dir="+dir) {
+		t.Fatalf("MATCHBOX_DATA_DIR ignored:\n%s", s.Logs())
+	}
+	if code, _ := httpGet(t, s.URL+"/ipxe?mac=52:54:00:00:00:01"); code != 404 {
+		t.Fatalf("empty data dir must match nothing, got %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "matchbox.db")); err != nil {
+		t.Fatalf("database not in the data dir: %v", err)
+	}
+}

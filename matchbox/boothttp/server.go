@@ -1,0 +1,228 @@
+// Package boothttp serves the HTTP boot endpoints machines fetch while they
+// network-boot: the iPXE chain script, iPXE and GRUB configs, first-boot
+// configs (Ignition, generic templates, metadata) and OS assets. The paths,
+// query labels and template variables are those of matchbox v0.11.
+package boothttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"matchbox/hardware"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// MachineView is what the boot endpoints need to know of a machine.
+type MachineView struct {
+	ID        string
+	State     matchbox.MachineState
+	Labels    map[string]string
+	Inventory *hardware.Inventory
+}
+
+// MachineLookup finds the machine a request comes from by its MAC or UUID.
+type MachineLookup interface {
+	LookupMachine(ctx context.Context, mac, uuid string) (MachineView, bool)
+}
+
+// EventSink takes boot events without blocking.
+type EventSink interface {
+	Record(ev store.BootEvent) bool
+}
+
+// VarsFunc returns extra template variables for a machine (nil machine for
+// an unknown one).
+type VarsFunc func(ctx context.Context, m *MachineView, match matchbox.Match) map[string]any
+
+// Config configures the boot endpoints.
+type Config struct {
+	// Snapshot returns the current catalog; required.
+	Snapshot func() *matchbox.Snapshot
+	// Machines looks up machines for hardware facts, stored labels and
+	// state; nil treats every machine as unknown.
+	Machines MachineLookup
+	// Events receives boot events; nil records none.
+	Events EventSink
+	// AssetsDir is served under /assets/; empty disables it.
+	AssetsDir string
+	// ExtraVars adds template variables; optional.
+	ExtraVars VarsFunc
+	// Metrics collects request metrics; optional.
+	Metrics *Metrics
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves the boot endpoints.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	assets  *os.Root
+	scripts scriptCache
+}
+
+// New returns the boot endpoints' server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Snapshot == nil {
+		return nil, errors.New("boot server: no snapshot source")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if cfg.AssetsDir != "" {
+		root, err := os.OpenRoot(cfg.AssetsDir)
+		if err != nil {
+			return nil, fmt.Errorf("boot server: open assets dir: %w", err)
+		}
+		s.assets = root
+	}
+	return s, nil
+}
+
+// Close releases the assets directory.
+func (s *Server) Close() error {
+	if s.assets != nil {
+		return s.assets.Close()
+	}
+	return nil
+}
+
+// Register adds the boot endpoints to r.
+func (s *Server) Register(r *mux.Router) {
+	get := []string{http.MethodGet, http.MethodHead}
+	r.Handle("/boot.ipxe", s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))).Methods(get...)
+	r.Handle("/boot.ipxe.0", s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))).Methods(get...)
+	r.Handle("/ipxe", s.instrument("ipxe", s.selecting(matchbox.EventIPXE, s.ipxe))).Methods(get...)
+	r.Handle("/grub", s.instrument("grub", s.selecting(matchbox.EventGRUB, s.grub))).Methods(get...)
+	r.Handle("/ignition", s.instrument("ignition", s.selecting(matchbox.EventIgnition, s.ignition))).Methods(get...)
+	r.Handle("/generic", s.instrument("generic", s.selecting(matchbox.EventGeneric, s.generic))).Methods(get...)
+	r.Handle("/metadata", s.instrument("metadata", s.selecting(matchbox.EventMetadata, s.metadata))).Methods(get...)
+	if s.assets != nil {
+		r.PathPrefix("/assets/").Handler(s.instrument("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))).Methods(get...)
+	}
+}
+
+// Handler returns a router with only the boot endpoints.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	s.Register(r)
+	return r
+}
+
+const bootIPXEScript = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
+
+func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, bootIPXEScript)
+}
+
+// selection is what the selecting middleware found for a request.
+type selection struct {
+	snap    *matchbox.Snapshot
+	match   matchbox.Match
+	machine *MachineView
+	req     matchbox.Request
+	event   string
+}
+
+type selectHandler func(w http.ResponseWriter, r *http.Request, sel *selection) (status int, err error)
+
+// selecting resolves the request's labels and machine, selects its group
+// and profile, calls next, and records the outcome as a boot event.
+func (s *Server) selecting(event string, next selectHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		labels, badMAC := matchbox.LabelsFromQuery(r.URL.Query())
+		if badMAC != nil {
+			s.log.WarnContext(r.Context(), "ignoring unparsable MAC label", "err", badMAC, "remote", r.RemoteAddr)
+		}
+		sel := &selection{snap: s.cfg.Snapshot(), req: matchbox.Request{Labels: labels, RawQuery: r.URL.RawQuery}, event: event}
+		var inv *hardware.Inventory
+		if s.cfg.Machines != nil {
+			if m, ok := s.cfg.Machines.LookupMachine(r.Context(), labels.MAC(), labels["uuid"]); ok {
+				sel.machine = &m
+				inv = m.Inventory
+				if len(m.Labels) > 0 {
+					merged := make(matchbox.Labels, len(labels)+len(m.Labels))
+					for k, v := range m.Labels {
+						merged[k] = v
+					}
+					for k, v := range labels {
+						merged[k] = v
+					}
+					labels = merged
+				}
+			}
+		}
+		match, err := sel.snap.Select(labels, inv)
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.matchSeconds.Observe(time.Since(start).Seconds())
+		}
+		if err != nil {
+			s.log.InfoContext(r.Context(), "no group matches", "path", r.URL.Path, "labels", labelString(labels), "remote", r.RemoteAddr)
+			s.record(sel, http.StatusNotFound, "no group matches")
+			http.Error(w, "no group matches labels "+labelString(labels), http.StatusNotFound)
+			return
+		}
+		sel.match = match
+		if s.cfg.ExtraVars != nil {
+			sel.req.Extra = s.cfg.ExtraVars(r.Context(), sel.machine, match)
+		}
+		status, err := next(w, r, sel)
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels), "err", err)
+			s.record(sel, status, err.Error())
+			http.Error(w, oneLine(err.Error()), status)
+			return
+		}
+		s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels))
+		s.record(sel, status, "")
+	})
+}
+
+func (s *Server) record(sel *selection, status int, problem string) {
+	if s.cfg.Events == nil {
+		return
+	}
+	mac := sel.req.Labels.MAC()
+	ev := store.BootEvent{MAC: mac, UUID: sel.req.Labels["uuid"], Type: sel.event, Detail: map[string]any{"status": status}}
+	if sel.machine != nil {
+		ev.MachineID = sel.machine.ID
+	} else if mac == "" {
+		return // nothing names the machine
+	}
+	if sel.match.Group != nil {
+		ev.Detail["group"] = sel.match.Group.ID
+		ev.Detail["profile"] = sel.match.Profile.ID
+	}
+	if problem != "" {
+		ev.Detail["error"] = problem
+	}
+	s.cfg.Events.Record(ev)
+}
+
+func labelString(l matchbox.Labels) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

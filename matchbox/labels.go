@@ -1,0 +1,73 @@
+package matchbox
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// NormalizeMAC parses a MAC address written as aa:bb:cc:dd:ee:ff,
+// aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or aabbccddeeff (any case) and returns it
+// in the lower-case colon form.
+func NormalizeMAC(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) == 12 {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return "", fmt.Errorf("invalid MAC address %q: %w", s, err)
+		}
+		return net.HardwareAddr(b).String(), nil
+	}
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return "", fmt.Errorf("invalid MAC address %q", s)
+	}
+	if len(hw) != 6 {
+		return "", fmt.Errorf("invalid MAC address %q: want 6 bytes, got %d", s, len(hw))
+	}
+	return hw.String(), nil
+}
+
+// Labels are the key/value pairs a request carries (its query parameters) and
+// that group selectors match.
+type Labels map[string]string
+
+// LabelsFromQuery turns query parameters into labels as the boot endpoints
+// do: the first value of each key is kept, and a key named mac (any case) is
+// normalised, or dropped when it does not parse (the returned error says
+// why, for logging).
+func LabelsFromQuery(values url.Values) (Labels, error) {
+	labels := make(Labels, len(values))
+	var bad error
+	for key, vals := range values {
+		if len(vals) == 0 {
+			continue
+		}
+		v := vals[0]
+		if strings.EqualFold(key, "mac") {
+			mac, err := NormalizeMAC(v)
+			if err != nil {
+				bad = err
+				continue
+			}
+			v = mac
+		}
+		labels[key] = v
+	}
+	return labels, bad
+}
+
+// MAC returns the normalised mac label, if any.
+func (l Labels) MAC() string {
+	if v, ok := l["mac"]; ok {
+		return v
+	}
+	for k, v := range l {
+		if strings.EqualFold(k, "mac") {
+			return v
+		}
+	}
+	return ""
+}

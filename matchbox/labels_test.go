@@ -1,0 +1,29 @@
+package matchbox
+
+import (
+	"net/url"
+	"testing"
+)
+
+func FuzzLabelsFromQuery(f *testing.F) {
+	f.Add("mac=52-54-00-00-00-01&uuid=x")
+	f.Add("MAC=525400000001&os=installed&os=x")
+	f.Add("mac=%zz&a=b")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		labels, _ := LabelsFromQuery(q)
+		for k, v := range labels {
+			if k == "mac" || k == "MAC" {
+				if again, err := NormalizeMAC(v); err != nil || again != v {
+					t.Fatalf("mac label %q is not normalised (%v)", v, err)
+				}
+			}
+			if vals := q[k]; len(vals) == 0 {
+				t.Fatalf("label %q not in the query", k)
+			}
+		}
+	})
+}

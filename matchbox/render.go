@@ -1,0 +1,177 @@
+package matchbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"matchbox/matchbox/ignition"
+)
+
+// Request is what the boot endpoints know of a request: its labels and raw
+// query string.
+type Request struct {
+	Labels   Labels
+	RawQuery string
+	// Extra variables for templates (the agent token of a machine, say); they
+	// are set after metadata and selectors and before request.
+	Extra map[string]any
+}
+
+// Variables collects the data templates see, in the order matchbox always
+// used: the group's metadata, then its selector (keys lower-cased), then
+// extra variables, then request.query and request.raw_query.
+func Variables(g *Group, r Request) (map[string]any, error) {
+	data := make(map[string]any, len(g.Metadata)+len(g.Selector)+len(r.Extra)+1)
+	if g.Metadata != nil {
+		// A deep copy through JSON keeps templates from sharing the
+		// snapshot's maps and gives JSON types (float64 numbers) to YAML
+		// metadata too.
+		raw, err := json.Marshal(g.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("group %q: encode metadata: %w", g.ID, err)
+		}
+		if err := json.Unmarshal(raw, &data); err != nil {
+			return nil, fmt.Errorf("group %q: decode metadata: %w", g.ID, err)
+		}
+	}
+	for k, v := range g.Selector {
+		data[strings.ToLower(k)] = v
+	}
+	for k, v := range r.Extra {
+		data[k] = v
+	}
+	query := make(map[string]string, len(r.Labels))
+	for k, v := range r.Labels {
+		query[k] = v
+	}
+	data["request"] = map[string]any{"query": query, "raw_query": r.RawQuery}
+	return data, nil
+}
+
+// BootArgs renders the profile's kernel arguments: template arguments are
+// executed with the variables data returns (called only when the profile has
+// template arguments), plain ones are returned as they are.
+func (s *Snapshot) BootArgs(profileID string, vars func() (map[string]any, error)) ([]string, error) {
+	cp, ok := s.profiles[profileID]
+	if !ok {
+		return nil, fmt.Errorf("profile %q does not exist", profileID)
+	}
+	var data map[string]any
+	args := make([]string, len(cp.profile.Boot.Args))
+	for i, a := range cp.profile.Boot.Args {
+		if cp.args[i] == nil {
+			args[i] = a
+			continue
+		}
+		if data == nil {
+			var err error
+			if data, err = vars(); err != nil {
+				return nil, err
+			}
+		}
+		var b strings.Builder
+		if err := cp.args[i].Execute(&b, data); err != nil {
+			return nil, fmt.Errorf("profile %q: boot.args[%d]: %w", profileID, i, err)
+		}
+		args[i] = b.String()
+	}
+	return args, nil
+}
+
+// StaticArgs reports whether a profile's kernel arguments are all plain
+// (no template actions), so that its boot scripts are the same for every
+// machine and can be rendered once per snapshot.
+func (s *Snapshot) StaticArgs(profileID string) bool {
+	cp, ok := s.profiles[profileID]
+	if !ok {
+		return false
+	}
+	for _, t := range cp.args {
+		if t != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// RenderIgnition returns the Ignition JSON for a profile's ignition_id: a raw
+// Ignition config as stored, or a Butane template rendered with data and
+// translated.
+func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, error) {
+	ct, ok := s.templates[TemplateIgnition][name]
+	if !ok {
+		return nil, fmt.Errorf("ignition template %q does not exist", name)
+	}
+	if ct.ignition {
+		return []byte(ct.tmpl.Content), nil
+	}
+	var buf bytes.Buffer
+	if err := ct.parsed.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render %q: %w", name, err)
+	}
+	out, err := ignition.TranslateButane(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// RenderGeneric renders a generic template with data.
+func (s *Snapshot) RenderGeneric(name string, data map[string]any) ([]byte, error) {
+	ct, ok := s.templates[TemplateGeneric][name]
+	if !ok {
+		return nil, fmt.Errorf("generic template %q does not exist", name)
+	}
+	var buf bytes.Buffer
+	if err := ct.parsed.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("render %q: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Template returns a stored template by kind and name.
+func (s *Snapshot) Template(kind TemplateKind, name string) (*Template, bool) {
+	ct, ok := s.templates[kind][name]
+	if !ok {
+		return nil, false
+	}
+	return ct.tmpl, true
+}
+
+// WriteEnvFile writes data as KEY=value lines, nested maps flattened with
+// their parents' keys joined by "_" and upper-cased, as matchbox's /metadata
+// always did; keys are sorted so the output is stable. Lists and nulls are
+// skipped, as before.
+func WriteEnvFile(w io.Writer, data map[string]any) error {
+	var lines []string
+	flattenEnv("", data, &lines)
+	sort.Strings(lines)
+	for _, l := range lines {
+		if _, err := io.WriteString(w, l+"\n"); err != nil {
+			return fmt.Errorf("write metadata: %w", err)
+		}
+	}
+	return nil
+}
+
+func flattenEnv(prefix string, m map[string]any, lines *[]string) {
+	for k, v := range m {
+		name := prefix + k
+		switch val := v.(type) {
+		case string, bool, float64, int, int64, json.Number:
+			*lines = append(*lines, fmt.Sprintf("%s=%v", strings.ToUpper(name), val))
+		case map[string]string:
+			sub := make(map[string]any, len(val))
+			for sk, sv := range val {
+				sub[sk] = sv
+			}
+			flattenEnv(name+"_", sub, lines)
+		case map[string]any:
+			flattenEnv(name+"_", val, lines)
+		}
+	}
+}

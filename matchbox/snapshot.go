@@ -1,0 +1,432 @@
+package matchbox
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+
+	"matchbox/hardware"
+	"matchbox/matchbox/ignition"
+)
+
+// Catalog is the declarative content a snapshot is built from.
+type Catalog struct {
+	Profiles  []Profile
+	Groups    []Group
+	Templates []Template
+}
+
+// Snapshot is an immutable, validated index of profiles, groups and
+// templates. Request handlers read it without locks; every write to the store
+// builds a new one and swaps it in.
+type Snapshot struct {
+	profiles  map[string]*compiledProfile
+	groups    []*compiledGroup // precedence order
+	byID      map[string]*compiledGroup
+	anchored  map[string]map[string][]*compiledGroup // key -> value -> groups in precedence order
+	floating  []*compiledGroup                       // groups without an indexed key, in precedence order
+	templates map[TemplateKind]map[string]*compiledTemplate
+	warnings  []string
+}
+
+type compiledProfile struct {
+	profile *Profile
+	args    []*template.Template // nil entries are plain arguments
+}
+
+type compiledTemplate struct {
+	tmpl     *Template
+	parsed   *template.Template // nil for raw Ignition served as is
+	ignition bool               // raw Ignition JSON
+}
+
+// ValidationError lists every problem found while building a snapshot.
+type ValidationError struct {
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Problems[0]
+	}
+	return fmt.Sprintf("%d problems: %s", len(e.Problems), strings.Join(e.Problems, "; "))
+}
+
+// Build validates a catalog and indexes it. It refuses groups with identical
+// selectors, groups naming a missing profile, profiles naming a missing
+// template, invalid templates and invalid Ignition. Pairs of groups that can
+// tie (same priority and number of terms, compatible selectors) are accepted
+// and reported by Warnings. The catalog's values are copied.
+func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
+	s := &Snapshot{
+		profiles:  make(map[string]*compiledProfile, len(c.Profiles)),
+		byID:      make(map[string]*compiledGroup, len(c.Groups)),
+		anchored:  make(map[string]map[string][]*compiledGroup),
+		templates: map[TemplateKind]map[string]*compiledTemplate{TemplateIgnition: {}, TemplateGeneric: {}},
+	}
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	for i := range c.Templates {
+		t := c.Templates[i]
+		ct, err := compileTemplate(&t)
+		if err != nil {
+			add("%s template %q: %v", t.Kind, t.Name, err)
+			continue
+		}
+		byName, ok := s.templates[t.Kind]
+		if !ok {
+			add("template %q: unknown kind %q", t.Name, t.Kind)
+			continue
+		}
+		if _, dup := byName[t.Name]; dup {
+			add("%s template %q is defined twice", t.Kind, t.Name)
+			continue
+		}
+		byName[t.Name] = ct
+	}
+
+	for i := range c.Profiles {
+		p := c.Profiles[i]
+		if err := ValidateID("profile", p.ID); err != nil {
+			add("%v", err)
+			continue
+		}
+		if _, dup := s.profiles[p.ID]; dup {
+			add("profile %q is defined twice", p.ID)
+			continue
+		}
+		cp := &compiledProfile{profile: &p, args: make([]*template.Template, len(p.Boot.Args))}
+		for j, arg := range p.Boot.Args {
+			if !strings.Contains(arg, "{{") {
+				continue
+			}
+			t, err := template.New(fmt.Sprintf("%s.args[%d]", p.ID, j)).Option("missingkey=error").Parse(arg)
+			if err != nil {
+				add("profile %q: boot.args[%d]: %v", p.ID, j, err)
+				continue
+			}
+			cp.args[j] = t
+		}
+		if p.IgnitionID != "" {
+			if _, ok := s.templates[TemplateIgnition][p.IgnitionID]; !ok {
+				add("profile %q: ignition_id %q names no ignition template", p.ID, p.IgnitionID)
+			}
+		}
+		if p.GenericID != "" {
+			if _, ok := s.templates[TemplateGeneric][p.GenericID]; !ok {
+				add("profile %q: generic_id %q names no generic template", p.ID, p.GenericID)
+			}
+		}
+		s.profiles[p.ID] = cp
+	}
+
+	bySelector := make(map[string]string, len(c.Groups))
+	for i := range c.Groups {
+		g := c.Groups[i]
+		g.Selector = copyLabels(g.Selector)
+		if err := NormalizeGroup(&g); err != nil {
+			add("%v", err)
+			continue
+		}
+		if _, dup := s.byID[g.ID]; dup {
+			add("group %q is defined twice", g.ID)
+			continue
+		}
+		if _, ok := s.profiles[g.Profile]; !ok {
+			add("group %q: profile %q does not exist", g.ID, g.Profile)
+		}
+		cg := &compiledGroup{group: &g}
+		factsOK := true
+		for j, expr := range g.Facts {
+			if parseFact == nil {
+				add("group %q: facts[%d]: hardware-fact terms are not supported here", g.ID, j)
+				factsOK = false
+				continue
+			}
+			term, err := parseFact(expr)
+			if err != nil {
+				add("group %q: facts[%d] %q: %v", g.ID, j, expr, err)
+				factsOK = false
+				continue
+			}
+			cg.facts = append(cg.facts, term)
+		}
+		if !factsOK {
+			continue
+		}
+		cg.terms = len(g.Selector) + len(cg.facts)
+		cg.sortKey = SelectorString(&g, cg.facts)
+		if other, dup := bySelector[cg.sortKey]; dup {
+			if cg.sortKey == "" {
+				add("groups %q and %q are both default groups (empty selector): keep one", other, g.ID)
+			} else {
+				add("groups %q and %q have identical selectors {%s}", other, g.ID, cg.sortKey)
+			}
+			continue
+		}
+		bySelector[cg.sortKey] = g.ID
+		s.byID[g.ID] = cg
+		s.groups = append(s.groups, cg)
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &ValidationError{Problems: problems}
+	}
+
+	sort.Slice(s.groups, func(i, j int) bool { return precedes(s.groups[i], s.groups[j]) })
+	for rank, cg := range s.groups {
+		cg.rank = rank
+		if key, ok := anchorKey(cg.group.Selector); ok {
+			byValue := s.anchored[key]
+			if byValue == nil {
+				byValue = make(map[string][]*compiledGroup)
+				s.anchored[key] = byValue
+			}
+			v := cg.group.Selector[key]
+			byValue[v] = append(byValue[v], cg)
+		} else {
+			s.floating = append(s.floating, cg)
+		}
+	}
+	s.warnings = tieWarnings(s.groups)
+	return s, nil
+}
+
+func copyLabels(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func anchorKey(sel map[string]string) (string, bool) {
+	for _, k := range indexedKeys {
+		if _, ok := sel[k]; ok {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+func compileTemplate(t *Template) (*compiledTemplate, error) {
+	if err := ValidateTemplateName(t.Name); err != nil {
+		return nil, err
+	}
+	ct := &compiledTemplate{tmpl: t}
+	if t.Kind == TemplateIgnition && ignition.IsIgnitionName(t.Name) {
+		if err := ignition.Validate([]byte(t.Content)); err != nil {
+			return nil, err
+		}
+		ct.ignition = true
+		return ct, nil
+	}
+	parsed, err := template.New(t.Name).Option("missingkey=error").Parse(t.Content)
+	if err != nil {
+		return nil, err
+	}
+	ct.parsed = parsed
+	return ct, nil
+}
+
+// maxTieWarnings bounds how many tie warnings are spelled out.
+const maxTieWarnings = 50
+
+// tieWarnings finds pairs of groups with the same priority and number of
+// terms whose selectors some request could satisfy together: their order then
+// rests on the selector-string tie-break alone.
+func tieWarnings(groups []*compiledGroup) []string {
+	type bucketKey struct{ priority, terms int }
+	buckets := map[bucketKey][]*compiledGroup{}
+	var order []bucketKey
+	for _, g := range groups {
+		k := bucketKey{g.group.Priority, g.terms}
+		if _, ok := buckets[k]; !ok {
+			order = append(order, k)
+		}
+		buckets[k] = append(buckets[k], g)
+	}
+	var out []string
+	total := 0
+	report := func(a, b *compiledGroup) {
+		total++
+		if len(out) < maxTieWarnings {
+			first, second := a, b
+			if b.rank < a.rank {
+				first, second = b, a
+			}
+			out = append(out, fmt.Sprintf("groups %q {%s} and %q {%s} can both match one request with equal priority and specificity; %q wins by the selector-string tie-break",
+				first.group.ID, first.sortKey, second.group.ID, second.sortKey, first.group.ID))
+		}
+	}
+	for _, k := range order {
+		findTies(buckets[k], nil, report)
+	}
+	if total > len(out) {
+		out = append(out, fmt.Sprintf("%d more possible ties not listed", total-len(out)))
+	}
+	return out
+}
+
+// findTies reports every pair in gs that canTie, partitioning by the most
+// common label key so that groups pinned to different values of one key
+// (different MACs, say) are never compared.
+func findTies(gs []*compiledGroup, used map[string]bool, report func(a, b *compiledGroup)) {
+	if len(gs) < 2 {
+		return
+	}
+	if len(gs) <= 64 {
+		for i := range gs {
+			for j := i + 1; j < len(gs); j++ {
+				if canTie(gs[i], gs[j]) {
+					report(gs[i], gs[j])
+				}
+			}
+		}
+		return
+	}
+	counts := map[string]int{}
+	for _, g := range gs {
+		for k := range g.group.Selector {
+			if !used[k] {
+				counts[k]++
+			}
+		}
+	}
+	best, bestN := "", 0
+	for k, n := range counts {
+		if n > bestN || (n == bestN && k < best) {
+			best, bestN = k, n
+		}
+	}
+	if bestN == 0 {
+		findTiesQuadratic(gs, report)
+		return
+	}
+	parts := map[string][]*compiledGroup{}
+	var rest []*compiledGroup
+	for _, g := range gs {
+		if v, ok := g.group.Selector[best]; ok {
+			parts[v] = append(parts[v], g)
+		} else {
+			rest = append(rest, g)
+		}
+	}
+	nextUsed := map[string]bool{best: true}
+	for k := range used {
+		nextUsed[k] = true
+	}
+	values := make([]string, 0, len(parts))
+	for v := range parts {
+		values = append(values, v)
+	}
+	sort.Strings(values)
+	for _, v := range values {
+		findTies(parts[v], nextUsed, report)
+	}
+	// Groups without the key can tie with any group.
+	for i, r := range rest {
+		for _, g := range rest[i+1:] {
+			if canTie(r, g) {
+				report(r, g)
+			}
+		}
+		for _, v := range values {
+			for _, g := range parts[v] {
+				if canTie(r, g) {
+					report(r, g)
+				}
+			}
+		}
+	}
+}
+
+func findTiesQuadratic(gs []*compiledGroup, report func(a, b *compiledGroup)) {
+	for i := range gs {
+		for j := i + 1; j < len(gs); j++ {
+			if canTie(gs[i], gs[j]) {
+				report(gs[i], gs[j])
+			}
+		}
+	}
+}
+
+// Warnings returns the possible ties found when the snapshot was built.
+func (s *Snapshot) Warnings() []string { return append([]string(nil), s.warnings...) }
+
+// ErrNoMatch is returned by Select when no group matches.
+var ErrNoMatch = errors.New("no group matches")
+
+// Match is the outcome of a selection.
+type Match struct {
+	Group   *Group
+	Profile *Profile
+}
+
+// Select returns the first group, in precedence order, whose label terms all
+// hold for labels and whose fact terms all hold for inv (nil when the machine
+// has reported no inventory). Its cost depends on the groups that share the
+// request's mac, uuid, serial or hostname and on the groups without such a
+// term, not on the total number of groups.
+func (s *Snapshot) Select(labels Labels, inv *hardware.Inventory) (Match, error) {
+	var best *compiledGroup
+	consider := func(list []*compiledGroup) {
+		for _, g := range list {
+			if best != nil && g.rank >= best.rank {
+				return
+			}
+			if g.matchesLabels(labels) && g.matchesFacts(inv) {
+				best = g
+				return
+			}
+		}
+	}
+	for _, key := range indexedKeys {
+		if v, ok := labels[key]; ok {
+			consider(s.anchored[key][v])
+		}
+	}
+	consider(s.floating)
+	if best == nil {
+		return Match{}, ErrNoMatch
+	}
+	return Match{Group: best.group, Profile: s.profiles[best.group.Profile].profile}, nil
+}
+
+// Profile returns a profile by id.
+func (s *Snapshot) Profile(id string) (*Profile, bool) {
+	p, ok := s.profiles[id]
+	if !ok {
+		return nil, false
+	}
+	return p.profile, true
+}
+
+// Group returns a group by id.
+func (s *Snapshot) Group(id string) (*Group, bool) {
+	g, ok := s.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return g.group, true
+}
+
+// Groups returns the groups in precedence order.
+func (s *Snapshot) Groups() []*Group {
+	out := make([]*Group, len(s.groups))
+	for i, g := range s.groups {
+		out[i] = g.group
+	}
+	return out
+}
+
+// Counts returns how many profiles, groups and templates the snapshot holds.
+func (s *Snapshot) Counts() (profiles, groups, templates int) {
+	return len(s.profiles), len(s.groups), len(s.templates[TemplateIgnition]) + len(s.templates[TemplateGeneric])
+}

@@ -1,0 +1,366 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"matchbox/matchbox"
+)
+
+// Kind names a catalog object kind.
+type Kind string
+
+// Catalog object kinds.
+const (
+	KindProfile  Kind = "profile"
+	KindGroup    Kind = "group"
+	KindIgnition Kind = "ignition"
+	KindGeneric  Kind = "generic"
+)
+
+// Errors returned by catalog writes; test with errors.Is.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrVersionConflict = errors.New("version conflict")
+	ErrExists          = errors.New("already exists")
+)
+
+// Object is one stored catalog object with its version and origin.
+type Object struct {
+	Kind    Kind
+	ID      string // profile or group id, template name
+	Version int64
+	Source  string // data-directory file it was imported from, or ""
+	// Exactly one of these is set, according to Kind.
+	Profile  *matchbox.Profile
+	Group    *matchbox.Group
+	Template *matchbox.Template
+}
+
+// CatalogTx is a catalog write transaction. The snapshot built from its
+// result is validated before the commit: a write that would leave the
+// catalog invalid (identical selectors, a missing profile) rolls back.
+type CatalogTx struct {
+	ctx context.Context
+	tx  *sql.Tx
+	now string
+}
+
+func tableOf(kind Kind) (table, idCol string, err error) {
+	switch kind {
+	case KindProfile:
+		return "profiles", "id", nil
+	case KindGroup:
+		return "groups", "id", nil
+	case KindIgnition, KindGeneric:
+		return "templates", "name", nil
+	}
+	return "", "", fmt.Errorf("unknown kind %q", kind)
+}
+
+func kindFilter(kind Kind) (string, []any) {
+	if kind == KindIgnition || kind == KindGeneric {
+		return " AND kind = ?", []any{string(kind)}
+	}
+	return "", nil
+}
+
+// Get returns one object.
+func (c *CatalogTx) Get(kind Kind, id string) (*Object, error) {
+	objs, err := listObjects(c.ctx, c.tx, kind, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("%s %q: %w", kind, id, ErrNotFound)
+	}
+	return objs[0], nil
+}
+
+// List returns every object of a kind, ordered by id.
+func (c *CatalogTx) List(kind Kind) ([]*Object, error) {
+	return listObjects(c.ctx, c.tx, kind, "")
+}
+
+// Put creates or replaces an object. ifVersion 0 writes unconditionally;
+// -1 requires that the object does not exist; a positive value requires the
+// stored version to equal it. It returns the new version.
+func (c *CatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
+	table, idCol, err := tableOf(obj.Kind)
+	if err != nil {
+		return 0, err
+	}
+	id, spec, err := encodeObject(obj)
+	if err != nil {
+		return 0, err
+	}
+	where, args := kindFilter(obj.Kind)
+	var cur int64
+	err = c.tx.QueryRowContext(c.ctx, "SELECT version FROM "+table+" WHERE "+idCol+" = ?"+where, append([]any{id}, args...)...).Scan(&cur)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if ifVersion > 0 {
+			return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, ErrNotFound)
+		}
+		if obj.Kind == KindIgnition || obj.Kind == KindGeneric {
+			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO templates (kind, name, content, version, source, updated_at) VALUES (?, ?, ?, 1, ?, ?)", string(obj.Kind), id, spec, obj.Source, c.now)
+		} else {
+			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO "+table+" (id, spec, version, source, updated_at) VALUES (?, ?, 1, ?, ?)", id, spec, obj.Source, c.now)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("insert %s %q: %w", obj.Kind, id, err)
+		}
+		return 1, nil
+	case err != nil:
+		return 0, fmt.Errorf("read %s %q: %w", obj.Kind, id, err)
+	}
+	if ifVersion == -1 {
+		return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, ErrExists)
+	}
+	if ifVersion > 0 && ifVersion != cur {
+		return 0, fmt.Errorf("%s %q is at version %d, not %d: %w", obj.Kind, id, cur, ifVersion, ErrVersionConflict)
+	}
+	col := "spec"
+	if table == "templates" {
+		col = "content"
+	}
+	_, err = c.tx.ExecContext(c.ctx, "UPDATE "+table+" SET "+col+" = ?, version = version + 1, source = ?, updated_at = ? WHERE "+idCol+" = ?"+where,
+		append([]any{spec, obj.Source, c.now, id}, args...)...)
+	if err != nil {
+		return 0, fmt.Errorf("update %s %q: %w", obj.Kind, id, err)
+	}
+	return cur + 1, nil
+}
+
+// Delete removes an object; ifVersion as for Put (0: unconditional).
+func (c *CatalogTx) Delete(kind Kind, id string, ifVersion int64) error {
+	table, idCol, err := tableOf(kind)
+	if err != nil {
+		return err
+	}
+	where, args := kindFilter(kind)
+	q := "DELETE FROM " + table + " WHERE " + idCol + " = ?" + where
+	qargs := append([]any{id}, args...)
+	if ifVersion > 0 {
+		q += " AND version = ?"
+		qargs = append(qargs, ifVersion)
+	}
+	res, err := c.tx.ExecContext(c.ctx, q, qargs...)
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", kind, id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := c.Get(kind, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s %q: %w", kind, id, ErrVersionConflict)
+	}
+	return nil
+}
+
+func encodeObject(obj *Object) (id, spec string, err error) {
+	var v any
+	switch obj.Kind {
+	case KindProfile:
+		if obj.Profile == nil {
+			return "", "", errors.New("profile object without profile")
+		}
+		id, v = obj.Profile.ID, obj.Profile
+	case KindGroup:
+		if obj.Group == nil {
+			return "", "", errors.New("group object without group")
+		}
+		id, v = obj.Group.ID, obj.Group
+	case KindIgnition, KindGeneric:
+		if obj.Template == nil {
+			return "", "", errors.New("template object without template")
+		}
+		return obj.Template.Name, obj.Template.Content, nil
+	default:
+		return "", "", fmt.Errorf("unknown kind %q", obj.Kind)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", "", fmt.Errorf("encode %s %q: %w", obj.Kind, id, err)
+	}
+	return id, string(b), nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func listObjects(ctx context.Context, q querier, kind Kind, id string) ([]*Object, error) {
+	table, idCol, err := tableOf(kind)
+	if err != nil {
+		return nil, err
+	}
+	col := "spec"
+	if table == "templates" {
+		col = "content"
+	}
+	where, args := kindFilter(kind)
+	query := "SELECT " + idCol + ", " + col + ", version, source FROM " + table + " WHERE 1=1" + where
+	if id != "" {
+		query += " AND " + idCol + " = ?"
+		args = append(args, id)
+	}
+	rows, err := q.QueryContext(ctx, query+" ORDER BY "+idCol, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []*Object
+	for rows.Next() {
+		var oid, spec, source string
+		var version int64
+		if err := rows.Scan(&oid, &spec, &version, &source); err != nil {
+			return nil, fmt.Errorf("list %s: %w", kind, err)
+		}
+		o := &Object{Kind: kind, ID: oid, Version: version, Source: source}
+		switch kind {
+		case KindProfile:
+			o.Profile = new(matchbox.Profile)
+			err = json.Unmarshal([]byte(spec), o.Profile)
+		case KindGroup:
+			o.Group = new(matchbox.Group)
+			err = json.Unmarshal([]byte(spec), o.Group)
+		default:
+			o.Template = &matchbox.Template{Kind: matchbox.TemplateKind(kind), Name: oid, Content: spec}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode stored %s %q: %w", kind, oid, err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// loadCatalog reads the whole catalog through q.
+func loadCatalog(ctx context.Context, q querier) (matchbox.Catalog, error) {
+	var c matchbox.Catalog
+	for _, kind := range []Kind{KindProfile, KindGroup, KindIgnition, KindGeneric} {
+		objs, err := listObjects(ctx, q, kind, "")
+		if err != nil {
+			return c, err
+		}
+		for _, o := range objs {
+			switch kind {
+			case KindProfile:
+				c.Profiles = append(c.Profiles, *o.Profile)
+			case KindGroup:
+				c.Groups = append(c.Groups, *o.Group)
+			default:
+				c.Templates = append(c.Templates, *o.Template)
+			}
+		}
+	}
+	return c, nil
+}
+
+func (s *Store) buildSnapshot(ctx context.Context, q querier) (*matchbox.Snapshot, error) {
+	c, err := loadCatalog(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return matchbox.Build(c, s.cfg.ParseFact)
+}
+
+// UpdateCatalog runs fn in one write transaction, then builds a snapshot of
+// the resulting catalog. If fn fails or the catalog would be invalid,
+// nothing is written and the error says why; otherwise the transaction
+// commits and the new snapshot becomes current. It returns that snapshot.
+func (s *Store) UpdateCatalog(ctx context.Context, fn func(c *CatalogTx) error) (*matchbox.Snapshot, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var snap *matchbox.Snapshot
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		c := &CatalogTx{ctx: ctx, tx: tx, now: timestamp(s.now())}
+		if err := fn(c); err != nil {
+			return err
+		}
+		var err error
+		snap, err = s.buildSnapshot(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.snap.Store(snap)
+	return snap, nil
+}
+
+// ViewCatalog runs fn against a read transaction.
+func (s *Store) ViewCatalog(ctx context.Context, fn func(c *CatalogTx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&CatalogTx{ctx: ctx, tx: tx})
+}
+
+// ImportResult counts what an import changed.
+type ImportResult struct {
+	Created, Updated, Unchanged, Deleted int
+}
+
+// Import writes the objects read from a data directory in one transaction:
+// each object is created or updated (its source recorded), and objects that
+// an earlier import brought from a file that no longer provides them are
+// deleted. Objects written through the API are left alone. Nothing is
+// written if the resulting catalog is invalid.
+func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
+	var res ImportResult
+	snap, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error {
+		seen := map[Kind]map[string]bool{}
+		for _, o := range objs {
+			id, spec, err := encodeObject(o)
+			if err != nil {
+				return err
+			}
+			if seen[o.Kind] == nil {
+				seen[o.Kind] = map[string]bool{}
+			}
+			seen[o.Kind][id] = true
+			cur, err := c.Get(o.Kind, id)
+			if err == nil {
+				_, curSpec, encErr := encodeObject(cur)
+				if encErr == nil && curSpec == spec && cur.Source == o.Source {
+					res.Unchanged++
+					continue
+				}
+				res.Updated++
+			} else if errors.Is(err, ErrNotFound) {
+				res.Created++
+			} else {
+				return err
+			}
+			if _, err := c.Put(o, 0); err != nil {
+				return err
+			}
+		}
+		for _, kind := range []Kind{KindProfile, KindGroup, KindIgnition, KindGeneric} {
+			existing, err := c.List(kind)
+			if err != nil {
+				return err
+			}
+			for _, o := range existing {
+				if o.Source != "" && !seen[kind][o.ID] {
+					if err := c.Delete(kind, o.ID, 0); err != nil {
+						return err
+					}
+					res.Deleted++
+				}
+			}
+		}
+		return nil
+	})
+	return res, snap, err
+}

@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"matchbox/matchbox"
+)
+
+// BootEvent is an event to append to a machine's timeline. The machine is
+// named by MachineID or, when that is empty, by MAC (a machine is created in
+// state discovered for an unknown MAC).
+type BootEvent struct {
+	MachineID string
+	MAC       string
+	UUID      string
+	Type      string
+	At        time.Time
+	Detail    map[string]any
+}
+
+// AppendEvents writes events in one transaction.
+func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var created []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		created = created[:0]
+		now := timestamp(s.now())
+		insert, err := tx.PrepareContext(ctx, "INSERT INTO events (machine_id, at, type, detail) VALUES (?, ?, ?, ?)")
+		if err != nil {
+			return fmt.Errorf("prepare event insert: %w", err)
+		}
+		defer insert.Close()
+		for _, ev := range evs {
+			id := ev.MachineID
+			if id == "" {
+				if ev.MAC == "" {
+					return fmt.Errorf("event %s names no machine and no MAC", ev.Type)
+				}
+				var err error
+				var isNew bool
+				if id, isNew, err = ensureMachineTx(ctx, tx, ev.MAC, ev.UUID, now); err != nil {
+					return err
+				}
+				if isNew {
+					created = append(created, id)
+				}
+			}
+			detail := []byte("{}")
+			if len(ev.Detail) > 0 {
+				var err error
+				if detail, err = json.Marshal(ev.Detail); err != nil {
+					return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, id, err)
+				}
+			}
+			at := ev.At
+			if at.IsZero() {
+				at = s.now()
+			}
+			if _, err := insert.ExecContext(ctx, id, timestamp(at), ev.Type, string(detail)); err != nil {
+				return fmt.Errorf("append %s event of machine %q: %w", ev.Type, id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range created {
+		if err := s.refreshMachine(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EventFilter narrows Events.
+type EventFilter struct {
+	Type    string    // exact type, or a prefix ending in "." ("dhcp.")
+	Since   time.Time // events at or after
+	AfterID int64     // events with a greater id (pagination)
+	Limit   int       // 0: 1000
+}
+
+// Events returns a machine's timeline, oldest first.
+func (s *Store) Events(ctx context.Context, machineID string, f EventFilter) ([]matchbox.Event, error) {
+	q := "SELECT id, at, type, detail FROM events WHERE machine_id = ? AND id > ?"
+	args := []any{machineID, f.AfterID}
+	if f.Type != "" {
+		if f.Type[len(f.Type)-1] == '.' {
+			q += " AND substr(type, 1, ?) = ?"
+			args = append(args, len(f.Type), f.Type)
+		} else {
+			q += " AND type = ?"
+			args = append(args, f.Type)
+		}
+	}
+	if !f.Since.IsZero() {
+		q += " AND at >= ?"
+		args = append(args, timestamp(f.Since))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	q += " ORDER BY id LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events of machine %q: %w", machineID, err)
+	}
+	defer rows.Close()
+	var out []matchbox.Event
+	for rows.Next() {
+		var ev matchbox.Event
+		var at, detail string
+		if err := rows.Scan(&ev.ID, &at, &ev.Type, &detail); err != nil {
+			return nil, fmt.Errorf("list events of machine %q: %w", machineID, err)
+		}
+		ev.MachineID, ev.At = machineID, parseTimestamp(at)
+		if detail != "" && detail != "{}" {
+			if err := json.Unmarshal([]byte(detail), &ev.Detail); err != nil {
+				return nil, fmt.Errorf("decode event %d: %w", ev.ID, err)
+			}
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// RecorderConfig configures a Recorder.
+type RecorderConfig struct {
+	// Queue is how many events may wait; further events are dropped and
+	// counted (default 8192).
+	Queue int
+	// Batch is the most events written in one transaction (default 512).
+	Batch int
+	// FlushInterval is how long an event may wait for others to share its
+	// transaction (default 100ms).
+	FlushInterval time.Duration
+	// Logger receives write failures.
+	Logger *slog.Logger
+}
+
+// Recorder appends boot events in the background, in batches, so that the
+// request paths never wait for the disk.
+type Recorder struct {
+	store   *Store
+	cfg     RecorderConfig
+	ch      chan BootEvent
+	flush   chan chan struct{}
+	dropped atomic.Int64
+	failed  atomic.Int64
+}
+
+// NewRecorder returns a recorder writing to s; call Run to start it.
+func NewRecorder(s *Store, cfg RecorderConfig) *Recorder {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 8192
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 512
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{store: s, cfg: cfg, ch: make(chan BootEvent, cfg.Queue), flush: make(chan chan struct{})}
+}
+
+// Record queues an event without blocking; it returns false (and counts the
+// drop) when the queue is full.
+func (r *Recorder) Record(ev BootEvent) bool {
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	select {
+	case r.ch <- ev:
+		return true
+	default:
+		r.dropped.Add(1)
+		return false
+	}
+}
+
+// Dropped returns how many events were dropped because the queue was full;
+// Failed how many were lost to write errors.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// Failed returns how many events were lost to write errors.
+func (r *Recorder) Failed() int64 { return r.failed.Load() }
+
+// Sync waits until every event queued before the call is written.
+func (r *Recorder) Sync(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case r.flush <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run writes queued events until ctx is done, then writes what is left.
+// Identical events of one machine that wait in the same batch (a machine
+// in a boot loop, or retrying a request) are written once, with detail
+// "count" and "last_at".
+func (r *Recorder) Run(ctx context.Context) {
+	b := newBatch(r.cfg.Batch)
+	write := func() {
+		if b.empty() {
+			return
+		}
+		evs := b.events()
+		// Writes outlive ctx so that a shutdown still stores the tail.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := r.store.AppendEvents(wctx, evs)
+		cancel()
+		if err != nil {
+			r.failed.Add(int64(b.received))
+			r.cfg.Logger.Error("writing boot events failed", "events", len(evs), "err", err)
+		}
+		b.reset()
+	}
+	drain := func() {
+		for b.received < r.cfg.Batch*8 && len(b.list) < r.cfg.Batch {
+			select {
+			case ev := <-r.ch:
+				b.add(ev)
+			default:
+				return
+			}
+		}
+	}
+	// A batch is written when it is full or FlushInterval after its first
+	// event, so that a busy server commits a few times a second instead of
+	// once per event.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case ev := <-r.ch:
+			if b.empty() {
+				timer.Reset(r.cfg.FlushInterval)
+			}
+			b.add(ev)
+			drain()
+			if len(b.list) >= r.cfg.Batch || b.received >= r.cfg.Batch*8 {
+				timer.Stop()
+				write()
+			}
+		case <-timer.C:
+			drain()
+			write()
+		case done := <-r.flush:
+			timer.Stop()
+			for {
+				drain()
+				if b.empty() {
+					break
+				}
+				write()
+			}
+			close(done)
+		case <-ctx.Done():
+			timer.Stop()
+			for {
+				drain()
+				if b.empty() {
+					return
+				}
+				write()
+			}
+		}
+	}
+}
+
+// batch collects events, folding repeats of the same event.
+type batch struct {
+	list     []BootEvent
+	counts   []int
+	last     []time.Time
+	byKey    map[eventKey]int
+	received int
+}
+
+type eventKey struct{ machine, mac, typ string }
+
+func newBatch(n int) *batch {
+	return &batch{byKey: make(map[eventKey]int, n)}
+}
+
+func (b *batch) add(ev BootEvent) {
+	b.received++
+	k := eventKey{ev.MachineID, ev.MAC, ev.Type}
+	if i, ok := b.byKey[k]; ok && reflect.DeepEqual(b.list[i].Detail, ev.Detail) {
+		b.counts[i]++
+		b.last[i] = ev.At
+		return
+	}
+	b.byKey[k] = len(b.list)
+	b.list = append(b.list, ev)
+	b.counts = append(b.counts, 1)
+	b.last = append(b.last, ev.At)
+}
+
+func (b *batch) empty() bool { return len(b.list) == 0 }
+
+func (b *batch) events() []BootEvent {
+	out := make([]BootEvent, len(b.list))
+	for i, ev := range b.list {
+		if b.counts[i] > 1 {
+			detail := make(map[string]any, len(ev.Detail)+2)
+			for k, v := range ev.Detail {
+				detail[k] = v
+			}
+			detail["count"] = b.counts[i]
+			detail["last_at"] = b.last[i].UTC().Format(time.RFC3339Nano)
+			ev.Detail = detail
+		}
+		out[i] = ev
+	}
+	return out
+}
+
+func (b *batch) reset() {
+	b.list, b.counts, b.last, b.received = b.list[:0], b.counts[:0], b.last[:0], 0
+	clear(b.byKey)
+}

@@ -1,0 +1,192 @@
+// Package store keeps matchbox's state in SQLite: the declarative catalog
+// (profiles, groups, templates), machines, their timelines and DHCP leases.
+// Every write is one transaction; every catalog write builds and validates a
+// new immutable matchbox.Snapshot and swaps it in only after the commit.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"matchbox/matchbox"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Config configures a Store.
+type Config struct {
+	// Path is the SQLite database file.
+	Path string
+	// ParseFact parses hardware-fact terms of groups; nil refuses groups
+	// that have any.
+	ParseFact matchbox.FactParser
+	// Logger receives store logs; nil discards them.
+	Logger *slog.Logger
+	// Synchronous is SQLite's synchronous pragma: "FULL" (default: a
+	// committed write survives power loss) or "NORMAL" (survives a crash of
+	// the process).
+	Synchronous string
+}
+
+// Store is the SQLite-backed state of matchbox. It is safe for concurrent use.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	write   *sql.DB // one connection: SQLite has one writer
+	read    *sql.DB
+	writeMu sync.Mutex // orders snapshot swaps with commits
+	snap    atomic.Pointer[matchbox.Snapshot]
+	index   *machineIndex
+	now     func() time.Time
+}
+
+// Open opens (creating if needed) the database, applies pending schema
+// migrations and builds the first snapshot.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("open store: no database path")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	syncMode := strings.ToUpper(cfg.Synchronous)
+	if syncMode == "" {
+		syncMode = "FULL"
+	}
+	if syncMode != "FULL" && syncMode != "NORMAL" {
+		return nil, fmt.Errorf("open store: synchronous %q: want FULL or NORMAL", cfg.Synchronous)
+	}
+	dsn := func(extra string) string {
+		return "file:" + cfg.Path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")" + extra
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	r.SetMaxOpenConns(8)
+	s := &Store{cfg: cfg, log: cfg.Logger, write: w, read: r, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	snap, err := s.buildSnapshot(ctx, s.read)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: stored catalog is invalid: %w", cfg.Path, err)
+	}
+	s.snap.Store(snap)
+	if err := s.loadIndex(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// Snapshot returns the current immutable catalog snapshot.
+func (s *Store) Snapshot() *matchbox.Snapshot { return s.snap.Load() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	var current int
+	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an older matchbox on it", current, len(names))
+	}
+	for i := current; i < len(names); i++ {
+		body, err := migrationFS.ReadFile(names[i])
+		if err != nil {
+			return fmt.Errorf("read migration %s: %w", names[i], err)
+		}
+		n, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(names[i], "migrations/"), "_", 2)[0])
+		if err != nil || n != i+1 {
+			return fmt.Errorf("migration %s is out of sequence (want number %d)", names[i], i+1)
+		}
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("apply migration %s: %w", names[i], err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+				return fmt.Errorf("record migration %s: %w", names[i], err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.log.Info("applied schema migration", "migration", names[i])
+	}
+	return nil
+}
+
+// inTx runs fn in one write transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Update runs fn in one write transaction. It is the way other packages
+// (leases, say) make their writes atomic.
+func (s *Store) Update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTx(ctx, fn)
+}
+
+// Read returns the read-only connection pool for queries.
+func (s *Store) Read() *sql.DB { return s.read }
+
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTimestamp(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}

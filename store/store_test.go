@@ -1,0 +1,264 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"matchbox/matchbox"
+)
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "matchbox.db")
+	s, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func profileObj(id string) *Object {
+	return &Object{Kind: KindProfile, Profile: &matchbox.Profile{ID: id, Boot: matchbox.Boot{Kernel: "/k"}}}
+}
+
+func groupObj(id, profile string, sel map[string]string) *Object {
+	return &Object{Kind: KindGroup, Group: &matchbox.Group{ID: id, Profile: profile, Selector: sel}}
+}
+
+func TestImportIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	good := []*Object{profileObj("p"), groupObj("default", "p", nil), groupObj("m1", "p", map[string]string{"mac": "52:54:00:00:00:01"})}
+	for _, o := range good {
+		o.Source = "files/" + string(o.Kind)
+	}
+	res, snap, err := s.Import(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 3 || snap != s.Snapshot() {
+		t.Fatalf("import: %+v", res)
+	}
+	// A second import with an identical-selector group: refused, nothing stored.
+	bad := append(good, groupObj("m1-again", "p", map[string]string{"mac": "52-54-00-00-00-01"}), profileObj("new-profile"))
+	_, _, err = s.Import(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), `groups "m1" and "m1-again" have identical selectors`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, ok := s.Snapshot().Profile("new-profile"); ok {
+		t.Fatal("snapshot changed by a refused import")
+	}
+	err = s.ViewCatalog(ctx, func(c *CatalogTx) error {
+		ps, err := c.List(KindProfile)
+		if len(ps) != 1 {
+			t.Errorf("profiles after refused import: %d", len(ps))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Re-import unchanged, then drop a file: its object is deleted, API objects stay.
+	if _, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { _, err := c.Put(profileObj("api-made"), -1); return err }); err != nil {
+		t.Fatal(err)
+	}
+	res, _, err = s.Import(ctx, good)
+	if err != nil || res.Unchanged != 3 {
+		t.Fatalf("re-import: %+v %v", res, err)
+	}
+	res, snap, err = s.Import(ctx, good[:2])
+	if err != nil || res.Deleted != 1 {
+		t.Fatalf("import without m1: %+v %v", res, err)
+	}
+	if _, ok := snap.Group("m1"); ok {
+		t.Fatal("m1 still there")
+	}
+	if _, ok := snap.Profile("api-made"); !ok {
+		t.Fatal("an object written through the API was deleted by an import")
+	}
+}
+
+func TestCatalogVersions(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	put := func(o *Object, ifv int64) (int64, error) {
+		var v int64
+		_, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error {
+			var err error
+			v, err = c.Put(o, ifv)
+			return err
+		})
+		return v, err
+	}
+	if v, err := put(profileObj("p"), -1); err != nil || v != 1 {
+		t.Fatalf("create: %d %v", v, err)
+	}
+	if _, err := put(profileObj("p"), -1); !errors.Is(err, ErrExists) {
+		t.Fatalf("create twice: %v", err)
+	}
+	if v, err := put(profileObj("p"), 1); err != nil || v != 2 {
+		t.Fatalf("update at 1: %d %v", v, err)
+	}
+	if _, err := put(profileObj("p"), 1); !errors.Is(err, ErrVersionConflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	if _, err := put(profileObj("q"), 3); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("update missing: %v", err)
+	}
+	if _, err := put(groupObj("g", "missing", nil), 0); err == nil || !strings.Contains(err.Error(), `profile "missing" does not exist`) {
+		t.Fatalf("dangling group: %v", err)
+	}
+	tmpl := &Object{Kind: KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "a.ign", Content: `{"ignition":{"version":"3.3.0"}}`}}
+	if _, err := put(tmpl, 0); err != nil {
+		t.Fatal(err)
+	}
+	tmpl.Template.Content = `{"ignition":{"version":"nope"}}`
+	if _, err := put(tmpl, 0); err == nil || !strings.Contains(err.Error(), "invalid Ignition config") {
+		t.Fatalf("invalid ignition stored: %v", err)
+	}
+	_, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 1) })
+	if !errors.Is(err, ErrVersionConflict) {
+		t.Fatalf("stale delete: %v", err)
+	}
+	_, err = s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 2) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 0) })
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete missing: %v", err)
+	}
+}
+
+func TestMachinesEventsAndReopen(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	rec := NewRecorder(s, RecorderConfig{})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rec.Run(rctx); close(done) }()
+	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "dhcp.discover"})
+	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", UUID: "u1", Type: "http.ipxe", Detail: map[string]any{"group": "g"}})
+	if err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.MachineIDByMAC(ctx, "52:54:00:00:00:01")
+	if err != nil || id != "52-54-00-00-00-01" {
+		t.Fatalf("machine by MAC: %q %v", id, err)
+	}
+	sum, ok := s.LookupMachine("52:54:00:00:00:01", "")
+	if !ok || sum.State != matchbox.StateDiscovered {
+		t.Fatalf("index: %+v %v", sum, ok)
+	}
+	evs, err := s.Events(ctx, id, EventFilter{})
+	if err != nil || len(evs) != 2 || evs[1].Detail["group"] != "g" {
+		t.Fatalf("events: %+v %v", evs, err)
+	}
+	if evs, _ := s.Events(ctx, id, EventFilter{Type: "http."}); len(evs) != 1 {
+		t.Fatalf("prefix filter: %+v", evs)
+	}
+	m, v, err := s.Machine(ctx, id)
+	if err != nil || m.UUID != "u1" || v != 1 {
+		t.Fatalf("machine: %+v v%d %v", m, v, err)
+	}
+	m.Labels = map[string]string{"rack": "r1"}
+	m.MACs = append(m.MACs, "52-54-00-00-00-02")
+	if _, err := s.PutMachine(ctx, m, v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutMachine(ctx, m, v); !errors.Is(err, ErrVersionConflict) {
+		t.Fatalf("stale machine write: %v", err)
+	}
+	other := &matchbox.Machine{ID: "other", MACs: []string{"52:54:00:00:00:02"}}
+	if _, err := s.PutMachine(ctx, other, 0); !errors.Is(err, ErrExists) {
+		t.Fatalf("MAC stolen: %v", err)
+	}
+	if err := s.SetMachineState(ctx, id, matchbox.StateProvisioned, matchbox.StateProvisioning); !errors.Is(err, ErrVersionConflict) {
+		t.Fatalf("transition from the wrong state: %v", err)
+	}
+	if err := s.SetMachineState(ctx, id, matchbox.StateProvisioning); err != nil {
+		t.Fatal(err)
+	}
+	if sum, _ := s.LookupMachine("52:54:00:00:00:02", ""); sum.State != matchbox.StateProvisioning || sum.Labels["rack"] != "r1" {
+		t.Fatalf("index after writes: %+v", sum)
+	}
+	list, err := s.ListMachines(ctx, MachineFilter{Label: map[string]string{"rack": "r1"}})
+	if err != nil || len(list) != 1 || len(list[0].MACs) != 2 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	cancel()
+	<-done
+	s.Close()
+
+	s2, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if sum, ok := s2.LookupMachine("", "u1"); !ok || sum.ID != id || sum.State != matchbox.StateProvisioning {
+		t.Fatalf("after reopen: %+v %v", sum, ok)
+	}
+	if err := s2.DeleteMachine(ctx, id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s2.LookupMachine("52:54:00:00:00:01", ""); ok {
+		t.Fatal("deleted machine still indexed")
+	}
+	if evs, _ := s2.Events(ctx, id, EventFilter{}); len(evs) != 0 {
+		t.Fatal("events of a deleted machine remain")
+	}
+}
+
+func TestRecorderDropsWhenFull(t *testing.T) {
+	s, _ := openTest(t)
+	rec := NewRecorder(s, RecorderConfig{Queue: 2})
+	for i := 0; i < 5; i++ {
+		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "x", At: time.Now()})
+	}
+	if rec.Dropped() != 3 {
+		t.Fatalf("dropped %d, want 3", rec.Dropped())
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+	if _, err := s.write.ExecContext(ctx, "PRAGMA user_version = 999"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err := Open(ctx, Config{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRecorderFoldsRepeats(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	rec := NewRecorder(s, RecorderConfig{})
+	for i := 0; i < 100; i++ {
+		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 200}})
+	}
+	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 404}})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rec.Run(rctx); close(done) }()
+	if err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Detail["count"] != 100.0 || evs[1].Detail["status"] != 404.0 || evs[1].Detail["count"] != nil {
+		t.Fatalf("events: %+v", evs)
+	}
+}
