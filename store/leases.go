@@ -83,6 +83,14 @@ type Leases struct {
 	byIP   map[netip.Addr]*leaseEntry
 	byMAC  map[string]*leaseEntry
 
+	// The writer's mirror of the stored rows (address to MAC, and MAC to
+	// its non-declined address), so that a write knows without a query
+	// which row it replaces.
+	storedIP  map[netip.Addr]string
+	storedMAC map[string]netip.Addr
+	upsert    *sql.Stmt
+	del       *sql.Stmt
+
 	ops     chan *leaseOp
 	stop    chan struct{}
 	stopped chan struct{}
@@ -232,6 +240,19 @@ func (s *Store) OpenLeases(ctx context.Context, cfg LeasesConfig) (*Leases, erro
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
+	if err := l.loadStored(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if l.upsert, err = s.write.PrepareContext(ctx, `INSERT INTO leases (ip, mac, hostname, expires_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, hostname = excluded.hostname, expires_at = excluded.expires_at,
+		state = excluded.state, updated_at = excluded.updated_at`); err != nil {
+		return nil, fmt.Errorf("open leases: prepare lease write: %w", err)
+	}
+	if l.del, err = s.write.PrepareContext(ctx, "DELETE FROM leases WHERE ip = ? AND mac = ?"); err != nil {
+		l.upsert.Close()
+		return nil, fmt.Errorf("open leases: prepare lease write: %w", err)
+	}
 	go l.writer()
 	return l, nil
 }
@@ -265,9 +286,37 @@ func (l *Leases) load(ctx context.Context) error {
 	return nil
 }
 
+// loadStored (re)builds the writer's mirror of the stored rows.
+func (l *Leases) loadStored(ctx context.Context) error {
+	l.storedIP, l.storedMAC = map[netip.Addr]string{}, map[string]netip.Addr{}
+	rows, err := l.st.write.QueryContext(ctx, "SELECT ip, mac, state FROM leases")
+	if err != nil {
+		return fmt.Errorf("load leases: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ip, mac, state string
+		if err := rows.Scan(&ip, &mac, &state); err != nil {
+			return fmt.Errorf("load leases: %w", err)
+		}
+		if a, err := netip.ParseAddr(ip); err == nil {
+			l.storedIP[a] = mac
+			if state != string(LeaseDeclined) {
+				l.storedMAC[mac] = a
+			}
+		}
+	}
+	return rows.Err()
+}
+
 // Close stops the lease writer after the writes in flight are committed.
 func (l *Leases) Close() error {
-	l.once.Do(func() { close(l.stop) })
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.stopped
+		l.upsert.Close()
+		l.del.Close()
+	})
 	<-l.stopped
 	return nil
 }
@@ -513,7 +562,7 @@ func (l *Leases) end(ctx context.Context, mac string, ip netip.Addr, state Lease
 	now := l.cfg.Now()
 	l.mu.Lock()
 	e := l.byIP[ip]
-	if e == nil || e.mac != mac || e.pending || e.state == LeaseDeclined {
+	if e == nil || e.mac != mac || e.pending || e.state == LeaseDeclined || (state == LeaseReleased && e.state != LeaseBound) {
 		l.mu.Unlock()
 		return fmt.Errorf("%s %s by %s: %w", state, ip, mac, ErrNotLeased)
 	}
@@ -652,56 +701,41 @@ func (l *Leases) commitTx(batch []*leaseOp) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := l.cfg.Now().Unix()
-	return l.st.Update(ctx, func(tx *sql.Tx) error {
-		up, err := tx.PrepareContext(ctx, `INSERT INTO leases (ip, mac, hostname, expires_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, hostname = excluded.hostname, expires_at = excluded.expires_at,
-			state = excluded.state, updated_at = excluded.updated_at`)
-		if err != nil {
-			return fmt.Errorf("prepare lease write: %w", err)
-		}
-		defer up.Close()
-		var del *sql.Stmt
+	err := l.st.Update(ctx, func(tx *sql.Tx) error {
+		up := tx.StmtContext(ctx, l.upsert)
+		del := tx.StmtContext(ctx, l.del)
 		for _, op := range batch {
 			op.freed = op.freed[:0]
-			ip := op.lease.IP.String()
-			if op.moveFromMAC {
-				if del == nil {
-					if del, err = tx.PrepareContext(ctx, "DELETE FROM leases WHERE mac = ? AND ip <> ? AND state <> 'declined' RETURNING ip"); err != nil {
-						return fmt.Errorf("prepare lease write: %w", err)
-					}
-					defer del.Close()
+			lease := &op.lease
+			ip := lease.IP.String()
+			// A MAC has one non-declined row: a bound lease on another
+			// address replaces it.
+			if old, ok := l.storedMAC[lease.MAC]; ok && old != lease.IP && op.moveFromMAC {
+				if _, err := del.ExecContext(ctx, old.String(), lease.MAC); err != nil {
+					return fmt.Errorf("free previous lease %s of %s: %w", old, lease.MAC, err)
 				}
-				if op.freed, err = freePrevious(ctx, del, op.lease.MAC, ip, op.freed); err != nil {
-					return err
-				}
+				delete(l.storedMAC, lease.MAC)
+				delete(l.storedIP, old)
+				op.freed = append(op.freed, old)
 			}
-			if _, err := up.ExecContext(ctx, ip, op.lease.MAC, op.lease.Hostname, op.lease.Expires.Unix(), string(op.lease.State), now); err != nil {
-				return fmt.Errorf("write lease %s of %s: %w", ip, op.lease.MAC, err)
+			if _, err := up.ExecContext(ctx, ip, lease.MAC, lease.Hostname, lease.Expires.Unix(), string(lease.State), now); err != nil {
+				return fmt.Errorf("write lease %s of %s: %w", ip, lease.MAC, err)
+			}
+			if prev, ok := l.storedIP[lease.IP]; ok && l.storedMAC[prev] == lease.IP {
+				delete(l.storedMAC, prev)
+			}
+			l.storedIP[lease.IP] = lease.MAC
+			if lease.State != LeaseDeclined {
+				l.storedMAC[lease.MAC] = lease.IP
 			}
 		}
 		return nil
 	})
-}
-
-// freePrevious deletes a MAC's leases on other addresses and appends the
-// freed addresses to out.
-func freePrevious(ctx context.Context, del *sql.Stmt, mac, ip string, out []netip.Addr) ([]netip.Addr, error) {
-	rows, err := del.QueryContext(ctx, mac, ip)
 	if err != nil {
-		return out, fmt.Errorf("free previous leases of %s: %w", mac, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var old string
-		if err := rows.Scan(&old); err != nil {
-			return out, fmt.Errorf("free previous leases of %s: %w", mac, err)
-		}
-		if a, err := netip.ParseAddr(old); err == nil {
-			out = append(out, a)
+		// The mirror may hold changes that were rolled back.
+		if rerr := l.loadStored(ctx); rerr != nil {
+			return errors.Join(err, rerr)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("free previous leases of %s: %w", mac, err)
-	}
-	return out, nil
+	return err
 }

@@ -355,3 +355,34 @@ func (s *Store) SetMachineState(ctx context.Context, id string, state matchbox.M
 	}
 	return s.refreshMachine(ctx, id)
 }
+
+// SetMachineBMC stores a machine's BMC record (already sealed by the
+// caller; the store never sees credentials in clear). An empty record
+// removes it.
+func (s *Store) SetMachineBMC(ctx context.Context, id, record string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE machines SET bmc = ?, version = version + 1, updated_at = ? WHERE id = ?", record, timestamp(s.now()), id)
+		if err != nil {
+			return fmt.Errorf("store BMC of machine %q: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("machine %q: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// MachineBMC returns a machine's stored BMC record ("" when it has none).
+func (s *Store) MachineBMC(ctx context.Context, id string) (string, error) {
+	var record string
+	err := s.read.QueryRowContext(ctx, "SELECT bmc FROM machines WHERE id = ?", id).Scan(&record)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("machine %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read BMC of machine %q: %w", id, err)
+	}
+	return record, nil
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"matchbox/lifecycle"
 	"matchbox/matchbox/boothttp"
 	"matchbox/matchbox/datadir"
 	"matchbox/store"
@@ -39,6 +40,13 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	syncMode        string
 	debugAddr       string
+	secretKeyFile   string
+	agentKeyFile    string
+	bootURL         string // from --boot-url when defined: base URL for templates, else each request's Host
+	bmcTimeout      time.Duration
+	bmcRetries      int
+	bmcParallel     int
+	bmcDrivers      []string
 	extensions      []serveExtension
 }
 
@@ -68,6 +76,10 @@ func newServeCommand() *cobra.Command {
 		Short: "Serve the boot endpoints (and DHCP, TFTP and the API when enabled)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// --boot-url belongs to the DHCP flags; templates use it too.
+			if f := cmd.Flags().Lookup("boot-url"); f != nil {
+				o.bootURL = f.Value.String()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runServe(ctx, o)
@@ -82,6 +94,12 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown waits for requests in flight")
 	f.StringVar(&o.syncMode, "db-synchronous", "FULL", "SQLite synchronous mode: FULL (writes survive power loss) or NORMAL")
+	f.StringVar(&o.secretKeyFile, "secret-key-file", "", "key sealing BMC credentials at rest (32 bytes raw, hex or base64); without it credentials are refused")
+	f.StringVar(&o.agentKeyFile, "agent-key-file", "", "key of the discovery agent's per-machine tokens (default <data-dir>/agent.key, created when missing)")
+	f.DurationVar(&o.bmcTimeout, "bmc-timeout", 30*time.Second, "timeout of each BMC call")
+	f.IntVar(&o.bmcRetries, "bmc-retries", 3, "retries of a BMC call after a transient failure")
+	f.IntVar(&o.bmcParallel, "bmc-parallel", 8, "BMC sessions at once in bulk actions")
+	f.StringSliceVar(&o.bmcDrivers, "bmc-driver-order", []string{"redfish", "ipmi"}, "drivers tried for BMCs that name none")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
 	for _, ext := range o.extensions {
 		ext.addFlags(f)
@@ -176,6 +194,12 @@ type services struct {
 	boot     *boothttp.Server
 	registry *prometheus.Registry
 	router   *mux.Router
+	// lifecycle runs enrollment, BMC actions and provisioning.
+	lifecycle *lifecycle.Service
+	agentAuth *lifecycle.AgentAuth
+	// bgCtx bounds background work (auto provisioning); cancelled at shutdown.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 	// background tasks started by run, each stopping when ctx ends
 	tasks []func(ctx context.Context) error
 }
@@ -197,11 +221,18 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		st.Close()
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.buildLifecycle(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s.boot, err = boothttp.New(boothttp.Config{
 		Snapshot:  st.Snapshot,
 		Machines:  machineLookup{st},
 		Events:    s.recorder,
 		AssetsDir: o.assetsDir,
+		ExtraVars: s.templateVars,
+		Served:    s.configServed,
 		Metrics:   metrics,
 		Logger:    log,
 	})
@@ -210,6 +241,9 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	s.boot.Register(s.router)
+	// The agent authenticates with its machine token, not an API token:
+	// its route comes before the API's.
+	s.router.Handle("/api/v1/machines/{id}/inventory", s.lifecycle.InventoryHandler(s.agentAuth, s.bgCtx)).Methods(http.MethodPost)
 	s.router.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
 	for _, ext := range o.extensions {
@@ -232,6 +266,12 @@ func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *services) close() {
+	if s.bgCancel != nil {
+		s.bgCancel()
+	}
+	if s.lifecycle != nil {
+		s.lifecycle.Wait()
+	}
 	if s.boot != nil {
 		s.boot.Close()
 	}
@@ -251,6 +291,22 @@ func (s *services) run(ctx context.Context) error {
 		WriteTimeout:      10 * time.Minute, // large assets on slow links
 		IdleTimeout:       120 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if s.opts.debugAddr != "" {
+		dbg, err := net.Listen("tcp", s.opts.debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on --debug-addr %s: %w", s.opts.debugAddr, err)
+		}
+		pm := http.NewServeMux()
+		pm.HandleFunc("/debug/pprof/", pprof.Index)
+		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dsrv := &http.Server{Handler: pm, ReadHeaderTimeout: 10 * time.Second}
+		go dsrv.Serve(dbg)
+		defer dsrv.Close()
+		s.log.Info("profiling endpoints", "addr", dbg.Addr().String())
 	}
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
 	recDone := make(chan struct{})
@@ -273,22 +329,6 @@ func (s *services) run(ctx context.Context) error {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	}()
-	if s.opts.debugAddr != "" {
-		dbg, err := net.Listen("tcp", s.opts.debugAddr)
-		if err != nil {
-			return fmt.Errorf("listen on --debug-addr %s: %w", s.opts.debugAddr, err)
-		}
-		pm := http.NewServeMux()
-		pm.HandleFunc("/debug/pprof/", pprof.Index)
-		pm.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		pm.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		pm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		pm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		dsrv := &http.Server{Handler: pm, ReadHeaderTimeout: 10 * time.Second}
-		go dsrv.Serve(dbg)
-		defer dsrv.Close()
-		s.log.Info("profiling endpoints", "addr", dbg.Addr().String())
-	}
 	s.log.Info("matchbox serving", "http", ln.Addr().String(), "db", s.opts.dbPath, "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
 
 	var runErr error

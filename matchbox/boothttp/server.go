@@ -40,9 +40,20 @@ type EventSink interface {
 	Record(ev store.BootEvent) bool
 }
 
-// VarsFunc returns extra template variables for a machine (nil machine for
-// an unknown one).
-type VarsFunc func(ctx context.Context, m *MachineView, match matchbox.Match) map[string]any
+// RequestInfo is what a VarsFunc knows of a request.
+type RequestInfo struct {
+	Labels matchbox.Labels
+	Host   string // the Host the machine addressed
+	Match  matchbox.Match
+}
+
+// VarsFunc returns extra template variables for a request (m is nil for a
+// machine not known yet).
+type VarsFunc func(ctx context.Context, m *MachineView, req RequestInfo) map[string]any
+
+// ServedFunc is told of every successful answer of a selecting endpoint
+// (event is the endpoint's event type, matchbox.EventIgnition say).
+type ServedFunc func(ctx context.Context, m *MachineView, event string)
 
 // Config configures the boot endpoints.
 type Config struct {
@@ -57,6 +68,8 @@ type Config struct {
 	AssetsDir string
 	// ExtraVars adds template variables; optional.
 	ExtraVars VarsFunc
+	// Served is told of successful answers; optional.
+	Served ServedFunc
 	// Metrics collects request metrics; optional.
 	Metrics *Metrics
 	// Logger receives logs; nil discards them.
@@ -177,7 +190,7 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		}
 		sel.match = match
 		if s.cfg.ExtraVars != nil {
-			sel.req.Extra = s.cfg.ExtraVars(r.Context(), sel.machine, match)
+			sel.req.Extra = s.cfg.ExtraVars(r.Context(), sel.machine, RequestInfo{Labels: labels, Host: r.Host, Match: match})
 		}
 		status, err := next(w, r, sel)
 		if err != nil {
@@ -188,6 +201,9 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		}
 		s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels))
 		s.record(sel, status, "")
+		if s.cfg.Served != nil && status == http.StatusOK {
+			s.cfg.Served(r.Context(), sel.machine, sel.event)
+		}
 	})
 }
 

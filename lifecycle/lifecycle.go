@@ -1,0 +1,427 @@
+// Package lifecycle moves machines through their states: discovered
+// machines report their hardware and enroll into the group their facts
+// match; provisioning sets a one-time PXE boot through the BMC and
+// power-cycles the machine; the first-boot config fetch marks it
+// provisioned, after which network boots are told to boot from disk.
+package lifecycle
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"matchbox/bmc"
+	"matchbox/bmc/secret"
+	"matchbox/hardware"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// Event types this package records on machine timelines.
+const (
+	EventInventory    = "agent.inventory"
+	EventEnrolled     = "machine.enrolled"
+	EventProvisioning = "machine.provisioning"
+	EventProvisioned  = "machine.provisioned"
+	EventFailed       = "machine.failed"
+	EventBMC          = "bmc."
+)
+
+// Config configures a Service.
+type Config struct {
+	// Store holds machines; required.
+	Store *store.Store
+	// BMC drives BMCs; nil disables power and provisioning actions.
+	BMC bmc.Client
+	// Secrets seals BMC credentials; nil refuses to store credentials.
+	Secrets *secret.Key
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// Parallel bounds concurrent BMC sessions of bulk actions (default 8).
+	Parallel int
+}
+
+// Service runs machine lifecycle transitions.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	// background provisioning started by auto-enrollment
+	wg sync.WaitGroup
+}
+
+// New returns a lifecycle service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("lifecycle: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 8
+	}
+	return &Service{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Wait blocks until background provisioning started by auto-enrollment ends.
+func (s *Service) Wait() { s.wg.Wait() }
+
+func (s *Service) event(ctx context.Context, machineID, typ string, detail map[string]any) {
+	if err := s.cfg.Store.AppendEvents(ctx, []store.BootEvent{{MachineID: machineID, Type: typ, At: time.Now(), Detail: detail}}); err != nil {
+		s.log.WarnContext(ctx, "recording machine event failed", "machine", machineID, "type", typ, "err", err)
+	}
+}
+
+// Enrollment is the outcome of an inventory report.
+type Enrollment struct {
+	MachineID string                `json:"machine_id"`
+	State     matchbox.MachineState `json:"state"`
+	Group     string                `json:"group,omitempty"`
+	Changed   bool                  `json:"changed"`
+	// Provisioning is true when the matched group asked for automatic
+	// provisioning and it was started.
+	Provisioning bool `json:"provisioning,omitempty"`
+}
+
+// ReportInventory stores a machine's inventory and enrolls the machine into
+// the group its labels and facts select, unless only the default group
+// (no selector terms) matches. A group with auto_provision starts
+// provisioning in the background (bgCtx bounds it).
+func (s *Service) ReportInventory(ctx, bgCtx context.Context, machineID string, inv hardware.Inventory) (Enrollment, error) {
+	st := s.cfg.Store
+	changed, err := st.RecordInventory(ctx, machineID, inv)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	s.event(ctx, machineID, EventInventory, map[string]any{"changed": changed, "cpu_cores": inv.CPU.Cores, "memory_bytes": inv.Memory.Bytes, "disks": len(inv.Disks), "nics": len(inv.NICs)})
+	sum, ok := st.MachineSummaryByID(machineID)
+	if !ok {
+		return Enrollment{}, fmt.Errorf("machine %q vanished after its inventory was stored", machineID)
+	}
+	out := Enrollment{MachineID: machineID, State: sum.State, Changed: changed}
+	match, err := s.selectFor(sum, inv)
+	if err != nil {
+		return out, nil // nothing matches: stays as it is
+	}
+	if len(match.Group.Selector) == 0 && len(match.Group.Facts) == 0 {
+		return out, nil // only the default group: nothing learned
+	}
+	state, err := st.Enroll(ctx, machineID, match.Group.ID)
+	if err != nil {
+		return out, err
+	}
+	out.State, out.Group = state, match.Group.ID
+	s.event(ctx, machineID, EventEnrolled, map[string]any{"group": match.Group.ID, "profile": match.Profile.ID, "state": string(state)})
+	if match.Group.AutoProvision && state == matchbox.StateReady {
+		if _, err := s.endpoint(ctx, machineID); err != nil {
+			s.log.WarnContext(ctx, "auto_provision skipped", "machine", machineID, "group", match.Group.ID, "err", err)
+			s.event(ctx, machineID, EventFailed, map[string]any{"step": "auto_provision", "error": err.Error()})
+			return out, nil
+		}
+		out.Provisioning = true
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if _, err := s.Provision(bgCtx, machineID); err != nil {
+				s.log.Error("auto provisioning failed", "machine", machineID, "err", err)
+			}
+		}()
+	}
+	return out, nil
+}
+
+// selectFor selects the group of a machine by its stored labels, identity
+// and inventory, as a boot request from it would.
+func (s *Service) selectFor(sum store.MachineSummary, inv hardware.Inventory) (matchbox.Match, error) {
+	snap := s.cfg.Store.Snapshot()
+	base := matchbox.Labels{}
+	for k, v := range sum.Labels {
+		base[k] = v
+	}
+	if sum.UUID != "" {
+		base["uuid"] = sum.UUID
+	}
+	if inv.System.Serial != "" {
+		base["serial"] = inv.System.Serial
+	}
+	// Try each NIC's MAC: a group may name any of them.
+	var best matchbox.Match
+	var bestErr error = matchbox.ErrNoMatch
+	macs := []string{""}
+	for _, n := range inv.NICs {
+		if mac, err := matchbox.NormalizeMAC(n.MAC); err == nil {
+			macs = append(macs, mac)
+		}
+	}
+	for _, mac := range macs {
+		labels := base
+		if mac != "" {
+			labels = make(matchbox.Labels, len(base)+1)
+			for k, v := range base {
+				labels[k] = v
+			}
+			labels["mac"] = mac
+		}
+		m, err := snap.Select(labels, &inv)
+		if err != nil {
+			continue
+		}
+		if bestErr != nil || moreSpecific(snap, m.Group, best.Group) {
+			best, bestErr = m, nil
+		}
+	}
+	return best, bestErr
+}
+
+// moreSpecific reports whether a precedes b in the snapshot's order.
+func moreSpecific(snap *matchbox.Snapshot, a, b *matchbox.Group) bool {
+	for _, g := range snap.Groups() {
+		if g == a {
+			return true
+		}
+		if g == b {
+			return false
+		}
+	}
+	return false
+}
+
+// BMCRecord is a machine's BMC as stored: credentials sealed.
+type BMCRecord struct {
+	Address     string `json:"address"`
+	Port        int    `json:"port,omitempty"`
+	Driver      string `json:"driver,omitempty"`
+	CipherSuite string `json:"cipher_suite,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty"`
+	// Sealed holds username and password, AES-GCM sealed and bound to the
+	// machine id.
+	Sealed string `json:"sealed,omitempty"`
+}
+
+// BMCConfig is a BMC as an operator declares it.
+type BMCConfig struct {
+	Address     string `json:"address"`
+	Port        int    `json:"port,omitempty"`
+	Driver      string `json:"driver,omitempty"`
+	CipherSuite string `json:"cipher_suite,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty"`
+	Username    string `json:"username,omitempty"`
+	Password    string `json:"password,omitempty"`
+}
+
+// BMCView is a BMC as the API shows it: never with credentials.
+type BMCView struct {
+	Address        string `json:"address"`
+	Port           int    `json:"port,omitempty"`
+	Driver         string `json:"driver,omitempty"`
+	CipherSuite    string `json:"cipher_suite,omitempty"`
+	Insecure       bool   `json:"insecure,omitempty"`
+	HasCredentials bool   `json:"has_credentials"`
+}
+
+// ErrNoSecretKey is returned when credentials are to be stored but no
+// secret key is configured.
+var ErrNoSecretKey = errors.New("refusing to store BMC credentials without a secret key (--secret-key-file)")
+
+// ErrNoBMC is returned for BMC actions on a machine without a BMC.
+var ErrNoBMC = errors.New("machine has no BMC")
+
+type credentials struct {
+	Username string `json:"u"`
+	Password string `json:"p"`
+}
+
+// SetBMC validates and stores a machine's BMC, sealing its credentials.
+func (s *Service) SetBMC(ctx context.Context, machineID string, c BMCConfig) error {
+	ep := bmc.Endpoint{Address: c.Address, Port: c.Port, Driver: c.Driver, CipherSuite: c.CipherSuite, Insecure: c.Insecure}
+	if err := ep.Validate(); err != nil {
+		return err
+	}
+	rec := BMCRecord{Address: c.Address, Port: c.Port, Driver: c.Driver, CipherSuite: c.CipherSuite, Insecure: c.Insecure}
+	if c.Username != "" || c.Password != "" {
+		if s.cfg.Secrets == nil {
+			return ErrNoSecretKey
+		}
+		plain, err := json.Marshal(credentials{c.Username, c.Password})
+		if err != nil {
+			return fmt.Errorf("encode credentials: %w", err)
+		}
+		sealed, err := s.cfg.Secrets.Seal(plain, []byte(machineID))
+		if err != nil {
+			return fmt.Errorf("seal credentials of machine %q: %w", machineID, err)
+		}
+		rec.Sealed = base64.StdEncoding.EncodeToString(sealed)
+	}
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode BMC of machine %q: %w", machineID, err)
+	}
+	return s.cfg.Store.SetMachineBMC(ctx, machineID, string(body))
+}
+
+// BMC returns a machine's BMC without credentials.
+func (s *Service) BMC(ctx context.Context, machineID string) (BMCView, error) {
+	rec, err := s.record(ctx, machineID)
+	if err != nil {
+		return BMCView{}, err
+	}
+	return BMCView{Address: rec.Address, Port: rec.Port, Driver: rec.Driver, CipherSuite: rec.CipherSuite, Insecure: rec.Insecure, HasCredentials: rec.Sealed != ""}, nil
+}
+
+func (s *Service) record(ctx context.Context, machineID string) (BMCRecord, error) {
+	raw, err := s.cfg.Store.MachineBMC(ctx, machineID)
+	if err != nil {
+		return BMCRecord{}, err
+	}
+	if raw == "" {
+		return BMCRecord{}, fmt.Errorf("machine %q: %w", machineID, ErrNoBMC)
+	}
+	var rec BMCRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		return BMCRecord{}, fmt.Errorf("decode BMC of machine %q: %w", machineID, err)
+	}
+	return rec, nil
+}
+
+// endpoint returns the machine's BMC endpoint with its credentials opened.
+func (s *Service) endpoint(ctx context.Context, machineID string) (bmc.Endpoint, error) {
+	if s.cfg.BMC == nil {
+		return bmc.Endpoint{}, errors.New("BMC control is not configured")
+	}
+	rec, err := s.record(ctx, machineID)
+	if err != nil {
+		return bmc.Endpoint{}, err
+	}
+	ep := bmc.Endpoint{Address: rec.Address, Port: rec.Port, Driver: rec.Driver, CipherSuite: rec.CipherSuite, Insecure: rec.Insecure}
+	if rec.Sealed != "" {
+		if s.cfg.Secrets == nil {
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: BMC credentials are sealed but no secret key is configured", machineID)
+		}
+		sealed, err := base64.StdEncoding.DecodeString(rec.Sealed)
+		if err != nil {
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: stored credentials are malformed: %w", machineID, err)
+		}
+		plain, err := s.cfg.Secrets.Open(sealed, []byte(machineID))
+		if err != nil {
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: %w", machineID, err)
+		}
+		var c credentials
+		if err := json.Unmarshal(plain, &c); err != nil {
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: stored credentials are malformed: %w", machineID, err)
+		}
+		ep.Username, ep.Password = c.Username, c.Password
+	}
+	return ep, nil
+}
+
+func resultDetail(r bmc.Result, err error) map[string]any {
+	d := map[string]any{"operation": r.Operation, "driver": r.Driver, "attempts": r.Attempts, "duration_ms": r.Duration.Milliseconds()}
+	if r.PowerState != "" {
+		d["power"] = string(r.PowerState)
+	}
+	if r.BootDevice != "" {
+		d["boot_device"] = r.BootDevice
+		d["boot_verified"] = r.BootVerified
+	}
+	if err != nil {
+		d["error"] = err.Error()
+	}
+	return d
+}
+
+// PowerStatus reads a machine's power state.
+func (s *Service) PowerStatus(ctx context.Context, machineID string) (bmc.PowerState, error) {
+	ep, err := s.endpoint(ctx, machineID)
+	if err != nil {
+		return bmc.PowerUnknown, err
+	}
+	state, err := s.cfg.BMC.PowerStatus(ctx, ep)
+	d := map[string]any{"operation": "status", "power": string(state)}
+	if err != nil {
+		d["error"] = err.Error()
+	}
+	s.event(ctx, machineID, EventBMC+"power_status", d)
+	return state, err
+}
+
+// SetPower runs a power action on a machine's BMC.
+func (s *Service) SetPower(ctx context.Context, machineID string, action bmc.PowerAction) (bmc.Result, error) {
+	ep, err := s.endpoint(ctx, machineID)
+	if err != nil {
+		return bmc.Result{}, err
+	}
+	r, err := s.cfg.BMC.SetPower(ctx, ep, action)
+	s.event(ctx, machineID, EventBMC+"power", resultDetail(r, err))
+	return r, err
+}
+
+// SetBootDevice sets a machine's boot device through its BMC.
+func (s *Service) SetBootDevice(ctx context.Context, machineID string, opts bmc.BootOptions) (bmc.Result, error) {
+	ep, err := s.endpoint(ctx, machineID)
+	if err != nil {
+		return bmc.Result{}, err
+	}
+	r, err := s.cfg.BMC.SetBootDevice(ctx, ep, opts)
+	s.event(ctx, machineID, EventBMC+"boot_device", resultDetail(r, err))
+	return r, err
+}
+
+// Provision marks a machine provisioning, sets a one-time PXE boot and
+// power-cycles it (powering it on when off). Its next network boot is
+// served its group's profile; the first-boot config fetch then marks it
+// provisioned. A BMC failure leaves the machine failed.
+func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, error) {
+	ep, err := s.endpoint(ctx, machineID)
+	if err != nil {
+		return bmc.Result{}, err
+	}
+	if err := s.cfg.Store.SetMachineState(ctx, machineID, matchbox.StateProvisioning); err != nil {
+		return bmc.Result{}, err
+	}
+	s.event(ctx, machineID, EventProvisioning, nil)
+	r, err := s.cfg.BMC.ProvisionBoot(ctx, ep)
+	s.event(ctx, machineID, EventBMC+"provision_boot", resultDetail(r, err))
+	if err != nil {
+		if serr := s.cfg.Store.SetMachineState(context.WithoutCancel(ctx), machineID, matchbox.StateFailed, matchbox.StateProvisioning); serr != nil {
+			s.log.Warn("marking machine failed", "machine", machineID, "err", serr)
+		}
+		s.event(context.WithoutCancel(ctx), machineID, EventFailed, map[string]any{"step": "provision_boot", "error": err.Error()})
+		return r, fmt.Errorf("provision machine %q: %w", machineID, err)
+	}
+	return r, nil
+}
+
+// ConfigFetched is called when a machine was served its first-boot config:
+// a provisioning machine becomes provisioned.
+func (s *Service) ConfigFetched(ctx context.Context, machineID, endpoint string) {
+	sum, ok := s.cfg.Store.MachineSummaryByID(machineID)
+	if !ok || sum.State != matchbox.StateProvisioning {
+		return
+	}
+	err := s.cfg.Store.SetMachineState(ctx, machineID, matchbox.StateProvisioned, matchbox.StateProvisioning)
+	if errors.Is(err, store.ErrVersionConflict) {
+		return // another request got there first
+	}
+	if err != nil {
+		s.log.Warn("marking machine provisioned failed", "machine", machineID, "err", err)
+		return
+	}
+	s.event(ctx, machineID, EventProvisioned, map[string]any{"via": endpoint})
+}
+
+// ProvisionAll provisions machines with a bounded number of BMC sessions in
+// parallel and returns an outcome per machine.
+func (s *Service) ProvisionAll(ctx context.Context, machineIDs []string) []bmc.Outcome {
+	targets := make([]bmc.Target, len(machineIDs))
+	for i, id := range machineIDs {
+		targets[i] = bmc.Target{ID: id}
+	}
+	return bmc.RunAll(ctx, targets, s.cfg.Parallel, func(ctx context.Context, t bmc.Target) (bmc.Result, error) {
+		return s.Provision(ctx, t.ID)
+	})
+}

@@ -1,0 +1,357 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"matchbox/bmc"
+	"matchbox/bmc/ipmisim"
+	"matchbox/bmc/secret"
+	"matchbox/hardware"
+	"matchbox/hardware/facts"
+	"matchbox/hardware/token"
+	"matchbox/matchbox"
+	"matchbox/matchbox/boothttp"
+	"matchbox/store"
+)
+
+var agentKey = bytes.Repeat([]byte{7}, 32)
+
+func parseFact(expr string) (matchbox.FactTerm, error) {
+	t, err := facts.Parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+type fixture struct {
+	st   *store.Store
+	svc  *Service
+	auth *AgentAuth
+	srv  *httptest.Server
+	path string
+	key  *secret.Key
+}
+
+func newFixture(t *testing.T, autoProvision bool) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "matchbox.db")
+	st, err := store.Open(ctx, store.Config{Path: path, ParseFact: parseFact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	objs := []*store.Object{
+		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz", Args: []string{"matchbox.id={{.machine_id}}", "matchbox.token={{.agent_token}}"}}}},
+		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "storage", Boot: matchbox.Boot{Kernel: "/assets/storage/vmlinuz"}, IgnitionID: "storage.ign"}},
+		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "compute", Boot: matchbox.Boot{Kernel: "/assets/compute/vmlinuz"}}},
+		{Kind: store.KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "storage.ign", Content: `{"ignition":{"version":"3.3.0"}}`}},
+		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "default", Profile: "discovery"}},
+		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "storage", Profile: "storage", Facts: []string{"disk.count >= 4"}, AutoProvision: autoProvision}},
+		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "compute", Profile: "compute", Facts: []string{"cpu.cores >= 32", "memory.bytes >= 256GiB"}}},
+	}
+	if _, _, err := st.Import(ctx, objs); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := secret.GenerateKey()
+	key, err := secret.NewKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second, Retries: 1}), Secrets: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := NewAgentAuth(agentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bgCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(func() { cancel(); svc.Wait() })
+	r := mux.NewRouter()
+	r.Handle("/api/v1/machines/{id}/inventory", svc.InventoryHandler(auth, bgCtx)).Methods(http.MethodPost)
+	boot, _ := boothttp.New(boothttp.Config{
+		Snapshot: st.Snapshot,
+		Machines: lookup{st},
+		ExtraVars: func(ctx context.Context, m *boothttp.MachineView, req boothttp.RequestInfo) map[string]any {
+			id := store.MachineIDFromMAC(req.Labels.MAC())
+			if m != nil {
+				id = m.ID
+			}
+			return auth.Vars(id, "http://"+req.Host)
+		},
+		Served: func(ctx context.Context, m *boothttp.MachineView, event string) {
+			if m != nil && event == matchbox.EventIgnition {
+				svc.ConfigFetched(ctx, m.ID, "ignition")
+			}
+		},
+	})
+	boot.Register(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &fixture{st: st, svc: svc, auth: auth, srv: srv, path: path, key: key}
+}
+
+type lookup struct{ st *store.Store }
+
+func (l lookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
+	s, ok := l.st.LookupMachine(mac, uuid)
+	return boothttp.MachineView{ID: s.ID, State: s.State, Labels: s.Labels, Inventory: s.Inventory}, ok
+}
+
+func storageInventory(mac string, disks int) hardware.Inventory {
+	inv := hardware.Inventory{System: hardware.System{Vendor: "Dell Inc.", Serial: "SN-" + mac[len(mac)-2:]}}
+	inv.CPU.Cores, inv.CPU.Threads, inv.CPU.Arch = 8, 16, "x86_64"
+	inv.Memory.Bytes = 64 << 30
+	for i := 0; i < disks; i++ {
+		inv.Disks = append(inv.Disks, hardware.Disk{Name: "sd" + string(rune('a'+i)), SizeBytes: 4 << 40, Rotational: true})
+	}
+	inv.NICs = []hardware.NIC{{Name: "eno1", MAC: mac, Link: true, SpeedMbps: 10000}}
+	return inv
+}
+
+func (f *fixture) post(t *testing.T, id, tok string, body any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/machines/"+id+"/inventory", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (f *fixture) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get(f.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+func TestDiscoveryInventoryEnrollment(t *testing.T) {
+	f := newFixture(t, false)
+	mac := "52:54:00:00:00:0a"
+	id := store.MachineIDFromMAC(mac)
+	// The discovery profile's kernel args carry the machine's id and token.
+	script := f.get(t, "/ipxe?mac="+mac)
+	if !strings.Contains(script, "matchbox.id="+id) || !strings.Contains(script, "matchbox.token=v1.") {
+		t.Fatalf("discovery script: %q", script)
+	}
+	tok := script[strings.Index(script, "matchbox.token=")+len("matchbox.token="):]
+	tok = strings.Fields(tok)[0]
+
+	// Refusals store nothing.
+	otherTok := token.Issue(agentKey, "52-54-00-00-00-0b")
+	for _, c := range []struct {
+		name, tok string
+		code      int
+	}{
+		{"no token", "", 401},
+		{"forged", "v1.abc.def", 403},
+		{"another machine's token", otherTok, 403},
+		{"signed with another key", token.Issue(bytes.Repeat([]byte{9}, 32), id), 403},
+	} {
+		code, body := f.post(t, id, c.tok, storageInventory(mac, 6))
+		if code != c.code {
+			t.Errorf("%s: status %d, want %d (%v)", c.name, code, c.code, body)
+		}
+	}
+	if _, _, err := f.st.Machine(context.Background(), id); err == nil {
+		t.Fatal("a refused report created the machine")
+	}
+	if code, body := f.post(t, id, tok, map[string]any{"cpu": map[string]any{"cores": "many"}}); code != 400 || !strings.Contains(body["error"].(map[string]any)["field"].(string), "cpu.cores") {
+		t.Fatalf("bad body: %d %v", code, body)
+	}
+
+	// A good report enrolls the machine by its facts.
+	code, body := f.post(t, id, tok, storageInventory(mac, 6))
+	if code != 200 || body["state"] != "ready" || body["group"] != "storage" || body["changed"] != true {
+		t.Fatalf("report: %d %v", code, body)
+	}
+	sum, _ := f.st.LookupMachine(mac, "")
+	if sum.Inventory == nil || len(sum.Inventory.Disks) != 6 || sum.State != matchbox.StateReady {
+		t.Fatalf("stored machine: %+v", sum)
+	}
+	// Now /ipxe serves the storage profile.
+	if script := f.get(t, "/ipxe?mac="+mac); !strings.Contains(script, "/assets/storage/vmlinuz") {
+		t.Fatalf("enrolled machine got %q", script)
+	}
+	// Same facts again: no history entry; a changed disk shows in the history.
+	f.post(t, id, tok, storageInventory(mac, 6))
+	code, body = f.post(t, id, tok, storageInventory(mac, 5))
+	if code != 200 || body["changed"] != true {
+		t.Fatalf("changed report: %d %v", code, body)
+	}
+	hist, err := f.st.InventoryHistory(context.Background(), id)
+	if err != nil || len(hist) != 2 || len(hist[0].Inventory.Disks) != 6 || len(hist[1].Inventory.Disks) != 5 {
+		t.Fatalf("history: %d entries, %v", len(hist), err)
+	}
+	evs, _ := f.st.Events(context.Background(), id, store.EventFilter{Type: "machine."})
+	if len(evs) == 0 || evs[0].Type != EventEnrolled || evs[0].Detail["group"] != "storage" {
+		t.Fatalf("events: %+v", evs)
+	}
+	// A small machine matches only the default group: it stays discovered.
+	small := "52:54:00:00:00:0c"
+	smallID := store.MachineIDFromMAC(small)
+	code, body = f.post(t, smallID, token.Issue(agentKey, smallID), storageInventory(small, 1))
+	if code != 200 || body["state"] != "discovered" || body["group"] != nil {
+		t.Fatalf("small machine: %d %v", code, body)
+	}
+}
+
+func TestBMCCredentialsSealed(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	id := "m1"
+	if _, err := f.st.PutMachine(ctx, &matchbox.Machine{ID: id}, 0); err != nil {
+		t.Fatal(err)
+	}
+	const password = "s3cr3t-Passw0rd-XYZ"
+	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: "127.0.0.1", Port: 623, Driver: "ipmi", Username: "admin", Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	view, err := f.svc.BMC(ctx, id)
+	if err != nil || !view.HasCredentials || view.Address != "127.0.0.1" {
+		t.Fatalf("view: %+v %v", view, err)
+	}
+	b, _ := json.Marshal(view)
+	if strings.Contains(string(b), password) || strings.Contains(string(b), "admin") {
+		t.Fatalf("view leaks credentials: %s", b)
+	}
+	f.st.Close()
+	// The password is not in the database file, the WAL or its index.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		data, err := os.ReadFile(f.path + suffix)
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(data, []byte(password)) {
+			t.Fatalf("plaintext password found in %s", f.path+suffix)
+		}
+	}
+	// A service with another key cannot open them, and says so.
+	st2, err := store.Open(ctx, store.Config{Path: f.path, ParseFact: parseFact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	raw, _ := secret.GenerateKey()
+	other, _ := secret.NewKey(raw)
+	svc2, _ := New(Config{Store: st2, BMC: bmc.New(bmc.Config{}), Secrets: other})
+	if _, err := svc2.endpoint(ctx, id); err == nil || !strings.Contains(err.Error(), "wrong secret key") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Without a key, credentials are refused.
+	svc3, _ := New(Config{Store: st2})
+	if err := svc3.SetBMC(ctx, id, BMCConfig{Address: "h", Username: "u", Password: "p"}); err != ErrNoSecretKey {
+		t.Fatalf("no key: %v", err)
+	}
+}
+
+// TestProvisionAgainstIPMISim drives the whole provisioning state machine
+// through a real IPMI peer: enrolled machine → provision (one-time PXE +
+// power on) → profile served → config fetched → provisioned → next boot is
+// told to boot from disk; a new provision serves the profile again.
+func TestProvisionAgainstIPMISim(t *testing.T) {
+	sim := ipmisim.Start(t, ipmisim.Options{})
+	f := newFixture(t, true)
+	ctx := context.Background()
+	mac := "52:54:00:00:00:0d"
+	id := store.MachineIDFromMAC(mac)
+	if _, err := f.st.PutMachine(ctx, &matchbox.Machine{ID: id, MACs: []string{mac}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}); err != nil {
+		t.Fatal(err)
+	}
+	// auto_provision on the storage group: the report starts provisioning.
+	code, body := f.post(t, id, token.Issue(agentKey, id), storageInventory(mac, 4))
+	if code != 200 || body["provisioning"] != true {
+		t.Fatalf("report: %d %v", code, body)
+	}
+	f.svc.Wait()
+	sum, _ := f.st.LookupMachine(mac, "")
+	if sum.State != matchbox.StateProvisioning {
+		t.Fatalf("state after provision: %s", sum.State)
+	}
+	if !sim.Power(t) || sim.Boot(t) != "pxe" {
+		t.Fatalf("simulator: power=%v boot=%q", sim.Power(t), sim.Boot(t))
+	}
+	if script := f.get(t, "/ipxe?mac="+mac); !strings.Contains(script, "/assets/storage/vmlinuz") {
+		t.Fatalf("provisioning machine got %q", script)
+	}
+	if cfg := f.get(t, "/ignition?mac="+mac); !strings.Contains(cfg, `"version":"3.3.0"`) {
+		t.Fatalf("ignition: %q", cfg)
+	}
+	sum, _ = f.st.LookupMachine(mac, "")
+	if sum.State != matchbox.StateProvisioned {
+		t.Fatalf("state after config fetch: %s", sum.State)
+	}
+	if script := f.get(t, "/ipxe?mac="+mac); script != "#!ipxe\nexit\n" {
+		t.Fatalf("provisioned machine got %q", script)
+	}
+	// Provision again: the machine is cycled and served its profile once more.
+	sim.ResetEvents(t)
+	if _, err := f.svc.Provision(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if script := f.get(t, "/ipxe?mac="+mac); !strings.Contains(script, "/assets/storage/vmlinuz") {
+		t.Fatalf("re-provisioning machine got %q", script)
+	}
+	if evs := strings.Join(sim.Events(t), ","); !strings.Contains(evs, "boot pxe") {
+		t.Fatalf("simulator events: %s", evs)
+	}
+	// Power status and off through the service.
+	if st, err := f.svc.PowerStatus(ctx, id); err != nil || st != bmc.PowerOn {
+		t.Fatalf("status: %s %v", st, err)
+	}
+	if _, err := f.svc.SetPower(ctx, id, bmc.ActionOff); err != nil || sim.Power(t) {
+		t.Fatalf("off: %v power=%v", err, sim.Power(t))
+	}
+	evs, _ := f.st.Events(ctx, id, store.EventFilter{})
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	joined := strings.Join(types, " ")
+	for _, want := range []string{"agent.inventory", "machine.enrolled", "machine.provisioning", "bmc.provision_boot", "machine.provisioned", "bmc.power"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("timeline lacks %s: %s", want, joined)
+		}
+	}
+	// A BMC failure marks the machine failed.
+	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: "127.0.0.1", Port: 1, Driver: "ipmi", CipherSuite: "3", Username: "u", Password: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	svcFast, _ := New(Config{Store: f.st, BMC: bmc.New(bmc.Config{Timeout: 2 * time.Second, Retries: 0}), Secrets: f.key})
+	if _, err := svcFast.Provision(ctx, id); err == nil {
+		t.Fatal("provision through an unreachable BMC succeeded")
+	}
+	if sum, _ := f.st.LookupMachine(mac, ""); sum.State != matchbox.StateFailed {
+		t.Fatalf("state after failed provision: %s", sum.State)
+	}
+}
