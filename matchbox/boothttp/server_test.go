@@ -1,14 +1,14 @@
 package boothttp
 
 import (
-	"encoding/base64"
-	"net/url"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"

@@ -317,4 +317,3 @@ func fieldLine(data []byte, field string) int {
 	}
 	return 0
 }
-
