@@ -13,7 +13,7 @@ build:
 # with a SQLite database under .run/.
 run:
 	mkdir -p $(RUN_DIR)
-	$(GO) run ./cmd/matchbox serve --data-dir . --db $(RUN_DIR)/matchbox.db --assets-dir $(RUN_DIR)/assets --http-addr 127.0.0.1:8080
+	$(GO) run ./cmd/matchbox serve --data-dir . --db $(RUN_DIR)/matchbox.db --agent-key-file $(RUN_DIR)/agent.key --assets-dir $(RUN_DIR)/assets --http-addr 127.0.0.1:8080
 
 vet:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -115,7 +115,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // own data (profiles/, groups/) with a fresh SQLite file.
 func TestServeShippedDefaults(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "matchbox.db")
-	s := startServer(t, "--data-dir", "../..", "--db", db, "--assets-dir", "-")
+	s := startServer(t, "--data-dir", "../..", "--db", db, "--agent-key-file", filepath.Join(t.TempDir(), "agent.key"), "--assets-dir", "-")
 	code, body := httpGet(t, s.URL+"/boot.ipxe")
 	if code != 200 || !strings.HasPrefix(body, "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}") {
 		t.Fatalf("/boot.ipxe: %d %q", code, body)
