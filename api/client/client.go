@@ -1,0 +1,284 @@
+// Package client is a small Go client of the matchbox REST API v1, used by
+// the matchbox command line.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"matchbox/api/wire"
+	"matchbox/matchbox"
+)
+
+// Client calls a matchbox API.
+type Client struct {
+	// Endpoint is the server's base URL (http://127.0.0.1:8080).
+	Endpoint string
+	// Token is the bearer token; empty sends none.
+	Token string
+	// HTTP is the HTTP client (http.DefaultClient when nil).
+	HTTP *http.Client
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	// Status is the HTTP status code.
+	Status int
+	wire.ErrorDetail
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	if len(e.Problems) > 1 {
+		msg += ":\n  " + strings.Join(e.Problems, "\n  ")
+	}
+	return msg
+}
+
+// IsStatus reports whether err is an API error with the given status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil). It
+// returns the answer's ETag.
+func (c *Client) do(ctx context.Context, method, p string, header http.Header, body any, out any) (string, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return "", fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	endpoint := strings.TrimSuffix(c.Endpoint, "/")
+	req, err := http.NewRequestWithContext(ctx, method, endpoint+"/api/v1"+p, rd)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", method, p, err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", method, req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: read answer: %w", method, req.URL.Redacted(), err)
+	}
+	if resp.StatusCode >= 400 {
+		var eb wire.Error
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			return "", &Error{Status: resp.StatusCode, ErrorDetail: eb.Error}
+		}
+		return "", &Error{Status: resp.StatusCode, ErrorDetail: wire.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("%s %s: %s", method, req.URL.Redacted(), strings.TrimSpace(string(data)))}}
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(data, out); err != nil {
+			return "", fmt.Errorf("%s %s: decode answer: %w", method, req.URL.Redacted(), err)
+		}
+	}
+	return resp.Header.Get("ETag"), nil
+}
+
+// Plan asks what applying the bundle would change.
+func (c *Client) Plan(ctx context.Context, b wire.Bundle, prune bool) (*wire.Plan, error) {
+	var p wire.Plan
+	if _, err := c.do(ctx, http.MethodPost, "/plan", nil, wire.PlanRequest{Bundle: b, Prune: prune}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Apply applies the bundle in one transaction. planID, when not empty, is
+// the plan_id of the reviewed plan: the server refuses the apply (412) when
+// its plan would differ.
+func (c *Client) Apply(ctx context.Context, b wire.Bundle, prune bool, planID string) (*wire.Plan, error) {
+	var p wire.Plan
+	if _, err := c.do(ctx, http.MethodPost, "/apply", nil, wire.PlanRequest{Bundle: b, Prune: prune, PlanID: planID}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Collection returns the API path of a kind: profiles, groups, machines,
+// templates, or templates/ignition and templates/generic.
+func Collection(kind string) (string, error) {
+	switch kind {
+	case "profile", "profiles":
+		return "/profiles", nil
+	case "group", "groups":
+		return "/groups", nil
+	case "machine", "machines":
+		return "/machines", nil
+	case "template", "templates":
+		return "/templates", nil
+	case "ignition", "generic":
+		return "/templates/" + kind, nil
+	}
+	return "", fmt.Errorf("unknown kind %q: want profiles, groups, machines, templates, ignition or generic", kind)
+}
+
+// List fetches every page of a collection (see Collection).
+func (c *Client) List(ctx context.Context, collection string, query url.Values) ([]wire.Item, error) {
+	var items []wire.Item
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	for {
+		var page wire.List
+		p := collection
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		if _, err := c.do(ctx, http.MethodGet, p, nil, nil, &page); err != nil {
+			return nil, err
+		}
+		items = append(items, page.Items...)
+		if page.Next == "" {
+			return items, nil
+		}
+		q.Set("after", page.Next)
+	}
+}
+
+// Get fetches one object of a collection into out and returns its version.
+func (c *Client) Get(ctx context.Context, collection, id string, out any) (int64, error) {
+	tag, err := c.do(ctx, http.MethodGet, collection+"/"+url.PathEscape(id), nil, nil, out)
+	if err != nil {
+		return 0, err
+	}
+	v, _ := strconv.ParseInt(strings.Trim(tag, `"`), 10, 64)
+	return v, nil
+}
+
+// Delete deletes one object; ifVersion > 0 requires that version.
+func (c *Client) Delete(ctx context.Context, collection, id string, ifVersion int64) error {
+	h := http.Header{}
+	if ifVersion > 0 {
+		h.Set("If-Match", strconv.Quote(strconv.FormatInt(ifVersion, 10)))
+	}
+	_, err := c.do(ctx, http.MethodDelete, collection+"/"+url.PathEscape(id), h, nil, nil)
+	return err
+}
+
+// Events fetches a machine's timeline (every page). typ filters by exact
+// type or prefix ending in a dot; limit > 0 stops after that many events.
+func (c *Client) Events(ctx context.Context, machineID, typ string, limit int) ([]matchbox.Event, error) {
+	var out []matchbox.Event
+	q := url.Values{}
+	if typ != "" {
+		q.Set("type", typ)
+	}
+	for {
+		var page wire.EventList
+		p := "/machines/" + url.PathEscape(machineID) + "/events"
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		if _, err := c.do(ctx, http.MethodGet, p, nil, nil, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Events...)
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
+		if page.Next == 0 {
+			return out, nil
+		}
+		q.Set("after", strconv.FormatInt(page.Next, 10))
+	}
+}
+
+// bundleFolders are the folders of a data directory a bundle holds (read only).
+var bundleFolders = []string{"profiles", "groups", "ignition", "generic"}
+
+// ReadBundle builds a bundle from a data directory (its profiles/, groups/,
+// ignition/ and generic/ folders) or from one file. A file in one of those
+// folders keeps its folder; another file is a profile or a group, told by
+// whether it has a profile field.
+func ReadBundle(p string) (wire.Bundle, bool, error) {
+	b := wire.Bundle{Files: map[string]string{}}
+	st, err := os.Stat(p)
+	if err != nil {
+		return b, false, fmt.Errorf("read bundle: %w", err)
+	}
+	if !st.IsDir() {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return b, false, fmt.Errorf("read bundle: %w", err)
+		}
+		folder := filepath.Base(filepath.Dir(p))
+		known := false
+		for _, f := range bundleFolders {
+			known = known || f == folder
+		}
+		if !known {
+			folder = "profiles"
+			var top map[string]any
+			if yaml.Unmarshal(data, &top) == nil {
+				if _, isGroup := top["profile"]; isGroup {
+					folder = "groups"
+				}
+			}
+		}
+		b.Files[folder+"/"+filepath.Base(p)] = string(data)
+		return b, false, nil
+	}
+	fsys := os.DirFS(p)
+	for _, folder := range bundleFolders {
+		entries, err := fs.ReadDir(fsys, folder)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return b, true, fmt.Errorf("read bundle %s: %w", p, err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") {
+				continue
+			}
+			full := path.Join(folder, name)
+			info, err := fs.Stat(fsys, full)
+			if err != nil || !info.Mode().IsRegular() {
+				continue
+			}
+			data, err := fs.ReadFile(fsys, full)
+			if err != nil {
+				return b, true, fmt.Errorf("read bundle %s: %w", p, err)
+			}
+			b.Files[full] = string(data)
+		}
+	}
+	return b, true, nil
+}

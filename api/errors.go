@@ -1,0 +1,104 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"matchbox/api/wire"
+	"matchbox/matchbox"
+	"matchbox/matchbox/datadir"
+	"matchbox/store"
+)
+
+// Stable error codes of the API.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeInvalidBody      = "invalid_body"
+	CodeInvalidBundle    = "invalid_bundle"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeAlreadyExists    = "already_exists"
+	CodeVersionConflict  = "version_conflict"
+	CodePlanStale        = "plan_stale"
+	CodeTooLarge         = "body_too_large"
+	CodeUnsupportedType  = "unsupported_media_type"
+	CodeInvalidCatalog   = "invalid_catalog"
+	CodeInternal         = "internal"
+)
+
+// apiError is an error with the status and body it answers with.
+type apiError struct {
+	status int
+	detail wire.ErrorDetail
+}
+
+func (e *apiError) Error() string { return e.detail.Message }
+
+// errorf makes an apiError.
+func errorf(status int, code, field, format string, args ...any) *apiError {
+	return &apiError{status: status, detail: wire.ErrorDetail{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}}
+}
+
+// classify maps an error of the store, the decoders or the handlers to its
+// answer.
+func classify(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "request body exceeds %d bytes", mbe.Limit)
+	}
+	var ve *matchbox.ValidationError
+	if errors.As(err, &ve) {
+		e := errorf(http.StatusUnprocessableEntity, CodeInvalidCatalog, "", "the catalog would be invalid, nothing was stored: %v", ve)
+		e.detail.Problems = append([]string(nil), ve.Problems...)
+		return e
+	}
+	var fe *datadir.FileError
+	if errors.As(err, &fe) {
+		return errorf(http.StatusBadRequest, CodeInvalidBody, fe.File, "%v", err)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(http.StatusNotFound, CodeNotFound, "", "%v", err)
+	case errors.Is(err, store.ErrVersionConflict):
+		return errorf(http.StatusPreconditionFailed, CodeVersionConflict, "", "%v", err)
+	case errors.Is(err, store.ErrExists):
+		return errorf(http.StatusConflict, CodeAlreadyExists, "", "%v", err)
+	}
+	return errorf(http.StatusInternalServerError, CodeInternal, "", "internal error: %v", err)
+}
+
+// writeError answers with err's status and JSON body.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := classify(err)
+	if e.status >= 500 {
+		a.log.ErrorContext(r.Context(), "api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		a.log.DebugContext(r.Context(), "api request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.detail.Code, "err", err)
+	}
+	writeJSON(w, e.status, wire.Error{Error: e.detail})
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(wire.Error{Error: wire.ErrorDetail{Code: CodeInternal, Message: "encode answer: " + err.Error()}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// discardLogger is used when Config.Logger is nil.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

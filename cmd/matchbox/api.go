@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/spf13/pflag"
+
+	"matchbox/api"
+)
+
+func init() {
+	serveExtensions = append(serveExtensions, func() serveExtension { return &apiExtension{} })
+}
+
+// apiExtension serves the REST API: on the boot endpoints' --http-addr, or
+// on its own --api-addr listener (required for TLS, as the boot endpoints
+// must stay plain HTTP for firmware).
+type apiExtension struct {
+	tokenFile    string
+	addr         string
+	certFile     string
+	keyFile      string
+	clientCAFile string
+	maxBody      int64
+}
+
+func (e *apiExtension) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&e.tokenFile, "api-token-file", "", "API bearer tokens, one `<token> <role>` per line (role read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
+	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS)")
+	f.StringVar(&e.certFile, "tls-cert-file", "", "TLS certificate of the API listener (--api-addr)")
+	f.StringVar(&e.keyFile, "tls-key-file", "", "TLS private key of the API listener (--api-addr)")
+	f.StringVar(&e.clientCAFile, "tls-client-ca-file", "", "CA bundle that signs API client certificates: the API then requires a verified client certificate or a bearer token")
+	f.Int64Var(&e.maxBody, "api-max-body", api.DefaultMaxBodyBytes, "largest API request body in bytes")
+}
+
+func (e *apiExtension) start(ctx context.Context, s *services) error {
+	tlsOn := e.certFile != "" || e.keyFile != "" || e.clientCAFile != ""
+	if tlsOn && (e.certFile == "" || e.keyFile == "") {
+		return errors.New("API TLS needs both --tls-cert-file and --tls-key-file")
+	}
+	if tlsOn && e.addr == "" {
+		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
+	}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != ""}
+	if e.tokenFile != "" {
+		tokens, err := api.LoadTokens(e.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--api-token-file: %w", err)
+		}
+		cfg.Tokens = tokens
+		s.tasks = append(s.tasks, func(ctx context.Context) error { return reloadTokensOnHUP(ctx, s, tokens) })
+		s.log.Info("API tokens loaded", "file", e.tokenFile, "tokens", tokens.Len())
+	}
+	a, err := api.New(cfg)
+	if err != nil {
+		return err
+	}
+	if e.addr == "" {
+		a.Register(s.router)
+		return nil
+	}
+	router := mux.NewRouter()
+	a.Register(router)
+	srv := &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)
+		if err != nil {
+			return fmt.Errorf("API TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		if e.clientCAFile != "" {
+			pem, err := os.ReadFile(e.clientCAFile)
+			if err != nil {
+				return fmt.Errorf("--tls-client-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--tls-client-ca-file %s: no PEM certificate in it", e.clientCAFile)
+			}
+			srv.TLSConfig.ClientCAs = pool
+			// Verified when sent; the API refuses requests without a
+			// verified certificate or a bearer token.
+			srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	ln, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		return fmt.Errorf("listen on --api-addr %s: %w", e.addr, err)
+	}
+	s.tasks = append(s.tasks, func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() {
+			s.log.Info("matchbox API serving", "addr", ln.Addr().String(), "tls", tlsOn, "client_ca", e.clientCAFile != "")
+			if tlsOn {
+				errc <- srv.ServeTLS(ln, "", "")
+			} else {
+				errc <- srv.Serve(ln)
+			}
+		}()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("API server: %w", err)
+		case <-ctx.Done():
+			shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(shut)
+			return nil
+		}
+	})
+	return nil
+}
+
+// reloadTokensOnHUP reloads the tokens file on every SIGHUP until ctx ends.
+func reloadTokensOnHUP(ctx context.Context, s *services, tokens *api.Tokens) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := tokens.Reload(); err != nil {
+				s.log.Error("API tokens not reloaded, keeping the previous set", "err", err)
+				continue
+			}
+			s.log.Info("API tokens reloaded", "tokens", tokens.Len())
+		}
+	}
+}
