@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/iana"
+	"github.com/spf13/pflag"
+
+	"matchbox/dhcp"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+func init() {
+	serveExtensions = append(serveExtensions, func() serveExtension { return &dhcpExtension{} })
+}
+
+// dhcpExtension runs matchbox's DHCP server (authoritative or proxy) when
+// --dhcp-mode is not off.
+type dhcpExtension struct {
+	mode      string
+	iface     string
+	ranges    []string
+	subnet    string
+	router    string
+	dns       []string
+	domain    string
+	leaseTime time.Duration
+	bootURL   string
+	bootFiles []string
+	serverIP  string
+	chainIPXE bool
+}
+
+func (d *dhcpExtension) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&d.mode, "dhcp-mode", dhcp.ModeOff, "DHCP server: off, proxy (boot information beside another DHCP server) or authoritative (addresses and boot information)")
+	f.StringVar(&d.iface, "dhcp-iface", "", "network interface the DHCP server binds to (required unless --dhcp-mode=off)")
+	f.StringArrayVar(&d.ranges, "dhcp-range", nil, "dynamic address range START-END[,SUBNET[,ROUTER]] (repeatable; authoritative mode)")
+	f.StringVar(&d.subnet, "dhcp-subnet", "", "subnet of --dhcp-iface, as 10.0.0.0/24 (default: from the interface's address)")
+	f.StringVar(&d.router, "dhcp-router", "", "default gateway handed to clients")
+	f.StringSliceVar(&d.dns, "dhcp-dns", nil, "name servers handed to clients (comma-separated or repeated)")
+	f.StringVar(&d.domain, "dhcp-domain", "", "domain name handed to clients")
+	f.DurationVar(&d.leaseTime, "dhcp-lease-time", time.Hour, "lease duration")
+	f.StringVar(&d.bootURL, "boot-url", "", "matchbox's HTTP base URL as machines reach it, http://ADDR:PORT (iPXE gets {boot-url}/boot.ipxe)")
+	f.StringArrayVar(&d.bootFiles, "dhcp-boot-file", nil, "boot binary per client architecture ARCH=NAME, ARCH a number (option 93) or bios, efi-x86-64, efi-arm64 (repeatable)")
+	f.StringVar(&d.serverIP, "dhcp-server-ip", "", "server address on --dhcp-iface: server identifier and TFTP server (default: the interface's first IPv4 address)")
+	f.BoolVar(&d.chainIPXE, "dhcp-chain-ipxe", false, "hand iPXE ROMs matchbox's own iPXE binary once before boot.ipxe")
+}
+
+// config turns the flags into a dhcp.Config (without stores), naming the
+// flag of any bad value.
+func (d *dhcpExtension) config() (dhcp.Config, error) {
+	cfg := dhcp.Config{Mode: d.mode, Interface: d.iface, Domain: d.domain, LeaseTime: d.leaseTime, BootURL: d.bootURL, ChainIPXE: d.chainIPXE}
+	switch d.mode {
+	case dhcp.ModeOff, dhcp.ModeProxy, dhcp.ModeAuthoritative:
+	default:
+		return cfg, fmt.Errorf("--dhcp-mode %q: want off, proxy or authoritative", d.mode)
+	}
+	if d.iface == "" {
+		return cfg, fmt.Errorf("--dhcp-iface: required with --dhcp-mode=%s", d.mode)
+	}
+	for _, s := range d.ranges {
+		r, err := dhcp.ParseRange(s)
+		if err != nil {
+			return cfg, fmt.Errorf("--dhcp-range: %w", err)
+		}
+		cfg.Ranges = append(cfg.Ranges, r)
+	}
+	if d.mode == dhcp.ModeAuthoritative && len(cfg.Ranges) == 0 {
+		return cfg, fmt.Errorf("--dhcp-range: at least one range is required with --dhcp-mode=authoritative")
+	}
+	if d.subnet != "" {
+		p, err := netip.ParsePrefix(d.subnet)
+		if err != nil || !p.Addr().Is4() {
+			return cfg, fmt.Errorf("--dhcp-subnet %q: want an IPv4 prefix such as 10.0.0.0/24", d.subnet)
+		}
+		cfg.Subnet = p.Masked()
+	}
+	var err error
+	if cfg.Router, err = parseIPv4Flag("--dhcp-router", d.router); err != nil {
+		return cfg, err
+	}
+	if cfg.ServerIP, err = parseIPv4Flag("--dhcp-server-ip", d.serverIP); err != nil {
+		return cfg, err
+	}
+	for _, s := range d.dns {
+		a, err := parseIPv4Flag("--dhcp-dns", strings.TrimSpace(s))
+		if err != nil {
+			return cfg, err
+		}
+		if a.IsValid() {
+			cfg.DNS = append(cfg.DNS, a)
+		}
+	}
+	if d.leaseTime < time.Minute {
+		return cfg, fmt.Errorf("--dhcp-lease-time %s: want at least 1m", d.leaseTime)
+	}
+	if d.bootURL != "" && !strings.HasPrefix(d.bootURL, "http://") && !strings.HasPrefix(d.bootURL, "https://") {
+		return cfg, fmt.Errorf("--boot-url %q: want http://ADDR:PORT", d.bootURL)
+	}
+	if len(d.bootFiles) > 0 {
+		cfg.BootFiles = map[iana.Arch]string{}
+	}
+	for _, s := range d.bootFiles {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || v == "" {
+			return cfg, fmt.Errorf("--dhcp-boot-file %q: want ARCH=NAME", s)
+		}
+		arch, err := dhcp.ParseArch(k)
+		if err != nil {
+			return cfg, fmt.Errorf("--dhcp-boot-file %q: %w", s, err)
+		}
+		cfg.BootFiles[arch] = v
+	}
+	return cfg, nil
+}
+
+func parseIPv4Flag(flag, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("%s %q: want an IPv4 address", flag, s)
+	}
+	return a, nil
+}
+
+func (d *dhcpExtension) start(ctx context.Context, s *services) error {
+	if d.mode == dhcp.ModeOff {
+		return nil
+	}
+	cfg, err := d.config()
+	if err != nil {
+		return err
+	}
+	cfg.Machines = dhcpMachines{s.store}
+	cfg.Events = s.recorder
+	cfg.Logger = s.log.With("component", "dhcp")
+	if cfg.Metrics, err = dhcp.NewMetrics(s.registry); err != nil {
+		return err
+	}
+	var leases *store.Leases
+	if d.mode == dhcp.ModeAuthoritative {
+		if leases, err = s.store.OpenLeases(ctx, store.LeasesConfig{Ranges: dhcp.StoreRanges(cfg.Ranges)}); err != nil {
+			return fmt.Errorf("--dhcp-range: %w", err)
+		}
+		cfg.Leases = leases
+	}
+	closeLeases := func() {
+		if leases != nil {
+			leases.Close()
+		}
+	}
+	srv, err := dhcp.New(cfg)
+	if err != nil {
+		closeLeases()
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		closeLeases()
+		return err
+	}
+	s.tasks = append(s.tasks, func(ctx context.Context) error {
+		defer closeLeases()
+		return srv.Serve(ctx)
+	})
+	return nil
+}
+
+// dhcpMachines answers the DHCP server's machine lookups from the store's
+// in-memory index and catalog snapshot: the reserved address is the
+// machine record's ip, else the metadata ip of the group that selects the
+// MAC by its mac label.
+type dhcpMachines struct{ st *store.Store }
+
+func (m dhcpMachines) LookupMachine(_ context.Context, mac, uuid string) (dhcp.Machine, bool) {
+	sum, ok := m.st.LookupMachine(mac, uuid)
+	var out dhcp.Machine
+	if ok {
+		out = dhcp.Machine{ID: sum.ID, State: sum.State, PXEDisabled: sum.PXEDisabled}
+		out.IP, _ = parseReservedIP(sum.IP)
+	}
+	if !out.IP.IsValid() {
+		labels := matchbox.Labels{"mac": mac}
+		if uuid != "" {
+			labels["uuid"] = uuid
+		}
+		if match, err := m.st.Snapshot().Select(labels, sum.Inventory); err == nil && match.Group.Selector["mac"] == mac {
+			if s, ok := match.Group.Metadata["ip"].(string); ok {
+				if a, ok := parseReservedIP(s); ok {
+					out.IP = a
+					return out, true
+				}
+			}
+		}
+	}
+	return out, ok
+}
+
+// parseReservedIP reads a reserved address written as 10.0.0.5 or
+// 10.0.0.5/24.
+func parseReservedIP(s string) (netip.Addr, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		s = p.Addr().String()
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil && a.Is4()
+}

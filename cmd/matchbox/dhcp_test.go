@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestDHCPFlagErrors(t *testing.T) {
+	base := func() *dhcpExtension {
+		return &dhcpExtension{mode: "authoritative", iface: "eth9", ranges: []string{"10.0.0.100-10.0.0.200"}, leaseTime: time.Hour}
+	}
+	cases := []struct {
+		name string
+		edit func(d *dhcpExtension)
+		want string // substring of the error; "" for none
+	}{
+		{"valid", func(d *dhcpExtension) {}, ""},
+		{"bad mode", func(d *dhcpExtension) { d.mode = "on" }, "--dhcp-mode"},
+		{"no iface", func(d *dhcpExtension) { d.iface = "" }, "--dhcp-iface"},
+		{"bad range", func(d *dhcpExtension) { d.ranges = []string{"10.0.0.200-10.0.0.100"} }, "--dhcp-range"},
+		{"range not ipv4", func(d *dhcpExtension) { d.ranges = []string{"a-b"} }, "--dhcp-range"},
+		{"no range", func(d *dhcpExtension) { d.ranges = nil }, "--dhcp-range"},
+		{"proxy without range", func(d *dhcpExtension) { d.mode, d.ranges = "proxy", nil }, ""},
+		{"bad subnet", func(d *dhcpExtension) { d.subnet = "10.0.0.0" }, "--dhcp-subnet"},
+		{"bad router", func(d *dhcpExtension) { d.router = "x" }, "--dhcp-router"},
+		{"bad dns", func(d *dhcpExtension) { d.dns = []string{"10.0.0.1", "::1"} }, "--dhcp-dns"},
+		{"short lease", func(d *dhcpExtension) { d.leaseTime = time.Second }, "--dhcp-lease-time"},
+		{"bad boot url", func(d *dhcpExtension) { d.bootURL = "10.0.0.1:8080" }, "--boot-url"},
+		{"bad boot file", func(d *dhcpExtension) { d.bootFiles = []string{"ipxe.efi"} }, "--dhcp-boot-file"},
+		{"bad arch", func(d *dhcpExtension) { d.bootFiles = []string{"sparc=x"} }, "--dhcp-boot-file"},
+		{"boot files", func(d *dhcpExtension) { d.bootFiles = []string{"bios=undionly.kpxe", "0x0b=a.efi", "7=x.efi"} }, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := base()
+			tc.edit(d)
+			cfg, err := d.config()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+			if tc.name == "boot files" && (cfg.BootFiles[0] != "undionly.kpxe" || cfg.BootFiles[7] != "x.efi") {
+				t.Fatalf("boot files %v", cfg.BootFiles)
+			}
+		})
+	}
+}
+
+// TestDHCPServeBinary runs the real `matchbox serve --dhcp-mode
+// authoritative` in a network namespace and has udhcpc get an address and
+// iPXE's boot URL over a veth pair.
+func TestDHCPServeBinary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces and veth pairs")
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs busybox (Debian busybox-static) for udhcpc")
+	}
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprint(os.Getpid())
+	srv, cli := "mbxc-s-"+id, "mbxc-c-"+id
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", srv).Run()
+		exec.Command("ip", "netns", "del", cli).Run()
+	})
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", srv)
+	ip("netns", "add", cli)
+	ip("-n", srv, "link", "set", "lo", "up")
+	ip("link", "add", "mcs"+id, "netns", srv, "type", "veth", "peer", "name", "mcc"+id, "netns", cli)
+	ip("-n", srv, "link", "set", "mcs"+id, "name", "vS")
+	ip("-n", cli, "link", "set", "mcc"+id, "name", "vC")
+	ip("-n", srv, "addr", "add", "10.9.0.1/24", "dev", "vS")
+	ip("-n", srv, "link", "set", "vS", "up")
+	ip("-n", cli, "link", "set", "vC", "up")
+
+	dir := t.TempDir()
+	cmd := exec.Command("ip", "netns", "exec", srv, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
+		"--dhcp-mode", "authoritative", "--dhcp-iface", "vS", "--dhcp-range", "10.9.0.100-10.9.0.110",
+		"--boot-url", "http://10.9.0.1:8080", "--dhcp-router", "10.9.0.1")
+	logs := &strings.Builder{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+
+	script := filepath.Join(dir, "script")
+	envFile := filepath.Join(dir, "env")
+	os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\n[ \"$1\" = bound ] && env > %s\nexit 0\n", envFile)), 0o755)
+	// The server may still be starting: udhcpc retries for a while.
+	out, err := exec.Command("ip", "netns", "exec", cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "15", "-T", "1",
+		"-s", script, "-x", "0x4d:69505845", "-x", "0x5d:0000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("udhcpc: %v\n%s\nserver logs:\n%s", err, out, logs.String())
+	}
+	env, _ := os.ReadFile(envFile)
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = v
+		}
+	}
+	if !strings.HasPrefix(vars["ip"], "10.9.0.1") || vars["boot_file"] != "http://10.9.0.1:8080/boot.ipxe" {
+		t.Fatalf("udhcpc got ip %q boot_file %q", vars["ip"], vars["boot_file"])
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	got, err := exec.Command("sqlite3", filepath.Join(dir, "matchbox.db"), "SELECT ip FROM leases WHERE state = 'bound'").Output()
+	if err != nil {
+		t.Logf("sqlite3 unavailable, lease file not checked: %v", err)
+		return
+	}
+	if strings.TrimSpace(string(got)) != vars["ip"] {
+		t.Fatalf("stored leases %q, want %s", got, vars["ip"])
+	}
+}

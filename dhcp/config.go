@@ -1,0 +1,283 @@
+// Package dhcp is matchbox's DHCPv4 server for network boot: an
+// authoritative server (address ranges, reservations, leases persisted
+// before they are acknowledged) or a proxyDHCP server beside an existing
+// one, both handing PXE firmware, iPXE and UEFI HTTP boot clients the boot
+// file or URL that suits them. Replies are built by a chain of small
+// handlers, one per concern.
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/iana"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// Modes of the server.
+const (
+	ModeOff           = "off"
+	ModeProxy         = "proxy"
+	ModeAuthoritative = "authoritative"
+)
+
+// Range is a range of addresses handed out dynamically, on one subnet.
+type Range struct {
+	// Start and End are the first and last address (inclusive).
+	Start, End netip.Addr
+	// Subnet is the range's subnet (default: Config.Subnet). Relayed
+	// requests get an address from the ranges of the subnet their relay
+	// address (giaddr) is in.
+	Subnet netip.Prefix
+	// Router is the default gateway of the subnet (default: Config.Router
+	// when it is in Subnet).
+	Router netip.Addr
+}
+
+// Machine is what the server needs to know of a machine.
+type Machine struct {
+	// ID is the machine's id.
+	ID string
+	// State is its lifecycle state; provisioned machines get no boot file.
+	State matchbox.MachineState
+	// PXEDisabled withholds the boot file.
+	PXEDisabled bool
+	// IP is the machine's reserved address (from its record, or from the
+	// metadata of the group that selects its MAC), if any.
+	IP netip.Addr
+}
+
+// MachineLookup finds machines by MAC (normalised) or UUID.
+type MachineLookup interface {
+	LookupMachine(ctx context.Context, mac, uuid string) (Machine, bool)
+}
+
+// EventSink records boot events on machines' timelines without blocking.
+type EventSink interface {
+	Record(ev store.BootEvent) bool
+}
+
+// LeaseStore allocates and persists leases (store.Leases implements it).
+type LeaseStore interface {
+	Offer(req store.OfferRequest) (netip.Addr, error)
+	Bind(ctx context.Context, req store.BindRequest) (store.Lease, error)
+	Release(ctx context.Context, mac string, ip netip.Addr) error
+	Decline(ctx context.Context, mac string, ip netip.Addr) error
+	Lookup(mac string) (store.Lease, bool)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Mode is off, proxy or authoritative.
+	Mode string
+	// Interface is the network interface the server binds to.
+	Interface string
+	// Ranges are the dynamic ranges (authoritative mode).
+	Ranges []Range
+	// Subnet is the subnet of Interface (default: the interface's first
+	// IPv4 address and its prefix).
+	Subnet netip.Prefix
+	// Router is the default gateway handed to clients of Subnet.
+	Router netip.Addr
+	// DNS are the name servers handed to clients.
+	DNS []netip.Addr
+	// Domain is the domain name handed to clients.
+	Domain string
+	// LeaseTime is the lease duration (default 1h).
+	LeaseTime time.Duration
+	// BootURL is matchbox's HTTP base URL, http://ADDR:PORT (required to
+	// chain iPXE to boot.ipxe and for UEFI HTTP boot).
+	BootURL string
+	// ServerIP is the server's address on Interface: server identifier and
+	// TFTP server (default: derived from Interface).
+	ServerIP netip.Addr
+	// BootFiles maps a client architecture (option 93) to the boot binary
+	// fetched over TFTP; it is merged over DefaultBootFiles.
+	BootFiles map[iana.Arch]string
+	// HTTPBootPath is the path under BootURL where UEFI HTTP boot clients
+	// find the boot binaries (default /assets/tftp/).
+	HTTPBootPath string
+	// ChainIPXE hands iPXE clients (a NIC's iPXE ROM) matchbox's own iPXE
+	// binary once, before boot.ipxe; the server remembers per MAC, for
+	// ServedTTL, that the binary was served, as the ROM and the binary it
+	// loads send identical requests.
+	ChainIPXE bool
+	// ServedTTL is how long the server remembers that a MAC was handed a
+	// boot binary (default 2m).
+	ServedTTL time.Duration
+	// Leases is the lease store (authoritative mode).
+	Leases LeaseStore
+	// Machines looks machines up (may be nil).
+	Machines MachineLookup
+	// Events receives boot events (may be nil).
+	Events EventSink
+	// Logger receives logs (default: discarded).
+	Logger *slog.Logger
+	// Metrics receives counters (default: unregistered).
+	Metrics *Metrics
+	// Workers bounds the requests handled at once (default 1024); requests
+	// beyond it are dropped and counted.
+	Workers int
+}
+
+// DefaultBootFiles are the boot binaries per client architecture.
+func DefaultBootFiles() map[iana.Arch]string {
+	return map[iana.Arch]string{
+		0:  "undionly.kpxe", // x86 BIOS
+		6:  "ipxe.efi",      // x86 UEFI (IA32 firmware on x86-64 machines)
+		7:  "ipxe.efi",      // x86-64 UEFI
+		9:  "ipxe.efi",      // x86-64 UEFI (EFI BC)
+		11: "snp-arm64.efi", // arm64 UEFI
+		15: "ipxe.efi",      // x86 UEFI HTTP
+		16: "ipxe.efi",      // x86-64 UEFI HTTP
+		19: "snp-arm64.efi", // arm64 UEFI HTTP
+	}
+}
+
+// ParseArch parses an architecture number (0, 7, 0x0b) or one of the names
+// bios, efi-x86-64 (ipxe-efi), efi-arm64.
+func ParseArch(s string) (iana.Arch, error) {
+	switch strings.ToLower(s) {
+	case "bios", "x86", "pcbios":
+		return 0, nil
+	case "efi-ia32":
+		return 6, nil
+	case "efi-x86-64", "efi-x86_64", "efi", "uefi":
+		return 7, nil
+	case "efi-bc":
+		return 9, nil
+	case "efi-arm64", "arm64":
+		return 11, nil
+	}
+	var n uint16
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return 0, fmt.Errorf("architecture %q: want a number (RFC 4578: 0 BIOS, 7 x86-64 UEFI, 11 arm64 UEFI) or bios, efi-x86-64, efi-arm64", s)
+	}
+	return iana.Arch(n), nil
+}
+
+// ParseRange parses START-END, optionally followed by ,SUBNET[,ROUTER]
+// (10.0.1.100-10.0.1.200,10.0.1.0/24,10.0.1.1).
+func ParseRange(s string) (Range, error) {
+	parts := strings.Split(s, ",")
+	se := strings.SplitN(parts[0], "-", 2)
+	if len(se) != 2 || len(parts) > 3 {
+		return Range{}, fmt.Errorf("range %q: want START-END[,SUBNET[,ROUTER]]", s)
+	}
+	var r Range
+	var err error
+	if r.Start, err = netip.ParseAddr(strings.TrimSpace(se[0])); err != nil || !r.Start.Is4() {
+		return Range{}, fmt.Errorf("range %q: start %q is not an IPv4 address", s, se[0])
+	}
+	if r.End, err = netip.ParseAddr(strings.TrimSpace(se[1])); err != nil || !r.End.Is4() {
+		return Range{}, fmt.Errorf("range %q: end %q is not an IPv4 address", s, se[1])
+	}
+	if r.End.Less(r.Start) {
+		return Range{}, fmt.Errorf("range %q: end before start", s)
+	}
+	if len(parts) > 1 {
+		if r.Subnet, err = netip.ParsePrefix(strings.TrimSpace(parts[1])); err != nil || !r.Subnet.Addr().Is4() {
+			return Range{}, fmt.Errorf("range %q: subnet %q is not an IPv4 prefix", s, parts[1])
+		}
+		r.Subnet = r.Subnet.Masked()
+	}
+	if len(parts) > 2 {
+		if r.Router, err = netip.ParseAddr(strings.TrimSpace(parts[2])); err != nil || !r.Router.Is4() {
+			return Range{}, fmt.Errorf("range %q: router %q is not an IPv4 address", s, parts[2])
+		}
+	}
+	return r, nil
+}
+
+// validate checks cfg and fills defaults that need no interface.
+func (cfg *Config) validate() error {
+	switch cfg.Mode {
+	case ModeProxy, ModeAuthoritative:
+	case ModeOff, "":
+		return errors.New("dhcp: mode is off")
+	default:
+		return fmt.Errorf("dhcp: mode %q: want off, proxy or authoritative", cfg.Mode)
+	}
+	if cfg.LeaseTime <= 0 {
+		cfg.LeaseTime = time.Hour
+	}
+	if cfg.ServedTTL <= 0 {
+		cfg.ServedTTL = 2 * time.Minute
+	}
+	if cfg.HTTPBootPath == "" {
+		cfg.HTTPBootPath = "/assets/tftp/"
+	}
+	if !strings.HasSuffix(cfg.HTTPBootPath, "/") {
+		cfg.HTTPBootPath += "/"
+	}
+	cfg.BootURL = strings.TrimSuffix(cfg.BootURL, "/")
+	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
+		return fmt.Errorf("dhcp: boot URL %q: want http://ADDR:PORT", cfg.BootURL)
+	}
+	files := DefaultBootFiles()
+	for a, f := range cfg.BootFiles {
+		files[a] = f
+	}
+	cfg.BootFiles = files
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewUnregisteredMetrics()
+	}
+	if cfg.Mode == ModeAuthoritative {
+		if len(cfg.Ranges) == 0 {
+			return errors.New("dhcp: authoritative mode needs at least one range")
+		}
+		if cfg.Leases == nil {
+			return errors.New("dhcp: authoritative mode needs a lease store")
+		}
+	}
+	return nil
+}
+
+// finish fills the defaults derived from the interface: the subnet, the
+// server address and each range's subnet and router.
+func (cfg *Config) finish(ifaceAddr netip.Prefix) error {
+	if !cfg.Subnet.IsValid() && ifaceAddr.IsValid() {
+		cfg.Subnet = ifaceAddr.Masked()
+	}
+	if !cfg.ServerIP.IsValid() {
+		if !ifaceAddr.IsValid() {
+			return fmt.Errorf("dhcp: interface %s has no IPv4 address and no server address is set", cfg.Interface)
+		}
+		cfg.ServerIP = ifaceAddr.Addr()
+	}
+	for i := range cfg.Ranges {
+		r := &cfg.Ranges[i]
+		if !r.Subnet.IsValid() {
+			r.Subnet = cfg.Subnet
+		}
+		if !r.Subnet.IsValid() || !r.Subnet.Contains(r.Start) || !r.Subnet.Contains(r.End) {
+			return fmt.Errorf("dhcp: range %s-%s is not inside subnet %s", r.Start, r.End, r.Subnet)
+		}
+		if !r.Router.IsValid() && cfg.Router.IsValid() && r.Subnet.Contains(cfg.Router) {
+			r.Router = cfg.Router
+		}
+	}
+	return nil
+}
+
+// StoreRanges converts ranges to the lease store's.
+func StoreRanges(rs []Range) []store.LeaseRange {
+	out := make([]store.LeaseRange, len(rs))
+	for i, r := range rs {
+		out[i] = store.LeaseRange{Start: r.Start, End: r.End}
+	}
+	return out
+}

@@ -1,0 +1,302 @@
+package dhcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/sys/unix"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+var nsSeq atomic.Int32
+
+// lab is a pair of network namespaces joined by a veth pair: the server
+// side "vS" holds 10.9.0.1/24, the client side "vC" no address.
+type lab struct {
+	srv, cli string
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces and veth pairs")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip (Debian iproute2)")
+	}
+	id := fmt.Sprintf("%d-%d", os.Getpid(), nsSeq.Add(1))
+	l := &lab{srv: "mbxd-s-" + id, cli: "mbxd-c-" + id}
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", l.srv).Run()
+		exec.Command("ip", "netns", "del", l.cli).Run()
+	})
+	vs, vc := "mds"+id, "mdc"+id
+	for _, args := range [][]string{
+		{"netns", "add", l.srv}, {"netns", "add", l.cli},
+		{"-n", l.srv, "link", "set", "lo", "up"}, {"-n", l.cli, "link", "set", "lo", "up"},
+		{"link", "add", vs, "netns", l.srv, "type", "veth", "peer", "name", vc, "netns", l.cli},
+		{"-n", l.srv, "link", "set", vs, "name", "vS"}, {"-n", l.cli, "link", "set", vc, "name", "vC"},
+		{"-n", l.srv, "addr", "add", "10.9.0.1/24", "dev", "vS"},
+		{"-n", l.srv, "link", "set", "vS", "up"}, {"-n", l.cli, "link", "set", "vC", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return l
+}
+
+// in runs fn on an OS thread switched into namespace ns: sockets opened by
+// fn stay in ns.
+func inNetns(t *testing.T, ns string, fn func() error) error {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns %s: %w", ns, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// Leave the thread locked: it dies with the goroutine.
+		return fmt.Errorf("restore namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// startServer runs a server on vS in the lab's server namespace until the
+// test ends or stop is called.
+func (l *lab) startServer(t *testing.T, cfg Config) (stop func()) {
+	t.Helper()
+	cfg.Interface = "vS"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inNetns(t, l.srv, s.Listen); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	var stopped bool
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// udhcpc runs busybox udhcpc on vC with extra arguments and returns the
+// variables its script saw on "bound".
+func (l *lab) udhcpc(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("needs busybox (Debian busybox-static) for udhcpc")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "env")
+	script := filepath.Join(dir, "script")
+	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = bound ] && env > %s\nexit 0\n", out)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := append([]string{"netns", "exec", l.cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "4", "-T", "1", "-s", script}, args...)
+	if b, err := exec.Command("ip", cmd...).CombinedOutput(); err != nil {
+		t.Fatalf("udhcpc %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	env, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("udhcpc got no lease: %v", err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+func (l *lab) setClientMAC(t *testing.T, mac string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", l.cli, "link", "set", "vC", "address", mac).CombinedOutput(); err != nil {
+		t.Fatalf("set MAC: %v: %s", err, out)
+	}
+}
+
+func labConfig(mode string, leases LeaseStore, machines MachineLookup) Config {
+	return Config{
+		Mode: mode, LeaseTime: time.Hour, BootURL: "http://10.9.0.1:8080", Leases: leases, Machines: machines,
+		Ranges: []Range{{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.150")}},
+		Router: netip.MustParseAddr("10.9.0.1"),
+	}
+}
+
+func openLabLeases(t *testing.T, path string) (*store.Store, *store.Leases) {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := st.OpenLeases(context.Background(), store.LeasesConfig{Ranges: StoreRanges(labConfig(ModeAuthoritative, nil, nil).Ranges)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, l
+}
+
+// TestUdhcpcAuthoritative: a real udhcpc gets an address over a veth, keeps
+// it across a server restart, gets its reservation, and gets the boot file
+// that suits the options it sends.
+func TestUdhcpcAuthoritative(t *testing.T) {
+	l := newLab(t)
+	const clientMAC, reservedMAC = "52:54:00:aa:00:01", "52:54:00:aa:00:02"
+	l.setClientMAC(t, clientMAC)
+	machines := fakeMachines{reservedMAC: {ID: "r1", State: matchbox.StateReady, IP: netip.MustParseAddr("10.9.0.7")}}
+	dbPath := filepath.Join(t.TempDir(), "m.db")
+
+	st, leases := openLabLeases(t, dbPath)
+	stop := l.startServer(t, labConfig(ModeAuthoritative, leases, machines))
+	first := l.udhcpc(t)
+	ip, err := netip.ParseAddr(first["ip"])
+	if err != nil || ip.Less(netip.MustParseAddr("10.9.0.100")) || netip.MustParseAddr("10.9.0.150").Less(ip) {
+		t.Fatalf("udhcpc got %q, want an address of 10.9.0.100-150", first["ip"])
+	}
+	if first["router"] != "10.9.0.1" || first["subnet"] != "255.255.255.0" || first["serverid"] != "10.9.0.1" {
+		t.Errorf("udhcpc options: router %q subnet %q serverid %q", first["router"], first["subnet"], first["serverid"])
+	}
+	stored, err := leases.List(context.Background())
+	if err != nil || len(stored) != 1 || stored[0].IP != ip || stored[0].MAC != clientMAC {
+		t.Fatalf("stored leases %+v %v, want %s for %s", stored, err, ip, clientMAC)
+	}
+
+	// Restart: the same address again.
+	stop()
+	leases.Close()
+	st.Close()
+	st, leases = openLabLeases(t, dbPath)
+	t.Cleanup(func() { leases.Close(); st.Close() })
+	l.startServer(t, labConfig(ModeAuthoritative, leases, machines))
+	if again := l.udhcpc(t); again["ip"] != ip.String() {
+		t.Fatalf("after restart udhcpc got %q, want %s", again["ip"], ip)
+	}
+
+	// Boot files by the options the client sends.
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bios", []string{"-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"}, "undionly.kpxe"},
+		{"uefi", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, "ipxe.efi"},
+		{"ipxe", []string{"-x", "0x4d:69505845", "-x", "0x5d:0000"}, "http://10.9.0.1:8080/boot.ipxe"},
+		{"http", []string{"-V", "HTTPClient:Arch:00016:UNDI:003001", "-x", "0x5d:0010"}, "http://10.9.0.1:8080/assets/tftp/ipxe.efi"},
+		{"plain", nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := l.udhcpc(t, tc.args...)
+			if got["boot_file"] != tc.want {
+				t.Errorf("boot_file %q, want %q", got["boot_file"], tc.want)
+			}
+			if tc.want == "undionly.kpxe" && got["siaddr"] != "10.9.0.1" {
+				t.Errorf("siaddr %q, want 10.9.0.1", got["siaddr"])
+			}
+		})
+	}
+
+	// The reserved MAC gets its reservation.
+	l.setClientMAC(t, reservedMAC)
+	if got := l.udhcpc(t); got["ip"] != "10.9.0.7" {
+		t.Fatalf("reserved MAC got %q, want 10.9.0.7", got["ip"])
+	}
+}
+
+// TestProxyAnswersPXE: in proxy mode, a PXE DISCOVER sent over the veth gets
+// a boot file and no address; a plain DISCOVER gets nothing.
+func TestProxyAnswersPXE(t *testing.T) {
+	l := newLab(t)
+	l.startServer(t, labConfig(ModeProxy, nil, nil))
+	var conn *net.UDPConn
+	if err := inNetns(t, l.cli, func() error {
+		var err error
+		conn, err = server4.NewIPv4UDPConn("vC", &net.UDPAddr{Port: ClientPort})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ifi := func() net.HardwareAddr {
+		var hw net.HardwareAddr
+		inNetns(t, l.cli, func() error {
+			i, err := net.InterfaceByName("vC")
+			if err == nil {
+				hw = i.HardwareAddr
+			}
+			return err
+		})
+		return hw
+	}()
+	exchange := func(d *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+		if _, err := conn.WriteTo(d.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: ServerPort}); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		for {
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return nil
+			}
+			if r, err := dhcpv4.FromBytes(buf[:n]); err == nil && r.TransactionID == d.TransactionID {
+				return r
+			}
+		}
+	}
+	pxe := request(dhcpv4.MessageTypeDiscover, ifi, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016"))
+	offer := exchange(pxe)
+	if offer == nil {
+		t.Fatal("no proxy offer to a PXE DISCOVER")
+	}
+	if !offer.YourIPAddr.IsUnspecified() || offer.BootFileName != "ipxe.efi" || offer.ClassIdentifier() != "PXEClient" ||
+		!offer.ServerIPAddr.Equal(net.ParseIP("10.9.0.1")) {
+		t.Fatalf("proxy offer: %s", offer.Summary())
+	}
+	if r := exchange(request(dhcpv4.MessageTypeDiscover, ifi)); r != nil {
+		t.Fatalf("proxy answered a plain DISCOVER: %s", r.Summary())
+	}
+}

@@ -1,0 +1,368 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"matchbox/store"
+)
+
+// Ports the server listens on.
+const (
+	// ServerPort is the DHCP server port.
+	ServerPort = 67
+	// ClientPort is the DHCP client port.
+	ClientPort = 68
+	// ProxyPort is the PXE boot server port proxyDHCP answers on.
+	ProxyPort = 4011
+)
+
+// Server is a DHCPv4 server for network boot.
+type Server struct {
+	cfg    Config
+	served servedCache
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	bufs   sync.Pool
+	conns  []*net.UDPConn
+	ports  []int
+	ready  bool
+}
+
+// New checks cfg and returns a server. Call Listen, then Serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, sem: make(chan struct{}, cfg.Workers)}
+	s.served.ttl = cfg.ServedTTL
+	s.bufs.New = func() any { b := make([]byte, 1500); return &b }
+	if cfg.Interface == "" {
+		// Without an interface everything must be given (tests, packet
+		// handling without sockets).
+		if err := s.cfg.finish(netip.Prefix{}); err != nil {
+			return nil, err
+		}
+		s.ready = true
+	}
+	return s, nil
+}
+
+// Config returns the configuration in effect (after Listen, with the
+// values derived from the interface).
+func (s *Server) Config() Config { return s.cfg }
+
+// Listen opens the server's sockets on the interface, in the calling
+// thread's network namespace: port 67, and 4011 in proxy mode. It derives
+// the server address and subnet from the interface when they are not set.
+func (s *Server) Listen() error {
+	if s.cfg.Interface == "" {
+		return errors.New("dhcp: no interface to listen on")
+	}
+	ifi, err := net.InterfaceByName(s.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("dhcp: interface %q: %w", s.cfg.Interface, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return fmt.Errorf("dhcp: addresses of interface %q: %w", s.cfg.Interface, err)
+	}
+	var ifaceAddr netip.Prefix
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if p, err := netip.ParsePrefix(n.String()); err == nil && p.Addr().Is4() {
+				if !s.cfg.ServerIP.IsValid() || p.Addr() == s.cfg.ServerIP {
+					ifaceAddr = p
+					break
+				}
+			}
+		}
+	}
+	if err := s.cfg.finish(ifaceAddr); err != nil {
+		return err
+	}
+	ports := []int{ServerPort}
+	if s.cfg.Mode == ModeProxy {
+		ports = append(ports, ProxyPort)
+	}
+	for _, port := range ports {
+		c, err := server4.NewIPv4UDPConn(s.cfg.Interface, &net.UDPAddr{Port: port})
+		if err != nil {
+			s.closeConns()
+			return fmt.Errorf("dhcp: listen on %s port %d: %w", s.cfg.Interface, port, err)
+		}
+		s.conns = append(s.conns, c)
+		s.ports = append(s.ports, port)
+	}
+	s.ready = true
+	s.cfg.Logger.Info("dhcp listening", "mode", s.cfg.Mode, "interface", s.cfg.Interface,
+		"server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet, "ports", ports)
+	return nil
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// Serve answers requests until ctx ends, then waits for the requests in
+// flight.
+func (s *Server) Serve(ctx context.Context) error {
+	if len(s.conns) == 0 {
+		return errors.New("dhcp: Serve before Listen")
+	}
+	errc := make(chan error, len(s.conns))
+	for i, c := range s.conns {
+		go func() { errc <- s.readLoop(ctx, c, s.ports[i]) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.closeConns()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
+	for {
+		bp := s.bufs.Get().(*[]byte)
+		n, peer, err := c.ReadFromUDPAddrPort(*bp)
+		if err != nil {
+			s.bufs.Put(bp)
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("dhcp: read on port %d: %w", port, err)
+		}
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			s.bufs.Put(bp)
+			s.cfg.Metrics.dropped.WithLabelValues(dropOverload).Inc()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			resp, dst := s.HandlePacket(ctx, (*bp)[:n], peer, port)
+			s.bufs.Put(bp)
+			if resp == nil {
+				return
+			}
+			if _, err := c.WriteToUDPAddrPort(resp.ToBytes(), dst); err != nil {
+				s.cfg.Metrics.dropped.WithLabelValues(dropError).Inc()
+				s.cfg.Logger.Warn("dhcp: send reply failed", "to", dst, "err", err)
+				return
+			}
+			s.cfg.Metrics.replies.WithLabelValues(resp.MessageType().String()).Inc()
+		}()
+	}
+}
+
+// HandlePacket answers one raw request that came from peer to port: it
+// returns the reply and where to send it, or nil when the request gets no
+// answer (malformed, not for this server, released, ...).
+func (s *Server) HandlePacket(ctx context.Context, pkt []byte, peer netip.AddrPort, port int) (*dhcpv4.DHCPv4, netip.AddrPort) {
+	req, err := dhcpv4.FromBytes(pkt)
+	if err != nil || req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet ||
+		len(req.ClientHWAddr) != 6 || req.MessageType() == dhcpv4.MessageTypeNone {
+		s.cfg.Metrics.dropped.WithLabelValues(dropMalformed).Inc()
+		return nil, netip.AddrPort{}
+	}
+	return s.Handle(ctx, req, peer, port)
+}
+
+// Handle answers one parsed request (see HandlePacket).
+func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.AddrPort, port int) (*dhcpv4.DHCPv4, netip.AddrPort) {
+	mt := req.MessageType()
+	s.cfg.Metrics.received.WithLabelValues(mt.String()).Inc()
+	x := &exchange{ctx: ctx, s: s, c: classify(req), port: port}
+	if s.cfg.Machines != nil {
+		x.machine, x.known = s.cfg.Machines.LookupMachine(ctx, x.c.mac, x.c.uuid)
+	}
+	relay := addrOf(req.GatewayIPAddr)
+	if !s.subnetFor(x, relay) {
+		s.cfg.Metrics.dropped.WithLabelValues(dropNoSubnet).Inc()
+		s.cfg.Logger.Debug("dhcp: no subnet for relay", "mac", x.c.mac, "giaddr", relay)
+		return nil, netip.AddrPort{}
+	}
+	s.event(x, "dhcp."+eventName(mt), nil)
+
+	switch mt {
+	case dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
+		s.leaseEnd(x, req)
+		return nil, netip.AddrPort{}
+	}
+
+	resp, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		s.cfg.Metrics.dropped.WithLabelValues(dropError).Inc()
+		return nil, netip.AddrPort{}
+	}
+	var chain []Handler
+	if s.cfg.Mode == ModeProxy {
+		chain = []Handler{proxyHandler(x), bootHandler(x), pxeVendorHandler(x), requireBoot(x)}
+	} else {
+		chain = []Handler{leaseHandler(x), networkHandler(x), bootHandler(x), pxeVendorHandler(x), ipxeHandler(x)}
+	}
+	resp = runChain(req, resp, chain...)
+	if resp == nil {
+		s.cfg.Metrics.dropped.WithLabelValues(dropIgnored).Inc()
+		s.cfg.Logger.Debug("dhcp: no reply", "mac", x.c.mac, "type", mt.String(), "why", x.dropWhy)
+		return nil, netip.AddrPort{}
+	}
+	rt := resp.MessageType()
+	detail := map[string]any{}
+	if x.ip.IsValid() {
+		detail["ip"] = x.ip.String()
+	}
+	if x.boot != "" {
+		detail["boot_file"] = x.boot
+	}
+	if x.nakWhy != "" {
+		detail["reason"] = x.nakWhy
+	}
+	s.event(x, "dhcp."+eventName(rt), detail)
+	return resp, s.destination(req, resp, peer, port)
+}
+
+// subnetFor picks the request's subnet: the one holding the relay address
+// for relayed requests, the interface's otherwise.
+func (s *Server) subnetFor(x *exchange, relay netip.Addr) bool {
+	if !relay.IsValid() {
+		x.subnet, x.router = s.cfg.Subnet, s.cfg.Router
+		for _, r := range s.cfg.Ranges {
+			if r.Subnet == x.subnet && r.Router.IsValid() {
+				x.router = r.Router
+				break
+			}
+		}
+		return true
+	}
+	for _, r := range s.cfg.Ranges {
+		if r.Subnet.Contains(relay) {
+			x.subnet, x.router = r.Subnet, r.Router
+			return true
+		}
+	}
+	if s.cfg.Mode == ModeProxy || (s.cfg.Subnet.IsValid() && s.cfg.Subnet.Contains(relay)) {
+		x.subnet, x.router = s.cfg.Subnet, s.cfg.Router
+		return true
+	}
+	return false
+}
+
+// destination says where a reply goes (RFC 2131 4.1): to the relay, to the
+// client's address when it has one, else broadcast on the interface; a
+// reply to port 4011 goes back to where the request came from.
+func (s *Server) destination(req, resp *dhcpv4.DHCPv4, peer netip.AddrPort, port int) netip.AddrPort {
+	if port == ProxyPort && peer.IsValid() && !peer.Addr().IsUnspecified() {
+		return peer
+	}
+	if relay := addrOf(req.GatewayIPAddr); relay.IsValid() {
+		return netip.AddrPortFrom(relay, ServerPort)
+	}
+	if ci := addrOf(req.ClientIPAddr); ci.IsValid() && resp.MessageType() != dhcpv4.MessageTypeNak {
+		return netip.AddrPortFrom(ci, ClientPort)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ClientPort)
+}
+
+// leaseEnd honours a RELEASE or DECLINE (authoritative mode).
+func (s *Server) leaseEnd(x *exchange, req *dhcpv4.DHCPv4) {
+	if s.cfg.Mode != ModeAuthoritative {
+		return
+	}
+	if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != s.cfg.ServerIP {
+		s.cfg.Metrics.dropped.WithLabelValues(dropNotForUs).Inc()
+		return
+	}
+	var err error
+	if req.MessageType() == dhcpv4.MessageTypeRelease {
+		err = s.cfg.Leases.Release(x.ctx, x.c.mac, addrOf(req.ClientIPAddr))
+	} else {
+		err = s.cfg.Leases.Decline(x.ctx, x.c.mac, addrOf(req.RequestedIPAddress()))
+	}
+	if err != nil {
+		s.cfg.Logger.Debug("dhcp: "+req.MessageType().String()+" not honoured", "mac", x.c.mac, "err", err)
+	}
+}
+
+// event records a boot event on the client's timeline.
+func (s *Server) event(x *exchange, typ string, detail map[string]any) {
+	if s.cfg.Events == nil {
+		return
+	}
+	ev := store.BootEvent{MAC: x.c.mac, UUID: x.c.uuid, Type: typ, Detail: detail}
+	if x.known {
+		ev.MachineID = x.machine.ID
+	}
+	s.cfg.Events.Record(ev)
+}
+
+func eventName(mt dhcpv4.MessageType) string {
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		return "discover"
+	case dhcpv4.MessageTypeOffer:
+		return "offer"
+	case dhcpv4.MessageTypeRequest:
+		return "request"
+	case dhcpv4.MessageTypeAck:
+		return "ack"
+	case dhcpv4.MessageTypeNak:
+		return "nak"
+	case dhcpv4.MessageTypeRelease:
+		return "release"
+	case dhcpv4.MessageTypeDecline:
+		return "decline"
+	case dhcpv4.MessageTypeInform:
+		return "inform"
+	}
+	return "other"
+}
+
+// servedCache remembers, per MAC and for a while, that a boot binary was
+// handed out.
+type servedCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	at  map[string]time.Time
+}
+
+func (c *servedCache) mark(mac string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	if len(c.at) >= 4096 {
+		for k, t := range c.at {
+			if now.Sub(t) > c.ttl {
+				delete(c.at, k)
+			}
+		}
+	}
+	c.at[mac] = now
+}
+
+// seen reports whether mac was served within the TTL.
+func (c *servedCache) seen(mac string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.at[mac]
+	return ok && now.Sub(t) <= c.ttl
+}
