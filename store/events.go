@@ -32,9 +32,15 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	var created []string
+	type newMachine struct{ id, mac, uuid string }
+	var created []newMachine
+	refresh := map[string]bool{}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		created = created[:0]
+		// MACs resolved in this batch; the in-memory index answers for
+		// machines known before it.
+		resolved := map[string]string{}
+		clear(refresh)
 		now := timestamp(s.now())
 		insert, err := tx.PrepareContext(ctx, "INSERT INTO events (machine_id, at, type, detail) VALUES (?, ?, ?, ?)")
 		if err != nil {
@@ -47,14 +53,23 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 				if ev.MAC == "" {
 					return fmt.Errorf("event %s names no machine and no MAC", ev.Type)
 				}
-				var err error
-				var isNew bool
-				if id, isNew, err = ensureMachineTx(ctx, tx, ev.MAC, ev.UUID, now); err != nil {
-					return err
+				if known, ok := resolved[ev.MAC]; ok && ev.UUID == "" {
+					id = known
+				} else if sum, ok := s.LookupMachine(ev.MAC, ""); ok && (ev.UUID == "" || sum.UUID != "") {
+					id = sum.ID
+				} else {
+					var err error
+					var isNew bool
+					if id, isNew, err = ensureMachineTx(ctx, tx, ev.MAC, ev.UUID, now); err != nil {
+						return err
+					}
+					if isNew {
+						created = append(created, newMachine{id, ev.MAC, ev.UUID})
+					} else if ev.UUID != "" {
+						refresh[id] = true // its UUID may have been recorded
+					}
 				}
-				if isNew {
-					created = append(created, id)
-				}
+				resolved[ev.MAC] = id
 			}
 			detail := []byte("{}")
 			if len(ev.Detail) > 0 {
@@ -76,7 +91,17 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range created {
+	for _, m := range created {
+		if _, existed := s.MachineSummaryByID(m.id); existed || refresh[m.id] {
+			// The id was taken by a machine declared with other MACs.
+			if err := s.refreshMachine(ctx, m.id); err != nil {
+				return err
+			}
+			continue
+		}
+		s.index.put(&MachineSummary{ID: m.id, UUID: m.uuid, State: matchbox.StateDiscovered}, []string{m.mac})
+	}
+	for id := range refresh {
 		if err := s.refreshMachine(ctx, id); err != nil {
 			return err
 		}
