@@ -1,5 +1,6 @@
 // Package api serves matchbox's REST API v1 under /api/v1 on a gorilla/mux
-// router: profiles, groups, templates, machines and their timelines,
+// router: profiles, groups, templates, machines with their timelines,
+// inventories and BMCs, power, boot-device and provisioning actions,
 // declarative plan and apply of bundles, and the OpenAPI document of it all.
 // Every object carries a version, exposed as its ETag; writes honour
 // If-Match. Clients authenticate with a bearer token or a TLS client
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"matchbox/lifecycle"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -45,6 +47,9 @@ type Config struct {
 	ParseFact matchbox.FactParser
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// Lifecycle declares BMCs and runs power, boot-device and provisioning
+	// actions; nil answers those endpoints with 501 not_configured.
+	Lifecycle *lifecycle.Service
 }
 
 // API is the REST API handler set.
@@ -102,12 +107,20 @@ func (a *API) Register(r *mux.Router) {
 
 	handle("/machines", a.listMachines, http.MethodGet)
 	handle("/machines", a.createMachine, http.MethodPost)
+	handle("/machines/provision", a.provisionMachines, http.MethodPost)
 	handle("/machines/{id}", a.getMachine, http.MethodGet)
 	handle("/machines/{id}", a.replaceMachine, http.MethodPut)
 	handle("/machines/{id}", a.deleteMachine, http.MethodDelete)
 	handle("/machines/{id}/labels", a.setMachineLabels, http.MethodPut)
 	handle("/machines/{id}/state", a.setMachineState, http.MethodPut)
 	handle("/machines/{id}/events", a.machineEvents, http.MethodGet)
+	handle("/machines/{id}/inventory", a.machineInventory, http.MethodGet)
+	handle("/machines/{id}/bmc", a.getBMC, http.MethodGet)
+	handle("/machines/{id}/bmc", a.putBMC, http.MethodPut)
+	handle("/machines/{id}/bmc", a.deleteBMC, http.MethodDelete)
+	handle("/machines/{id}/power", a.machinePower, http.MethodPost)
+	handle("/machines/{id}/bootdevice", a.machineBootDevice, http.MethodPost)
+	handle("/machines/{id}/provision", a.provisionMachine, http.MethodPost)
 
 	handle("/plan", a.plan, http.MethodPost)
 	handle("/apply", a.apply, http.MethodPost)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 
 	"matchbox/api/wire"
+	"matchbox/bmc"
+	"matchbox/lifecycle"
 	"matchbox/matchbox"
 	"matchbox/matchbox/datadir"
 	"matchbox/store"
@@ -29,7 +32,32 @@ const (
 	CodeUnsupportedType  = "unsupported_media_type"
 	CodeInvalidCatalog   = "invalid_catalog"
 	CodeInternal         = "internal"
+	// CodeNoSecretKey: credentials sent, but the server has no
+	// --secret-key-file to seal them with.
+	CodeNoSecretKey = "no_secret_key"
+	// CodeNoBMC: a BMC action on a machine without a BMC.
+	CodeNoBMC = "no_bmc"
+	// CodeBMCAuth: the BMC refused the credentials.
+	CodeBMCAuth = "bmc_auth"
+	// CodeBMCUnreachable: the BMC did not answer in time (connection
+	// refused, timeouts, busy), retries included.
+	CodeBMCUnreachable = "bmc_unreachable"
+	// CodeBMCBootNotApplied: the BMC acknowledged a boot override but,
+	// read back, does not hold it.
+	CodeBMCBootNotApplied = "bmc_boot_not_applied"
+	// CodeBMCFailed: the BMC or its driver answered with another failure.
+	CodeBMCFailed = "bmc_failed"
+	// CodeNotConfigured: the server runs without BMC control.
+	CodeNotConfigured = "not_configured"
 )
+
+// ErrorCodes returns every error code of the API.
+func ErrorCodes() []string {
+	return []string{CodeBadRequest, CodeInvalidBody, CodeInvalidBundle, CodeUnauthorized, CodeForbidden, CodeNotFound,
+		CodeMethodNotAllowed, CodeAlreadyExists, CodeVersionConflict, CodePlanStale, CodeTooLarge, CodeUnsupportedType,
+		CodeInvalidCatalog, CodeInternal, CodeNoSecretKey, CodeNoBMC, CodeBMCAuth, CodeBMCUnreachable, CodeBMCBootNotApplied,
+		CodeBMCFailed, CodeNotConfigured}
+}
 
 // apiError is an error with the status and body it answers with.
 type apiError struct {
@@ -66,6 +94,20 @@ func classify(err error) *apiError {
 		return errorf(http.StatusBadRequest, CodeInvalidBody, fe.File, "%v", err)
 	}
 	switch {
+	case errors.Is(err, lifecycle.ErrNoSecretKey):
+		return errorf(http.StatusUnprocessableEntity, CodeNoSecretKey, "password", "%v", err)
+	case errors.Is(err, lifecycle.ErrNoBMC):
+		return errorf(http.StatusConflict, CodeNoBMC, "", "%v: declare it with PUT %s/machines/{id}/bmc", err, Prefix)
+	case errors.Is(err, bmc.ErrInvalidArgument):
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "", "%v", err)
+	case errors.Is(err, bmc.ErrAuth):
+		return errorf(http.StatusBadGateway, CodeBMCAuth, "", "%v", err)
+	case errors.Is(err, bmc.ErrBootDeviceNotApplied):
+		return errorf(http.StatusBadGateway, CodeBMCBootNotApplied, "", "%v", err)
+	case errors.Is(err, bmc.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusGatewayTimeout, CodeBMCUnreachable, "", "%v", err)
+	case errors.Is(err, bmc.ErrFailed):
+		return errorf(http.StatusBadGateway, CodeBMCFailed, "", "%v", err)
 	case errors.Is(err, store.ErrNotFound):
 		return errorf(http.StatusNotFound, CodeNotFound, "", "%v", err)
 	case errors.Is(err, store.ErrVersionConflict):
@@ -79,9 +121,13 @@ func classify(err error) *apiError {
 // writeError answers with err's status and JSON body.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)
-	if e.status >= 500 {
+	switch {
+	case e.status == http.StatusBadGateway || e.status == http.StatusGatewayTimeout:
+		// A BMC failed, not the server.
+		a.log.WarnContext(r.Context(), "api request failed at the BMC", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.detail.Code, "err", err)
+	case e.status >= 500:
 		a.log.ErrorContext(r.Context(), "api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	} else {
+	default:
 		a.log.DebugContext(r.Context(), "api request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.detail.Code, "err", err)
 	}
 	writeJSON(w, e.status, wire.Error{Error: e.detail})

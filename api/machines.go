@@ -31,8 +31,9 @@ type machineBody struct {
 	Group       string                `json:"group,omitempty" yaml:"group,omitempty"`
 	PXEDisabled bool                  `json:"pxe_disabled,omitempty" yaml:"pxe_disabled,omitempty"`
 	// Read-only fields a client may send back unchanged.
-	CreatedAt *time.Time `json:"created_at,omitempty" yaml:"created_at,omitempty"`
-	UpdatedAt *time.Time `json:"updated_at,omitempty" yaml:"updated_at,omitempty"`
+	CreatedAt        *time.Time `json:"created_at,omitempty" yaml:"created_at,omitempty"`
+	UpdatedAt        *time.Time `json:"updated_at,omitempty" yaml:"updated_at,omitempty"`
+	InventorySummary any        `json:"inventory_summary,omitempty" yaml:"inventory_summary,omitempty"`
 }
 
 // decodeMachine reads and validates a machine from the request body.
@@ -105,7 +106,7 @@ func (a *API) listMachines(w http.ResponseWriter, r *http.Request) {
 			out.Next = ms[i-1].ID
 			break
 		}
-		out.Items = append(out.Items, wire.Item{ID: m.ID, Machine: m})
+		out.Items = append(out.Items, wire.Item{ID: m.ID, Machine: a.machineView(m)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -117,7 +118,16 @@ func (a *API) getMachine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", etag(v))
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, a.machineView(m))
+}
+
+// machineView adds the summary of the machine's last inventory to m.
+func (a *API) machineView(m *matchbox.Machine) *wire.Machine {
+	out := &wire.Machine{Machine: *m}
+	if sum, ok := a.cfg.Store.MachineSummaryByID(m.ID); ok {
+		out.InventorySummary = wire.Summarize(sum.Inventory)
+	}
+	return out
 }
 
 func (a *API) createMachine(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +201,7 @@ func (a *API) answerMachine(ctx context.Context, w http.ResponseWriter, r *http.
 		status = http.StatusCreated
 		w.Header().Set("Location", Prefix+"/machines/"+id)
 	}
-	writeJSON(w, status, m)
+	writeJSON(w, status, a.machineView(m))
 }
 
 func (a *API) deleteMachine(w http.ResponseWriter, r *http.Request) {

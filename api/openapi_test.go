@@ -141,10 +141,20 @@ func TestDocsCoverOpenAPI(t *testing.T) {
 			}
 		}
 	}
-	for _, code := range []string{CodeBadRequest, CodeInvalidBody, CodeInvalidBundle, CodeUnauthorized, CodeForbidden, CodeNotFound,
-		CodeMethodNotAllowed, CodeAlreadyExists, CodeVersionConflict, CodePlanStale, CodeTooLarge, CodeUnsupportedType, CodeInvalidCatalog, CodeInternal} {
+	spec, err := OpenAPIJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := ErrorCodes()
+	if len(codes) < 21 {
+		t.Fatalf("ErrorCodes lists %d codes", len(codes))
+	}
+	for _, code := range codes {
 		if !strings.Contains(doc, "`"+code+"`") {
 			t.Errorf("docs/api.md does not list the error code %s", code)
+		}
+		if !strings.Contains(string(spec), code) {
+			t.Errorf("openapi.yaml does not list the error code %s", code)
 		}
 	}
 }

@@ -219,6 +219,109 @@ func (c *Client) Events(ctx context.Context, machineID, typ string, limit int) (
 	}
 }
 
+// machinePath is the API path of a machine's sub-resource.
+func machinePath(id, sub string) string {
+	p := "/machines/" + url.PathEscape(id)
+	if sub != "" {
+		p += "/" + sub
+	}
+	return p
+}
+
+// Machine fetches a machine with its inventory summary and version.
+func (c *Client) Machine(ctx context.Context, id string) (*wire.Machine, int64, error) {
+	var m wire.Machine
+	v, err := c.Get(ctx, "/machines", id, &m)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &m, v, nil
+}
+
+// Inventory fetches a machine's current inventory and its history.
+func (c *Client) Inventory(ctx context.Context, id string) (*wire.Inventory, error) {
+	var inv wire.Inventory
+	if _, err := c.do(ctx, http.MethodGet, machinePath(id, "inventory"), nil, nil, &inv); err != nil {
+		return nil, err
+	}
+	return &inv, nil
+}
+
+// SetBMC declares (replaces) a machine's BMC and returns it as stored,
+// without credentials.
+func (c *Client) SetBMC(ctx context.Context, id string, settings wire.BMCSettings) (*wire.BMC, error) {
+	var b wire.BMC
+	if _, err := c.do(ctx, http.MethodPut, machinePath(id, "bmc"), nil, settings, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// BMC fetches a machine's BMC, without credentials; a machine without one
+// answers 404.
+func (c *Client) BMC(ctx context.Context, id string) (*wire.BMC, error) {
+	var b wire.BMC
+	if _, err := c.do(ctx, http.MethodGet, machinePath(id, "bmc"), nil, nil, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// DeleteBMC removes a machine's BMC and its credentials.
+func (c *Client) DeleteBMC(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, machinePath(id, "bmc"), nil, nil, nil)
+	return err
+}
+
+// PowerStatus reads a machine's power state through its BMC: on, off or
+// unknown.
+func (c *Client) PowerStatus(ctx context.Context, id string) (string, error) {
+	var st wire.PowerStatus
+	if _, err := c.do(ctx, http.MethodPost, machinePath(id, "power"), nil, wire.PowerRequest{Action: "status"}, &st); err != nil {
+		return "", err
+	}
+	return st.Power, nil
+}
+
+// Power runs a power action (on, off, cycle, reset, soft) on a machine.
+func (c *Client) Power(ctx context.Context, id, action string) (*wire.BMCResult, error) {
+	var res wire.BMCResult
+	if _, err := c.do(ctx, http.MethodPost, machinePath(id, "power"), nil, wire.PowerRequest{Action: action}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// BootDevice sets a machine's next (or, persistent, every) boot device.
+func (c *Client) BootDevice(ctx context.Context, id string, req wire.BootDeviceRequest) (*wire.BMCResult, error) {
+	var res wire.BMCResult
+	if _, err := c.do(ctx, http.MethodPost, machinePath(id, "bootdevice"), nil, req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Provision sends one machine to provisioning: one-time PXE boot, then a
+// power cycle (power on when off).
+func (c *Client) Provision(ctx context.Context, id string) (*wire.BMCResult, error) {
+	var res wire.BMCResult
+	if _, err := c.do(ctx, http.MethodPost, machinePath(id, "provision"), nil, nil, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// ProvisionMany provisions the machines of req (a label selector or ids)
+// and returns an outcome per machine; a machine that failed is not an
+// error of the call.
+func (c *Client) ProvisionMany(ctx context.Context, req wire.ProvisionRequest) (*wire.ProvisionAnswer, error) {
+	var out wire.ProvisionAnswer
+	if _, err := c.do(ctx, http.MethodPost, "/machines/provision", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // bundleFolders are the folders of a data directory a bundle holds (read only).
 var bundleFolders = []string{"profiles", "groups", "ignition", "generic"}
 

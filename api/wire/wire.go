@@ -1,9 +1,15 @@
 // Package wire holds the JSON documents the matchbox REST API v1 exchanges:
-// bundles, plans, lists and errors. The server (package api) and the Go
+// bundles, plans, lists, errors, machines with their inventory, BMC
+// settings and BMC actions. The server (package api) and the Go
 // client (package api/client) share them.
 package wire
 
-import "matchbox/matchbox"
+import (
+	"time"
+
+	"matchbox/hardware"
+	"matchbox/matchbox"
+)
 
 // Bundle is the content of a directory laid out like the data directory:
 // file paths (profiles/NAME.yaml, groups/NAME.json, ignition/NAME,
@@ -117,7 +123,7 @@ type Item struct {
 	Profile  *matchbox.Profile  `json:"profile,omitempty"`
 	Group    *matchbox.Group    `json:"group,omitempty"`
 	Template *matchbox.Template `json:"template,omitempty"`
-	Machine  *matchbox.Machine  `json:"machine,omitempty"`
+	Machine  *Machine           `json:"machine,omitempty"`
 }
 
 // List is the answer of a list request.
@@ -144,4 +150,176 @@ type StateChange struct {
 // Labels is the body of PUT /api/v1/machines/{id}/labels.
 type Labels struct {
 	Labels map[string]string `json:"labels"`
+}
+
+// Machine is a machine as the API answers it: the stored machine and a
+// read-only summary of its last reported inventory.
+type Machine struct {
+	matchbox.Machine `yaml:",inline"`
+	// InventorySummary summarises the last inventory the discovery agent
+	// reported; absent when none was reported. Read-only: ignored when a
+	// machine is written.
+	InventorySummary *InventorySummary `json:"inventory_summary,omitempty" yaml:"inventory_summary,omitempty"`
+}
+
+// InventorySummary is the gist of a machine's hardware inventory.
+type InventorySummary struct {
+	Vendor      string `json:"vendor,omitempty" yaml:"vendor,omitempty"`
+	Product     string `json:"product,omitempty" yaml:"product,omitempty"`
+	Arch        string `json:"arch,omitempty" yaml:"arch,omitempty"`
+	CPUModel    string `json:"cpu_model,omitempty" yaml:"cpu_model,omitempty"`
+	CPUCores    int    `json:"cpu_cores" yaml:"cpu_cores"`
+	CPUThreads  int    `json:"cpu_threads" yaml:"cpu_threads"`
+	MemoryBytes uint64 `json:"memory_bytes" yaml:"memory_bytes"`
+	// Disks counts the physical disks; DiskBytes is their total size.
+	Disks     int    `json:"disks" yaml:"disks"`
+	DiskBytes uint64 `json:"disk_bytes" yaml:"disk_bytes"`
+	// NICs counts the physical network interfaces.
+	NICs     int    `json:"nics" yaml:"nics"`
+	BootMode string `json:"boot_mode,omitempty" yaml:"boot_mode,omitempty"`
+	// CollectedAt is when the agent collected the inventory.
+	CollectedAt time.Time `json:"collected_at,omitzero" yaml:"collected_at,omitempty"`
+}
+
+// Summarize returns the summary of inv.
+func Summarize(inv *hardware.Inventory) *InventorySummary {
+	if inv == nil {
+		return nil
+	}
+	s := &InventorySummary{
+		Vendor: inv.System.Vendor, Product: inv.System.Product, Arch: inv.CPU.Arch, CPUModel: inv.CPU.Model,
+		CPUCores: inv.CPU.Cores, CPUThreads: inv.CPU.Threads, MemoryBytes: inv.Memory.Bytes,
+		Disks: len(inv.Disks), NICs: len(inv.NICs), BootMode: inv.System.BootMode, CollectedAt: inv.CollectedAt,
+	}
+	for _, d := range inv.Disks {
+		s.DiskBytes += d.SizeBytes
+	}
+	return s
+}
+
+// InventoryReport is one stored inventory of a machine.
+type InventoryReport struct {
+	// Seq orders a machine's reports.
+	Seq int64 `json:"seq"`
+	// ReportedAt is when the server stored the report.
+	ReportedAt time.Time          `json:"reported_at"`
+	Inventory  hardware.Inventory `json:"inventory"`
+}
+
+// Inventory is the answer of GET /api/v1/machines/{id}/inventory.
+type Inventory struct {
+	// Current is the last reported inventory, null when none was reported.
+	Current *hardware.Inventory `json:"current"`
+	// History lists the reports that changed the facts, oldest first.
+	History []InventoryReport `json:"history"`
+}
+
+// BMCSettings is the body of PUT /api/v1/machines/{id}/bmc. Username and
+// Password are write-only: no answer ever carries them.
+type BMCSettings struct {
+	// Address is the BMC's host name or IP address.
+	Address string `json:"address" yaml:"address"`
+	// Port is the BMC's port; 0 is the driver's default (623, 443).
+	Port int `json:"port,omitempty" yaml:"port,omitempty"`
+	// Driver is "ipmi", "redfish" or empty to try the server's driver order.
+	Driver string `json:"driver,omitempty" yaml:"driver,omitempty"`
+	// CipherSuite is the IPMI cipher suite ("3", "17").
+	CipherSuite string `json:"cipher_suite,omitempty" yaml:"cipher_suite,omitempty"`
+	// Insecure skips verification of the Redfish TLS certificate.
+	Insecure bool   `json:"insecure,omitempty" yaml:"insecure,omitempty"`
+	Username string `json:"username,omitempty" yaml:"username,omitempty"`
+	Password string `json:"password,omitempty" yaml:"password,omitempty"`
+}
+
+// BMC is a machine's BMC as the API shows it, never with credentials.
+type BMC struct {
+	Address     string `json:"address" yaml:"address"`
+	Port        int    `json:"port,omitempty" yaml:"port,omitempty"`
+	Driver      string `json:"driver,omitempty" yaml:"driver,omitempty"`
+	CipherSuite string `json:"cipher_suite,omitempty" yaml:"cipher_suite,omitempty"`
+	Insecure    bool   `json:"insecure,omitempty" yaml:"insecure,omitempty"`
+	// HasCredentials tells whether credentials are stored (sealed).
+	HasCredentials bool `json:"has_credentials" yaml:"has_credentials"`
+}
+
+// PowerRequest is the body of POST /api/v1/machines/{id}/power.
+type PowerRequest struct {
+	// Action is on, off, cycle, reset, soft or status.
+	Action string `json:"action" yaml:"action"`
+}
+
+// PowerStatus is the answer of a power request with action status.
+type PowerStatus struct {
+	// Power is on, off or unknown.
+	Power string `json:"power" yaml:"power"`
+}
+
+// BootDeviceRequest is the body of POST /api/v1/machines/{id}/bootdevice.
+type BootDeviceRequest struct {
+	// Device is pxe or disk.
+	Device string `json:"device" yaml:"device"`
+	// Persistent keeps the override for every later boot, not the next one
+	// only.
+	Persistent bool `json:"persistent,omitempty" yaml:"persistent,omitempty"`
+	// EFI requests UEFI boot rather than legacy BIOS boot.
+	EFI bool `json:"efi,omitempty" yaml:"efi,omitempty"`
+}
+
+// BMCResult records what a BMC action did.
+type BMCResult struct {
+	// Endpoint is the BMC, as driver://address[:port], without credentials.
+	Endpoint string `json:"endpoint" yaml:"endpoint"`
+	// Operation is power, boot-device or provision.
+	Operation string `json:"operation" yaml:"operation"`
+	// Requested is the requested action or device (cycle, pxe).
+	Requested string `json:"requested,omitempty" yaml:"requested,omitempty"`
+	// Steps lists the commands sent to the BMC, in order.
+	Steps []string `json:"steps,omitempty" yaml:"steps,omitempty"`
+	// Driver is the protocol that answered: ipmi or redfish.
+	Driver string `json:"driver,omitempty" yaml:"driver,omitempty"`
+	// Provider is the bmclib provider that answered (ipmitool, gofish).
+	Provider string `json:"provider,omitempty" yaml:"provider,omitempty"`
+	// Attempts counts the sessions opened, retries included.
+	Attempts int `json:"attempts" yaml:"attempts"`
+	// Started is when the action began; DurationMS its wall time.
+	Started    time.Time `json:"started" yaml:"started"`
+	DurationMS int64     `json:"duration_ms" yaml:"duration_ms"`
+	// PowerState is the power state read back last: on, off or unknown.
+	PowerState string `json:"power_state" yaml:"power_state"`
+	// Settled is true when PowerState is the state the action leads to.
+	Settled bool `json:"settled" yaml:"settled"`
+	// BootDevice is the boot override read back (Redfish only).
+	BootDevice string `json:"boot_device,omitempty" yaml:"boot_device,omitempty"`
+	// BootVerified is true when BootDevice was read back and matches.
+	BootVerified bool `json:"boot_verified" yaml:"boot_verified"`
+}
+
+// ProvisionRequest is the body of POST /api/v1/machines/provision: exactly
+// one of Selector (every machine whose stored labels include all of it) and
+// IDs.
+type ProvisionRequest struct {
+	Selector map[string]string `json:"selector,omitempty" yaml:"selector,omitempty"`
+	IDs      []string          `json:"ids,omitempty" yaml:"ids,omitempty"`
+}
+
+// ProvisionOutcome is the outcome of provisioning one machine.
+type ProvisionOutcome struct {
+	ID string `json:"id"`
+	// OK is true when the machine was sent to provisioning.
+	OK bool `json:"ok"`
+	// Result is what the BMC did, absent when nothing was sent to it.
+	Result *BMCResult `json:"result,omitempty"`
+	// Error says why it failed, with the code a single-machine request
+	// would have answered.
+	Error *ErrorDetail `json:"error,omitempty"`
+}
+
+// ProvisionAnswer is the answer of POST /api/v1/machines/provision.
+type ProvisionAnswer struct {
+	// Outcomes holds one entry per selected machine: in the order of the
+	// request's ids, or ordered by id for a selector.
+	Outcomes []ProvisionOutcome `json:"outcomes"`
+	// Succeeded and Failed count the outcomes.
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
 }

@@ -52,7 +52,7 @@ func (e *apiExtension) start(ctx context.Context, s *services) error {
 	if tlsOn && e.addr == "" {
 		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
 	}
-	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != ""}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle}
 	if e.tokenFile != "" {
 		tokens, err := api.LoadTokens(e.tokenFile)
 		if err != nil {
@@ -76,8 +76,9 @@ func (e *apiExtension) start(ctx context.Context, s *services) error {
 		Handler:           router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		// Bulk provisioning answers once every machine is done.
+		WriteTimeout: 10 * time.Minute,
+		IdleTimeout:  120 * time.Second,
 	}
 	if tlsOn {
 		cert, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)

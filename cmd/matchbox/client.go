@@ -61,10 +61,10 @@ func newGetCommand() *cobra.Command {
 		Args: cobra.RangeArgs(1, 2),
 	}
 	co := addClientFlags(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, yaml or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide (machines: adds hardware), yaml or json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := outputFormat(output); err != nil {
-			return err
+		if output != "wide" && outputFormat(output) != nil {
+			return fmt.Errorf("-o %q: want table, wide, yaml or json", output)
 		}
 		coll, err := client.Collection(args[0])
 		if err != nil {
@@ -100,7 +100,7 @@ func getItem(cmd *cobra.Command, c *client.Client, coll, id string) (wire.Item, 
 		it.Group = new(matchbox.Group)
 		it.Version, err = c.Get(cmd.Context(), coll, id, it.Group)
 	case coll == "/machines":
-		it.Machine = new(matchbox.Machine)
+		it.Machine = new(wire.Machine)
 		it.Version, err = c.Get(cmd.Context(), coll, id, it.Machine)
 	default:
 		if coll == "/templates" {
@@ -117,10 +117,10 @@ func getItem(cmd *cobra.Command, c *client.Client, coll, id string) (wire.Item, 
 	return it, err
 }
 
-// printItems writes items as a table, or their objects as YAML or JSON
-// (one object when single).
+// printItems writes items as a table (wide: with hardware columns for
+// machines), or their objects as YAML or JSON (one object when single).
 func printItems(w io.Writer, coll string, items []wire.Item, format string, single bool) error {
-	if format != "table" {
+	if format != "table" && format != "wide" {
 		objs := make([]any, 0, len(items))
 		for _, it := range items {
 			switch {
@@ -154,6 +154,8 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 			g := it.Group
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", g.ID, g.Profile, dash(joinMap(g.Selector)), g.Priority, it.Version, dash(it.Source))
 		}
+	case coll == "/machines" && format == "wide":
+		printMachinesWide(tw, items)
 	case coll == "/machines":
 		fmt.Fprintln(tw, "ID\tSTATE\tMACS\tGROUP\tLABELS")
 		for _, it := range items {
@@ -238,9 +240,10 @@ func newDeleteCommand() *cobra.Command {
 func newMachineCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "machine",
-		Short: "Inspect machines",
+		Short: "Inspect machines, declare their BMCs, power and provision them",
 	}
-	cmd.AddCommand(newMachineEventsCommand())
+	cmd.AddCommand(newMachineEventsCommand(), newMachineShowCommand(), newMachineBMCCommand(), newMachinePowerCommand(),
+		newMachineBootDeviceCommand(), newMachineProvisionCommand())
 	return cmd
 }
 

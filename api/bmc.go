@@ -1,0 +1,335 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/gorilla/mux"
+
+	"matchbox/api/wire"
+	"matchbox/bmc"
+	"matchbox/lifecycle"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// maxProvisionIDs bounds the ids of one bulk provisioning request.
+const maxProvisionIDs = 10000
+
+// needLifecycle returns the lifecycle service, or answers 501 when the server
+// runs without one.
+func (a *API) needLifecycle(w http.ResponseWriter, r *http.Request) *lifecycle.Service {
+	if a.cfg.Lifecycle == nil {
+		a.writeError(w, r, errorf(http.StatusNotImplemented, CodeNotConfigured, "", "this server runs without BMC control"))
+		return nil
+	}
+	return a.cfg.Lifecycle
+}
+
+// actionContext is the context BMC actions run under: a client that goes
+// away does not abort an action half done (a cycle stopped after its power
+// off would leave the machine off). The BMC controller's timeouts bound it.
+func actionContext(r *http.Request) context.Context {
+	return context.WithoutCancel(r.Context())
+}
+
+// machineExists answers 404 and returns false when the path's machine does
+// not exist.
+func (a *API) machineExists(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := mux.Vars(r)["id"]
+	if _, _, err := a.cfg.Store.Machine(r.Context(), id); err != nil {
+		a.writeError(w, r, err)
+		return id, false
+	}
+	return id, true
+}
+
+// quoted matches the values YAML decoding errors quote.
+var quoted = regexp.MustCompile("`[^`]*`")
+
+// decodeCredentialBody decodes a body that may hold credentials: YAML
+// errors, which quote the offending value, are answered without it.
+func decodeCredentialBody(r *http.Request, v any) error {
+	data, format, err := readBody(r, false)
+	if err != nil {
+		return err
+	}
+	err = decodeStrict(data, format, v)
+	var ae *apiError
+	if format == formatYAML && errors.As(err, &ae) {
+		scrubbed := *ae
+		scrubbed.detail.Message = quoted.ReplaceAllString(ae.detail.Message, "`…`")
+		return &scrubbed
+	}
+	return err
+}
+
+// validCipherSuite matches IPMI cipher suite numbers.
+var validCipherSuite = regexp.MustCompile(`^[0-9]{1,2}$`)
+
+func (a *API) putBMC(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	id, ok := a.machineExists(w, r)
+	if !ok {
+		return
+	}
+	var b wire.BMCSettings
+	if err := decodeCredentialBody(r, &b); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	switch {
+	case b.Address == "":
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "address", "field address: the BMC's host name or IP address is required"))
+		return
+	case b.Port < 0 || b.Port > 65535:
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "port", "field port %d: want 1 to 65535, or 0 for the driver's default", b.Port))
+		return
+	case b.Driver != bmc.DriverAuto && b.Driver != bmc.DriverIPMI && b.Driver != bmc.DriverRedfish:
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "driver", "field driver %q: want ipmi, redfish or empty (try the server's driver order)", b.Driver))
+		return
+	case b.CipherSuite != "" && !validCipherSuite.MatchString(b.CipherSuite):
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "cipher_suite", "field cipher_suite %q: want an IPMI cipher suite number (3, 17)", b.CipherSuite))
+		return
+	case b.Password != "" && b.Username == "":
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "username", "field username: required with a password"))
+		return
+	}
+	ctx := r.Context()
+	err := lc.SetBMC(ctx, id, lifecycle.BMCConfig{
+		Address: b.Address, Port: b.Port, Driver: b.Driver, CipherSuite: b.CipherSuite, Insecure: b.Insecure,
+		Username: b.Username, Password: b.Password,
+	})
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	view, err := lc.BMC(ctx, id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	a.log.InfoContext(ctx, "machine BMC set", "machine", id, "address", view.Address, "port", view.Port, "driver", view.Driver, "has_credentials", view.HasCredentials)
+	writeJSON(w, http.StatusOK, bmcView(view))
+}
+
+func bmcView(v lifecycle.BMCView) wire.BMC {
+	return wire.BMC{Address: v.Address, Port: v.Port, Driver: v.Driver, CipherSuite: v.CipherSuite, Insecure: v.Insecure, HasCredentials: v.HasCredentials}
+}
+
+func (a *API) getBMC(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	id := mux.Vars(r)["id"]
+	view, err := lc.BMC(r.Context(), id)
+	if errors.Is(err, lifecycle.ErrNoBMC) {
+		a.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "", "machine %q has no BMC", id))
+		return
+	}
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, bmcView(view))
+}
+
+func (a *API) deleteBMC(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if err := a.cfg.Store.SetMachineBMC(r.Context(), id, ""); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	a.log.InfoContext(r.Context(), "machine BMC removed", "machine", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// resultOf converts a BMC result to its wire form.
+func resultOf(res bmc.Result) *wire.BMCResult {
+	return &wire.BMCResult{
+		Endpoint: res.Endpoint, Operation: res.Operation, Requested: res.Requested, Steps: res.Steps,
+		Driver: res.Driver, Provider: res.Provider, Attempts: res.Attempts, Started: res.Started,
+		DurationMS: res.Duration.Milliseconds(), PowerState: string(res.PowerState), Settled: res.Settled,
+		BootDevice: res.BootDevice, BootVerified: res.BootVerified,
+	}
+}
+
+func (a *API) machinePower(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	var b wire.PowerRequest
+	if err := decodeBody(r, &b); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	id := mux.Vars(r)["id"]
+	ctx := actionContext(r)
+	switch action := bmc.PowerAction(b.Action); action {
+	case "status":
+		state, err := lc.PowerStatus(ctx, id)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, wire.PowerStatus{Power: string(state)})
+	case bmc.ActionOn, bmc.ActionOff, bmc.ActionCycle, bmc.ActionReset, bmc.ActionSoft:
+		res, err := lc.SetPower(ctx, id, action)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resultOf(res))
+	default:
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "action", "field action %q: want on, off, cycle, reset, soft or status", b.Action))
+	}
+}
+
+func (a *API) machineBootDevice(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	var b wire.BootDeviceRequest
+	if err := decodeBody(r, &b); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if b.Device != bmc.BootPXE && b.Device != bmc.BootDisk {
+		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "device", "field device %q: want pxe or disk", b.Device))
+		return
+	}
+	res, err := lc.SetBootDevice(actionContext(r), mux.Vars(r)["id"], bmc.BootOptions{Device: b.Device, Persistent: b.Persistent, EFI: b.EFI})
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resultOf(res))
+}
+
+func (a *API) provisionMachine(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	res, err := lc.Provision(actionContext(r), mux.Vars(r)["id"])
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resultOf(res))
+}
+
+func (a *API) provisionMachines(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
+	var b wire.ProvisionRequest
+	if err := decodeBody(r, &b); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	ids, err := a.provisionTargets(r.Context(), b)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	out := wire.ProvisionAnswer{Outcomes: make([]wire.ProvisionOutcome, 0, len(ids))}
+	for _, o := range lc.ProvisionAll(actionContext(r), ids) {
+		po := wire.ProvisionOutcome{ID: o.ID, OK: o.Err == nil}
+		if o.Result.Operation != "" {
+			po.Result = resultOf(o.Result)
+		}
+		if o.Err != nil {
+			detail := classify(o.Err).detail
+			po.Error = &detail
+			out.Failed++
+		} else {
+			out.Succeeded++
+		}
+		out.Outcomes = append(out.Outcomes, po)
+	}
+	a.log.InfoContext(r.Context(), "bulk provisioning", "machines", len(ids), "succeeded", out.Succeeded, "failed", out.Failed)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// provisionTargets resolves a bulk provisioning request to machine ids:
+// the request's ids (checked, duplicates dropped) or the machines whose
+// stored labels include every selector label.
+func (a *API) provisionTargets(ctx context.Context, b wire.ProvisionRequest) ([]string, error) {
+	switch {
+	case len(b.Selector) == 0 && len(b.IDs) == 0:
+		return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "selector", "give a selector ({\"selector\": {\"rack\": \"r12\"}}) or ids")
+	case len(b.Selector) > 0 && len(b.IDs) > 0:
+		return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "ids", "give a selector or ids, not both")
+	case len(b.IDs) > maxProvisionIDs:
+		return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "ids", "%d ids: at most %d at once", len(b.IDs), maxProvisionIDs)
+	}
+	if len(b.IDs) > 0 {
+		seen := map[string]bool{}
+		var ids []string
+		for i, id := range b.IDs {
+			if err := matchbox.ValidateID("machine", id); err != nil {
+				return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "ids["+strconv.Itoa(i)+"]", "field ids[%d]: %v", i, err)
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		return ids, nil
+	}
+	for k := range b.Selector {
+		if k == "" {
+			return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "selector", "field selector: a label key is empty")
+		}
+	}
+	ms, err := a.cfg.Store.ListMachines(ctx, store.MachineFilter{Label: b.Selector})
+	if err != nil {
+		return nil, fmt.Errorf("select machines to provision: %w", err)
+	}
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids, nil
+}
+
+func (a *API) machineInventory(w http.ResponseWriter, r *http.Request) {
+	id, ok := a.machineExists(w, r)
+	if !ok {
+		return
+	}
+	hist, err := a.cfg.Store.InventoryHistory(r.Context(), id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	out := wire.Inventory{History: make([]wire.InventoryReport, len(hist))}
+	for i, h := range hist {
+		out.History[i] = wire.InventoryReport{Seq: h.Seq, ReportedAt: h.ReportedAt, Inventory: h.Inventory}
+	}
+	if sum, ok := a.cfg.Store.MachineSummaryByID(id); ok {
+		out.Current = sum.Inventory
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// decodeBody reads and strictly decodes a JSON or YAML request body.
+func decodeBody(r *http.Request, v any) error {
+	data, format, err := readBody(r, false)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(data, format, v)
+}
