@@ -143,8 +143,12 @@ func (a *API) getBMC(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteBMC(w http.ResponseWriter, r *http.Request) {
+	lc := a.needLifecycle(w, r)
+	if lc == nil {
+		return
+	}
 	id := mux.Vars(r)["id"]
-	if err := a.cfg.Store.SetMachineBMC(r.Context(), id, ""); err != nil {
+	if err := lc.DeleteBMC(r.Context(), id); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

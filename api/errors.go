@@ -35,6 +35,9 @@ const (
 	// CodeNoSecretKey: credentials sent, but the server has no
 	// --secret-key-file to seal them with.
 	CodeNoSecretKey = "no_secret_key"
+	// CodeCredentialsUnavailable: the machine's sealed BMC credentials
+	// cannot be opened with the server's secret key.
+	CodeCredentialsUnavailable = "credentials_unavailable"
 	// CodeNoBMC: a BMC action on a machine without a BMC.
 	CodeNoBMC = "no_bmc"
 	// CodeBMCAuth: the BMC refused the credentials.
@@ -96,6 +99,8 @@ func classify(err error) *apiError {
 	switch {
 	case errors.Is(err, lifecycle.ErrNoSecretKey):
 		return errorf(http.StatusUnprocessableEntity, CodeNoSecretKey, "password", "%v", err)
+	case errors.Is(err, lifecycle.ErrCredentialsUnavailable):
+		return errorf(http.StatusConflict, CodeCredentialsUnavailable, "", "%v: set them again with PUT %s/machines/{id}/bmc", err, Prefix)
 	case errors.Is(err, lifecycle.ErrNoBMC):
 		return errorf(http.StatusConflict, CodeNoBMC, "", "%v: declare it with PUT %s/machines/{id}/bmc", err, Prefix)
 	case errors.Is(err, bmc.ErrInvalidArgument):

@@ -231,6 +231,11 @@ var ErrNoSecretKey = errors.New("refusing to store BMC credentials without a sec
 // ErrNoBMC is returned for BMC actions on a machine without a BMC.
 var ErrNoBMC = errors.New("machine has no BMC")
 
+// ErrCredentialsUnavailable is returned when a machine's sealed BMC
+// credentials cannot be opened: no secret key is configured, or it is not
+// the key they were sealed with.
+var ErrCredentialsUnavailable = errors.New("BMC credentials cannot be opened")
+
 type credentials struct {
 	Username string `json:"u"`
 	Password string `json:"p"`
@@ -261,7 +266,20 @@ func (s *Service) SetBMC(ctx context.Context, machineID string, c BMCConfig) err
 	if err != nil {
 		return fmt.Errorf("encode BMC of machine %q: %w", machineID, err)
 	}
-	return s.cfg.Store.SetMachineBMC(ctx, machineID, string(body))
+	if err := s.cfg.Store.SetMachineBMC(ctx, machineID, string(body)); err != nil {
+		return err
+	}
+	s.event(ctx, machineID, EventBMC+"configured", map[string]any{"endpoint": ep.String(), "has_credentials": rec.Sealed != ""})
+	return nil
+}
+
+// DeleteBMC removes a machine's BMC.
+func (s *Service) DeleteBMC(ctx context.Context, machineID string) error {
+	if err := s.cfg.Store.SetMachineBMC(ctx, machineID, ""); err != nil {
+		return err
+	}
+	s.event(ctx, machineID, EventBMC+"removed", nil)
+	return nil
 }
 
 // BMC returns a machine's BMC without credentials.
@@ -300,7 +318,7 @@ func (s *Service) endpoint(ctx context.Context, machineID string) (bmc.Endpoint,
 	ep := bmc.Endpoint{Address: rec.Address, Port: rec.Port, Driver: rec.Driver, CipherSuite: rec.CipherSuite, Insecure: rec.Insecure}
 	if rec.Sealed != "" {
 		if s.cfg.Secrets == nil {
-			return bmc.Endpoint{}, fmt.Errorf("machine %q: BMC credentials are sealed but no secret key is configured", machineID)
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: %w: they are sealed and no secret key is configured (--secret-key-file)", machineID, ErrCredentialsUnavailable)
 		}
 		sealed, err := base64.StdEncoding.DecodeString(rec.Sealed)
 		if err != nil {
@@ -308,7 +326,7 @@ func (s *Service) endpoint(ctx context.Context, machineID string) (bmc.Endpoint,
 		}
 		plain, err := s.cfg.Secrets.Open(sealed, []byte(machineID))
 		if err != nil {
-			return bmc.Endpoint{}, fmt.Errorf("machine %q: %w", machineID, err)
+			return bmc.Endpoint{}, fmt.Errorf("machine %q: %w: %w", machineID, ErrCredentialsUnavailable, err)
 		}
 		var c credentials
 		if err := json.Unmarshal(plain, &c); err != nil {
