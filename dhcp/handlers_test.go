@@ -330,7 +330,9 @@ func TestProxyMode(t *testing.T) {
 	}
 	req := request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016"), dhcpv4.WithClientIP(net.ParseIP("10.9.0.40")))
 	ack, dst := s.Handle(ctx, req, netip.MustParseAddrPort("10.9.0.40:4011"), ProxyPort)
-	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "10.9.0.40:4011" {
+	// Broadcast on the client's port: the client answers no ARP for the
+	// address it has not configured yet.
+	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "255.255.255.255:4011" {
 		t.Fatalf("proxy ack %v to %s", ack, dst)
 	}
 	for _, r := range []*dhcpv4.DHCPv4{request(dhcpv4.MessageTypeDiscover, testMAC), request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient"))} {

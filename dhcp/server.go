@@ -266,13 +266,23 @@ func (s *Server) subnetFor(x *exchange, relay netip.Addr) bool {
 }
 
 // destination says where a reply goes (RFC 2131 4.1): to the relay, to the
-// client's address when it has one, else broadcast on the interface; a
-// reply to port 4011 goes back to where the request came from.
+// client's address when it has one, else broadcast on the interface.
+//
+// A request to port 4011 is answered on the port it came from, by
+// broadcast when it did not come through a relay: PXE firmware and iPXE
+// send it from the address their DHCP server offered before they configure
+// it, so they answer no ARP request for it and a unicast reply would never
+// leave this host (dnsmasq plants an ARP entry instead). The reply carries
+// only boot information.
 func (s *Server) destination(req, resp *dhcpv4.DHCPv4, peer netip.AddrPort, port int) netip.AddrPort {
+	relay := addrOf(req.GatewayIPAddr)
 	if port == ProxyPort && peer.IsValid() && !peer.Addr().IsUnspecified() {
-		return peer
+		if relay.IsValid() {
+			return peer
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), peer.Port())
 	}
-	if relay := addrOf(req.GatewayIPAddr); relay.IsValid() {
+	if relay.IsValid() {
 		return netip.AddrPortFrom(relay, ServerPort)
 	}
 	if ci := addrOf(req.ClientIPAddr); ci.IsValid() && resp.MessageType() != dhcpv4.MessageTypeNak {

@@ -71,3 +71,16 @@ func (l Labels) MAC() string {
 	}
 	return ""
 }
+
+// MachineUUID normalises a system UUID for identifying a machine: lower
+// case, and "" for values that identify no one (empty, all zeros, all ones:
+// firmware without a UUID, and virtual machines left at the default, report
+// those, so many machines would share them).
+func MachineUUID(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	hexDigits := strings.ReplaceAll(s, "-", "")
+	if hexDigits == "" || strings.Trim(hexDigits, "0") == "" || strings.Trim(hexDigits, "f") == "" {
+		return ""
+	}
+	return s
+}

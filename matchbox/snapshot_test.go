@@ -327,3 +327,17 @@ func TestSelectFacts(t *testing.T) {
 		t.Fatalf("bad fact term: %v", err)
 	}
 }
+
+func TestMachineUUID(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                     "",
+		"00000000-0000-0000-0000-000000000000": "",
+		"FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF": "",
+		"4C4C4544-0042-3310-8051-B4C04F4B4D32": "4c4c4544-0042-3310-8051-b4c04f4b4d32",
+		" abc ":                                "abc",
+	} {
+		if got := MachineUUID(in); got != want {
+			t.Errorf("MachineUUID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -53,6 +53,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 				if ev.MAC == "" {
 					return fmt.Errorf("event %s names no machine and no MAC", ev.Type)
 				}
+				ev.UUID = matchbox.MachineUUID(ev.UUID)
 				if known, ok := resolved[ev.MAC]; ok && ev.UUID == "" {
 					id = known
 				} else if sum, ok := s.LookupMachine(ev.MAC, ""); ok && (ev.UUID == "" || sum.UUID != "") {

@@ -89,7 +89,7 @@ func (s *Store) LookupMachine(mac, uuid string) (MachineSummary, bool) {
 			return *m, true
 		}
 	}
-	if uuid != "" {
+	if uuid = matchbox.MachineUUID(uuid); uuid != "" {
 		if m, ok := ix.byUUID[uuid]; ok {
 			return *m, true
 		}

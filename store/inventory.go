@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"matchbox/hardware"
@@ -57,7 +56,7 @@ func (s *Store) RecordInventory(ctx context.Context, machineID string, inv hardw
 				changed = string(oldBody) != string(cmpBody)
 			}
 		}
-		uuid := strings.ToLower(inv.System.UUID)
+		uuid := matchbox.MachineUUID(inv.System.UUID)
 		if _, err := tx.ExecContext(ctx, `UPDATE machines SET inventory = ?, updated_at = ?,
 				uuid = CASE WHEN uuid = '' THEN ? ELSE uuid END,
 				serial = CASE WHEN serial = '' THEN ? ELSE serial END,

@@ -176,6 +176,7 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 	if !m.State.Valid() {
 		return 0, fmt.Errorf("machine %q: unknown state %q", m.ID, m.State)
 	}
+	m.UUID = matchbox.MachineUUID(m.UUID)
 	macs := make([]string, 0, len(m.MACs))
 	for _, raw := range m.MACs {
 		mac, err := matchbox.NormalizeMAC(raw)
@@ -280,6 +281,7 @@ func boolInt(b bool) int {
 // discovered machine for an unknown MAC. uuid, when given, is recorded on a
 // machine that has none.
 func ensureMachineTx(ctx context.Context, tx *sql.Tx, mac, uuid, now string) (id string, created bool, err error) {
+	uuid = matchbox.MachineUUID(uuid)
 	id, err = machineIDByMAC(ctx, tx, mac)
 	if err == nil {
 		if uuid != "" {

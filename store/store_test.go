@@ -262,3 +262,24 @@ func TestRecorderFoldsRepeats(t *testing.T) {
 		t.Fatalf("events: %+v", evs)
 	}
 }
+
+func TestZeroUUIDIdentifiesNoMachine(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	zero := "00000000-0000-0000-0000-000000000000"
+	err := s.AppendEvents(ctx, []BootEvent{
+		{MAC: "52:54:00:00:00:01", UUID: zero, Type: "dhcp.discover"},
+		{MAC: "52:54:00:00:00:02", UUID: zero, Type: "dhcp.discover"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.LookupMachine("52:54:00:00:00:01", "")
+	b, _ := s.LookupMachine("52:54:00:00:00:02", "")
+	if a.ID == b.ID || a.UUID != "" || b.UUID != "" {
+		t.Fatalf("machines merged or zero UUID kept: %+v %+v", a, b)
+	}
+	if _, ok := s.LookupMachine("", zero); ok {
+		t.Fatal("the zero UUID found a machine")
+	}
+}
