@@ -300,6 +300,9 @@ func bootHandler(x *exchange) Handler {
 			resp.UpdateOption(dhcpv4.OptTFTPServerName(cfg.ServerIP.String()))
 			x.s.served.mark(x.c.mac, time.Now())
 		}
+		// iPXE takes a proxy reply's boot file only with a next-server
+		// address beside it (dhcp_has_pxeopts), even for an HTTP URL.
+		resp.ServerIPAddr = ip4(cfg.ServerIP)
 		resp.BootFileName = x.boot
 		resp.UpdateOption(dhcpv4.OptBootFileName(x.boot))
 		return resp, false

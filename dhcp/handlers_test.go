@@ -335,6 +335,12 @@ func TestProxyMode(t *testing.T) {
 	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "255.255.255.255:4011" {
 		t.Fatalf("proxy ack %v to %s", ack, dst)
 	}
+	// iPXE ignores a proxy reply's boot file without a next-server address.
+	for _, r := range []*dhcpv4.DHCPv4{offer, ack} {
+		if r.ServerIPAddr.IsUnspecified() {
+			t.Fatalf("proxy %s without siaddr", r.MessageType())
+		}
+	}
 	for _, r := range []*dhcpv4.DHCPv4{request(dhcpv4.MessageTypeDiscover, testMAC), request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient"))} {
 		if resp, _ := s.Handle(ctx, r, netip.AddrPort{}, ServerPort); resp != nil {
 			t.Fatalf("proxy answered %s", r.Summary())

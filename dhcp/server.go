@@ -28,14 +28,15 @@ const (
 
 // Server is a DHCPv4 server for network boot.
 type Server struct {
-	cfg    Config
-	served servedCache
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	bufs   sync.Pool
-	conns  []*net.UDPConn
-	ports  []int
-	ready  bool
+	cfg     Config
+	served  servedCache
+	clients clientAddrs
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	bufs    sync.Pool
+	conns   []*net.UDPConn
+	ports   []int
+	ready   bool
 }
 
 // New checks cfg and returns a server. Call Listen, then Serve.
@@ -200,6 +201,13 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 		return nil, netip.AddrPort{}
 	}
 	s.event(x, "dhcp."+eventName(mt), nil)
+	// Remember which MAC uses which address, also for addresses another
+	// DHCP server gave (proxy mode): TFTP transfers name only the address.
+	if ip := addrOf(req.ClientIPAddr); ip.IsValid() {
+		s.clients.note(ip, x.c.mac, time.Now())
+	} else if ip := addrOf(req.RequestedIPAddress()); ip.IsValid() && mt == dhcpv4.MessageTypeRequest {
+		s.clients.note(ip, x.c.mac, time.Now())
+	}
 
 	switch mt {
 	case dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
@@ -236,7 +244,16 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 		detail["reason"] = x.nakWhy
 	}
 	s.event(x, "dhcp."+eventName(rt), detail)
+	if x.ip.IsValid() && rt == dhcpv4.MessageTypeAck {
+		s.clients.note(x.ip, x.c.mac, time.Now())
+	}
 	return resp, s.destination(req, resp, peer, port)
+}
+
+// ClientMAC returns the MAC of the client last seen using ip (as its
+// address or the one it requested) within the last day.
+func (s *Server) ClientMAC(ip netip.Addr) (string, bool) {
+	return s.clients.lookup(ip, time.Now())
 }
 
 // subnetFor picks the request's subnet: the one holding the relay address
@@ -343,6 +360,46 @@ func eventName(mt dhcpv4.MessageType) string {
 		return "inform"
 	}
 	return "other"
+}
+
+// clientAddrTTL is how long an address-to-MAC note is trusted.
+const clientAddrTTL = 24 * time.Hour
+
+// clientAddrs maps the addresses clients use to their MACs.
+type clientAddrs struct {
+	mu sync.Mutex
+	m  map[netip.Addr]clientAddr
+}
+
+type clientAddr struct {
+	mac string
+	at  time.Time
+}
+
+func (c *clientAddrs) note(ip netip.Addr, mac string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[netip.Addr]clientAddr{}
+	}
+	if len(c.m) >= 65536 {
+		for k, v := range c.m {
+			if now.Sub(v.at) > clientAddrTTL {
+				delete(c.m, k)
+			}
+		}
+	}
+	c.m[ip] = clientAddr{mac: mac, at: now}
+}
+
+func (c *clientAddrs) lookup(ip netip.Addr, now time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[ip]
+	if !ok || now.Sub(v.at) > clientAddrTTL {
+		return "", false
+	}
+	return v.mac, true
 }
 
 // servedCache remembers, per MAC and for a while, that a boot binary was

@@ -165,6 +165,7 @@ func (d *dhcpExtension) start(ctx context.Context, s *services) error {
 		closeLeases()
 		return err
 	}
+	s.clientMAC = srv.ClientMAC
 	s.tasks = append(s.tasks, func(ctx context.Context) error {
 		defer closeLeases()
 		return srv.Serve(ctx)
