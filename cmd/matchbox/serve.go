@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -197,6 +198,9 @@ type services struct {
 	// lifecycle runs enrollment, BMC actions and provisioning.
 	lifecycle *lifecycle.Service
 	agentAuth *lifecycle.AgentAuth
+	// clientMAC maps a client address to its MAC as DHCP saw it (nil when
+	// DHCP is off); TFTP uses it to put transfers on timelines.
+	clientMAC func(netip.Addr) (string, bool)
 	// bgCtx bounds background work (auto provisioning); cancelled at shutdown.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc

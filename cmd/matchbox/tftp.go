@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"matchbox/store"
+	"matchbox/tftp"
+)
+
+func init() {
+	serveExtensions = append(serveExtensions, func() serveExtension { return &tftpExtension{} })
+}
+
+// tftpExtension serves iPXE binaries over read-only TFTP.
+type tftpExtension struct {
+	addr string
+	root string
+}
+
+func (t *tftpExtension) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&t.addr, "tftp-addr", "", "UDP address of the read-only TFTP server, e.g. :69 (off when empty)")
+	f.StringVar(&t.root, "tftp-root", "", "directory served over TFTP (default <assets-dir>/tftp)")
+}
+
+func (t *tftpExtension) start(ctx context.Context, s *services) error {
+	if t.addr == "" {
+		return nil
+	}
+	root := t.root
+	if root == "" {
+		if s.opts.assetsDir == "" {
+			return errors.New("--tftp-addr needs --tftp-root or an assets directory (its tftp/ folder is served)")
+		}
+		root = filepath.Join(s.opts.assetsDir, "tftp")
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return fmt.Errorf("--tftp-root %s: not a directory (put undionly.kpxe and ipxe.efi there: os-assets/get-ipxe)", root)
+	}
+	transfers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "matchbox_tftp_transfers_total",
+		Help: "TFTP read requests by outcome.",
+	}, []string{"outcome"})
+	sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "matchbox_tftp_bytes_total", Help: "File bytes sent over TFTP."})
+	if err := errors.Join(s.registry.Register(transfers), s.registry.Register(sent)); err != nil {
+		return fmt.Errorf("tftp metrics: %w", err)
+	}
+	srv, err := tftp.New(tftp.Config{
+		Root:   root,
+		Addr:   t.addr,
+		Logger: s.log.With("service", "tftp"),
+		OnTransfer: func(ctx context.Context, tr tftp.Transfer) {
+			outcome := "ok"
+			if tr.Err != nil {
+				outcome = "error"
+			}
+			transfers.WithLabelValues(outcome).Inc()
+			sent.Add(float64(tr.BytesSent))
+			s.recordTFTP(ctx, tr)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("tftp: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("--tftp-addr %s: %w", t.addr, err)
+	}
+	s.log.Info("tftp serving", "addr", srv.Addr().String(), "root", root)
+	s.tasks = append(s.tasks, func(ctx context.Context) error {
+		if err := srv.Serve(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("tftp: %w", err)
+		}
+		return nil
+	})
+	return nil
+}
+
+// recordTFTP puts a transfer on the timeline of the machine using the
+// client's address: as the DHCP server saw it (either mode), or as leased
+// by authoritative DHCP before a restart. Transfers from other addresses
+// are only logged.
+func (s *services) recordTFTP(ctx context.Context, tr tftp.Transfer) {
+	ip := tr.RemoteAddr.Addr().Unmap()
+	mac, ok := "", false
+	if s.clientMAC != nil {
+		mac, ok = s.clientMAC(ip)
+	}
+	if !ok {
+		err := s.store.Read().QueryRowContext(ctx, "SELECT mac FROM leases WHERE ip = ?", ip.String()).Scan(&mac)
+		if err != nil {
+			if !errors.Is(err, sql.ErrNoRows) {
+				s.log.Debug("tftp: looking up the client's lease failed", "remote", tr.RemoteAddr, "err", err)
+			}
+			return
+		}
+	}
+	detail := map[string]any{"file": tr.Filename, "bytes": tr.BytesSent, "blksize": tr.BlockSize, "duration_ms": tr.Duration.Milliseconds(), "remote": tr.RemoteAddr.String()}
+	if tr.Err != nil {
+		detail["error"] = tr.Err.Error()
+	}
+	s.recorder.Record(store.BootEvent{MAC: mac, Type: "tftp.read", At: tr.Start, Detail: detail})
+}
