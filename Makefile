@@ -42,3 +42,9 @@ bench:
 
 clean:
 	rm -rf bin $(RUN_DIR)
+
+# End-to-end: VMs with real firmware network-boot from matchbox serve on an
+# isolated bridge (root; packages in e2e-libvirt/apt-packages).
+# E2E_DRIVER=qemu|libvirt picks the VM driver.
+e2e:
+	$(GO) test -v -count=1 -timeout 40m ./e2e-libvirt/

@@ -1,0 +1,292 @@
+package e2elibvirt
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// chassisControlArg makes the test binary act as ipmi_sim's chassis_control
+// program: `BINARY chassis-control SOCKET get power` and the like.
+const chassisControlArg = "chassis-control"
+
+// chassisControlMain forwards one chassis_control call to the harness over
+// its unix socket and prints the answer for ipmi_sim.
+func chassisControlMain(sock string, args []string) int {
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chassis-control: %v\n", err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintln(c, strings.Join(args, " ")); err != nil {
+		fmt.Fprintf(os.Stderr, "chassis-control: %v\n", err)
+		return 1
+	}
+	if _, err := io.Copy(os.Stdout, c); err != nil {
+		fmt.Fprintf(os.Stderr, "chassis-control: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// vmBMC is a VM's BMC: an ipmi_sim on the host's loopback whose chassis
+// control powers the VM on (start), off (kill/destroy) and sets its boot
+// device. Power actions run in order in the background, so ipmi_sim gets
+// its answer at once (it retransmits after about 1 s).
+type vmBMC struct {
+	// Host and Port are the IPMI-over-LAN address; Username, Password and
+	// CipherSuite log in.
+	Host                         string
+	Port                         int
+	Username, Password, CipherSu string
+
+	ns     *netNS // the namespace ipmi_sim runs in; nil: the host's
+	m      machine
+	mu     sync.Mutex
+	events []string
+	want   bool // power state last asked for
+	queued int  // power actions not done yet
+	ops    chan func()
+}
+
+// startBMC starts the BMC of m on the host's loopback; it stops when t
+// ends.
+func startBMC(t testing.TB, l *lab, m machine) *vmBMC {
+	t.Helper()
+	return startBMCIn(t, l, m, nil, 0)
+}
+
+// startBMCIn starts the BMC of m on the loopback of ns (where matchbox
+// reaches it) on port, or of the host when ns is nil.
+func startBMCIn(t testing.TB, l *lab, m machine, ns *netNS, port int) *vmBMC {
+	t.Helper()
+	b := &vmBMC{ns: ns, Host: "127.0.0.1", Username: "admin", Password: "password", CipherSu: "3", m: m, ops: make(chan func(), 16)}
+	name := m.Spec().Name
+	dir := filepath.Join(l.Dir, "bmc-"+name)
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o755); err != nil {
+		t.Fatalf("BMC %s: %v", name, err)
+	}
+	// A unix socket path is limited to 108 bytes: keep it short.
+	sockDir, err := os.MkdirTemp("", "mbe2e-bmc-")
+	if err != nil {
+		t.Fatalf("BMC %s: %v", name, err)
+	}
+	addCleanup(t, func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "chassis.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("BMC %s: listen %s: %v", name, sock, err)
+	}
+	stop := make(chan struct{})
+	addCleanup(t, func() { close(stop); ln.Close() })
+	go b.worker(stop)
+	go b.serve(ln)
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatalf("BMC %s: test binary: %v", name, err)
+	}
+	b.Port = port
+	if ns == nil {
+		b.Port = freeUDPPort(t)
+	}
+	lanConf := fmt.Sprintf(`name "%s"
+set_working_mc 0x20
+startlan 1
+  addr 127.0.0.1 %d
+  priv_limit admin
+  allowed_auths_callback none md2 md5 straight
+  allowed_auths_user none md2 md5 straight
+  allowed_auths_operator none md2 md5 straight
+  allowed_auths_admin none md2 md5 straight
+  guid a123456789abcdefa123456789abcdef
+endlan
+serial 15 127.0.0.1 %d codec VM
+chassis_control "%s %s %s"
+user 2 true "%s" "%s" admin 10 none md2 md5 straight
+`, name, b.Port, freeTCPPort(t), self, chassisControlArg, sock, b.Username, b.Password)
+	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
+	mustWrite(t, filepath.Join(dir, "lan.conf"), lanConf)
+	mustWrite(t, filepath.Join(dir, "bmc.emu"), emu)
+	cmd := b.command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "bmc.emu"), "-s", filepath.Join(dir, "state"), "-n")
+	cmd.Dir = dir
+	p := startProcess(t, "ipmi_sim "+name, cmd, filepath.Join(dir, "ipmi_sim.log"), time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := b.Ipmitool(ctx, "chassis", "power", "status")
+		cancel()
+		if err == nil {
+			return b
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("BMC %s: ipmi_sim on port %d does not answer: %v", name, b.Port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// worker runs the queued power actions in order.
+func (b *vmBMC) worker(stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case op := <-b.ops:
+			op()
+			b.mu.Lock()
+			b.queued--
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *vmBMC) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(c, b.handle(strings.Fields(line)))
+		}()
+	}
+}
+
+// handle answers one chassis_control call: `get power boot ...` or
+// `set NAME VALUE ...`.
+func (b *vmBMC) handle(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out strings.Builder
+	switch args[0] {
+	case "get":
+		for _, p := range args[1:] {
+			switch p {
+			case "power":
+				b.mu.Lock()
+				on, queued := b.want, b.queued
+				b.mu.Unlock()
+				if queued == 0 {
+					on, _ = b.m.PoweredOn(ctx)
+				}
+				fmt.Fprintf(&out, "power:%d\n", map[bool]int{false: 0, true: 1}[on])
+			case "boot":
+				fmt.Fprintf(&out, "boot:%s\n", b.m.BootDevice())
+			}
+		}
+	case "set":
+		for i := 1; i+1 < len(args); i += 2 {
+			p, v := args[i], args[i+1]
+			b.mu.Lock()
+			b.events = append(b.events, p+" "+v)
+			b.mu.Unlock()
+			switch {
+			case p == "power" && v == "1":
+				b.enqueue(true, b.powerOn)
+			case p == "power" && v == "0", p == "shutdown":
+				b.enqueue(false, b.powerOff)
+			case p == "reset":
+				b.enqueue(true, func() { b.powerOff(); b.powerOn() })
+			case p == "boot":
+				b.m.SetBootDevice(v)
+			}
+		}
+	}
+	return out.String()
+}
+
+func (b *vmBMC) enqueue(want bool, op func()) {
+	b.mu.Lock()
+	b.want = want
+	b.queued++
+	b.mu.Unlock()
+	b.ops <- op
+}
+
+func (b *vmBMC) powerOn() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.m.PowerOn(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: BMC of %s: power on: %v\n", b.m.Spec().Name, err)
+	}
+}
+
+func (b *vmBMC) powerOff() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.m.PowerOff(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: BMC of %s: power off: %v\n", b.m.Spec().Name, err)
+	}
+}
+
+// Events returns the chassis_control set calls received, in order
+// ("power 1", "boot pxe", ...).
+func (b *vmBMC) Events() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.events...)
+}
+
+// Ipmitool runs ipmitool against the BMC (lanplus, cipher suite 3).
+func (b *vmBMC) Ipmitool(ctx context.Context, args ...string) (string, error) {
+	base := []string{"-I", "lanplus", "-C", b.CipherSu, "-H", b.Host, "-p", fmt.Sprint(b.Port),
+		"-U", b.Username, "-E", "-N", "1", "-R", "2"}
+	cmd := b.command("ipmitool", append(base, args...)...)
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	defer stop()
+	cmd.Env = []string{"IPMITOOL_PASSWORD=" + b.Password}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ipmitool %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// command runs name where the BMC lives.
+func (b *vmBMC) command(name string, args ...string) *exec.Cmd {
+	if b.ns != nil {
+		return b.ns.Command(name, args...)
+	}
+	return exec.Command(name, args...)
+}
+
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free UDP port: %v", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func freeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free TCP port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

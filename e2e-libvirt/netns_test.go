@@ -1,0 +1,253 @@
+package e2elibvirt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Addresses of the isolated segment (inside the namespace only).
+const (
+	bridgeName = "br0"
+	serverIP   = "10.99.0.1"
+	serverCIDR = "10.99.0.1/24"
+	serverIPv6 = "fd99::1/64"
+	rangeStart = "10.99.0.100"
+	rangeEnd   = "10.99.0.199"
+	subnetCIDR = "10.99.0.0/24"
+)
+
+// nsPrefix starts the name of every namespace the harness creates; the
+// rest is the test process's PID and a counter, so stale namespaces of dead
+// runs can be recognised and removed.
+const nsPrefix = "mbe2e-"
+
+// netNS is a network namespace with a bridge, owned by one test.
+type netNS struct {
+	// Name is the namespace's name (ip netns).
+	Name string
+
+	mu   sync.Mutex
+	taps []string
+}
+
+var nsCounter struct {
+	sync.Mutex
+	n int
+}
+
+// newNetNS creates a namespace with loopback up and a bridge holding
+// serverCIDR and serverIPv6. Everything is removed when t ends (or the run
+// is interrupted): deleting the namespace deletes the bridge and the taps.
+func newNetNS(t testing.TB) *netNS {
+	t.Helper()
+	removeStaleNamespaces(t)
+	ns := newBareNS(t)
+	ns.ip(t, "link", "add", bridgeName, "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	ns.ip(t, "addr", "add", serverCIDR, "dev", bridgeName)
+	ns.ip(t, "addr", "add", serverIPv6, "dev", bridgeName, "nodad")
+	ns.ip(t, "link", "set", bridgeName, "up")
+	return ns
+}
+
+// newBareNS creates a namespace with loopback up, removed when t ends.
+func newBareNS(t testing.TB) *netNS {
+	t.Helper()
+	nsCounter.Lock()
+	nsCounter.n++
+	name := fmt.Sprintf("%s%d-%d", nsPrefix, os.Getpid(), nsCounter.n)
+	nsCounter.Unlock()
+	ns := &netNS{Name: name}
+	mustRun(t, "ip", "netns", "add", name)
+	addCleanup(t, func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: ip netns del %s: %v: %s\n", name, err, out)
+		}
+	})
+	ns.ip(t, "link", "set", "lo", "up")
+	return ns
+}
+
+// AddPeerHost creates a second namespace, a host on the segment: a veth
+// pair from the bridge to an interface "eth0" holding cidr there. It is
+// removed when t ends.
+func (ns *netNS) AddPeerHost(t testing.TB, cidr string) *netNS {
+	t.Helper()
+	peer := newBareNS(t)
+	ns.ip(t, "link", "add", "vpeer", "type", "veth", "peer", "name", "eth0", "netns", peer.Name)
+	ns.ip(t, "link", "set", "vpeer", "master", bridgeName)
+	ns.ip(t, "link", "set", "vpeer", "up")
+	peer.ip(t, "addr", "add", cidr, "dev", "eth0")
+	peer.ip(t, "link", "set", "eth0", "up")
+	return peer
+}
+
+// AddTap creates a tap device on the bridge and returns its name.
+func (ns *netNS) AddTap(t testing.TB) string {
+	t.Helper()
+	ns.mu.Lock()
+	name := fmt.Sprintf("tap%d", len(ns.taps))
+	ns.taps = append(ns.taps, name)
+	ns.mu.Unlock()
+	ns.ip(t, "tuntap", "add", "dev", name, "mode", "tap")
+	ns.ip(t, "link", "set", name, "master", bridgeName)
+	ns.ip(t, "link", "set", name, "up")
+	return name
+}
+
+func (ns *netNS) ip(t testing.TB, args ...string) {
+	t.Helper()
+	mustRun(t, "ip", append([]string{"-n", ns.Name}, args...)...)
+}
+
+// Command returns a command that runs name inside the namespace.
+func (ns *netNS) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Dial opens a TCP connection from inside the namespace: the socket is
+// created on an OS thread switched into the namespace (and thrown away
+// afterwards), so the harness reaches loopback-only listeners there.
+func (ns *netNS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread stays locked: it exits with the goroutine instead
+		// of going back to the pool in the wrong namespace.
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("open namespace %s: %w", ns.Name, err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("enter namespace %s: %w", ns.Name, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// removeStaleNamespaces deletes namespaces left by harness runs whose
+// process is gone (a run killed with SIGKILL cannot clean up).
+func removeStaleNamespaces(t testing.TB) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest, ok := strings.CutPrefix(name, nsPrefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		killNamespacePIDs(name)
+		if err := exec.Command("ip", "netns", "del", name).Run(); err == nil {
+			t.Logf("removed stale namespace %s of dead run %d", name, pid)
+		}
+	}
+}
+
+// killNamespacePIDs kills the processes of a stale namespace (QEMU,
+// dnsmasq, matchbox of a dead run).
+func killNamespacePIDs(name string) {
+	out, _ := exec.Command("ip", "netns", "pids", name).Output()
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func mustRun(t testing.TB, name string, args ...string) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+}
+
+// process is a daemon the harness started; Stop kills it and waits.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startProcess starts cmd with its output in logPath and stops it (SIGTERM,
+// then SIGKILL after grace) when t ends or the run is interrupted.
+func startProcess(t testing.TB, name string, cmd *exec.Cmd, logPath string, grace time.Duration) *process {
+	t.Helper()
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("%s: log file: %v", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("%s: start %s: %v", name, strings.Join(cmd.Args, " "), err)
+	}
+	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	addCleanup(t, func() { p.Stop(grace) })
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGTERM to the process group, SIGKILL after grace, and waits.
+func (p *process) Stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.done
+}
