@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"net/netip"
 	"sync"
@@ -101,6 +102,7 @@ func (s *Server) Listen() error {
 			s.closeConns()
 			return fmt.Errorf("dhcp: listen on %s port %d: %w", s.cfg.Interface, port, err)
 		}
+		setReadBuffer(c, readBufferBytes)
 		s.conns = append(s.conns, c)
 		s.ports = append(s.ports, port)
 	}
@@ -108,6 +110,28 @@ func (s *Server) Listen() error {
 	s.cfg.Logger.Info("dhcp listening", "mode", s.cfg.Mode, "interface", s.cfg.Interface,
 		"server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet, "ports", ports)
 	return nil
+}
+
+// readBufferBytes is the socket receive buffer asked for: a burst of
+// requests (a rack powering on) waits in it while workers are busy, instead
+// of being dropped by the kernel.
+const readBufferBytes = 4 << 20
+
+// setReadBuffer raises c's receive buffer, past net.core.rmem_max when the
+// process may (SO_RCVBUFFORCE needs CAP_NET_ADMIN, which a DHCP server
+// usually has), else up to it.
+func setReadBuffer(c *net.UDPConn, n int) {
+	raw, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		})
+		if err == nil && serr == nil {
+			return
+		}
+	}
+	c.SetReadBuffer(n)
 }
 
 func (s *Server) closeConns() {
