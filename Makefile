@@ -39,6 +39,8 @@ fuzz:
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./matchbox/...
 	bash bench/http.sh
+	bash bench/tftp.sh
+	bash bench/dhcp.sh
 
 clean:
 	rm -rf bin $(RUN_DIR)

@@ -27,8 +27,7 @@
 #
 # Needs: go (unless MATCHBOX_BIN), in.tftpd (Debian tftpd-hpa), curl or the
 # tftp-hpa client, sha256sum. Missing Debian packages are installed with
-# apt-get when running as root. tftpd-hpa's -s (chroot) needs root; without
-# root it runs without -s and is asked for the file by its full path.
+# apt-get. Runs as root (tftpd-hpa needs it to chroot and change user).
 set -euo pipefail
 
 CONCURRENCY=50
@@ -67,6 +66,8 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 	command -v "$1" >/dev/null 2>&1 || die "$1 not found (Debian package $2)"
 }
 
+# tftpd-hpa chroots (-s) and changes user for every transfer: root only.
+[ "$(id -u)" = 0 ] || die "run as root: tftpd-hpa needs root to chroot and drop privileges"
 need_pkg sha256sum coreutils
 need_pkg in.tftpd tftpd-hpa
 case $CLIENT in
@@ -125,17 +126,15 @@ MATCHBOX_PORT=${MATCHBOX_PORT:-$(free_port)}
 HPA_PORT=${HPA_PORT:-$(free_port)}
 
 # Server CPU, children included, when a cgroup can be made for each server
-# (root; cgroup v1 cpuacct or cgroup v2): it does not depend on what else the
+# (cgroup v1 cpuacct or cgroup v2): it does not depend on what else the
 # machine runs, unlike the wall time.
-CG_BASE= CG_V=
-if [ "$(id -u)" = 0 ]; then
-	if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
-		CG_BASE=/sys/fs/cgroup/cpuacct CG_V=1
-	elif [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && [ -w /sys/fs/cgroup ]; then
-		CG_BASE=/sys/fs/cgroup CG_V=2
-	fi
+CG_BASE='' CG_V=''
+if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+	CG_BASE=/sys/fs/cgroup/cpuacct CG_V=1
+elif [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && [ -w /sys/fs/cgroup ]; then
+	CG_BASE=/sys/fs/cgroup CG_V=2
 fi
-MB_CG= HPA_CG=
+MB_CG='' HPA_CG=''
 if [ -n "$CG_BASE" ] && mkdir "$CG_BASE/tftpbench.$$.matchbox" 2>/dev/null; then
 	CGROUPS+=("$CG_BASE/tftpbench.$$.matchbox")
 	if mkdir "$CG_BASE/tftpbench.$$.tftpd-hpa" 2>/dev/null; then
@@ -170,15 +169,11 @@ in_cgroup "$MB_CG" "$BIN" serve --data-dir "$WORK/data" --http-addr 127.0.0.1:0 
 	--tftp-addr "127.0.0.1:$MATCHBOX_PORT" --tftp-root "$ROOT" >"$WORK/matchbox.log" 2>&1 &
 PIDS+=($!)
 
-# tftpd-hpa in the foreground.
-if [ "$(id -u)" = 0 ]; then
-	in_cgroup "$HPA_CG" "$IN_TFTPD" -L -s "$ROOT" -a "127.0.0.1:$HPA_PORT" >"$WORK/tftpd-hpa.log" 2>&1 &
-	HPA_NAME=$FILE
-else
-	in_cgroup "$HPA_CG" "$IN_TFTPD" -L -a "127.0.0.1:$HPA_PORT" "$ROOT" >"$WORK/tftpd-hpa.log" 2>&1 &
-	HPA_NAME=$ROOT/$FILE
-fi
+# tftpd-hpa in the foreground (-L), chrooted to the root (-s); it drops to
+# the user nobody for each transfer.
+in_cgroup "$HPA_CG" "$IN_TFTPD" -L -s "$ROOT" -a "127.0.0.1:$HPA_PORT" >"$WORK/tftpd-hpa.log" 2>&1 &
 PIDS+=($!)
+HPA_NAME=$FILE
 
 # fetch PORT NAME OUT: one download with the chosen client.
 fetch() {

@@ -130,14 +130,14 @@ type Config struct {
 // DefaultBootFiles are the boot binaries per client architecture.
 func DefaultBootFiles() map[iana.Arch]string {
 	return map[iana.Arch]string{
-		0:  "undionly.kpxe", // x86 BIOS
-		6:  "ipxe.efi",      // x86 UEFI (IA32 firmware on x86-64 machines)
-		7:  "ipxe.efi",      // x86-64 UEFI
-		9:  "ipxe.efi",      // x86-64 UEFI (EFI BC)
-		11: "snp-arm64.efi", // arm64 UEFI
-		15: "ipxe.efi",      // x86 UEFI HTTP
-		16: "ipxe.efi",      // x86-64 UEFI HTTP
-		19: "snp-arm64.efi", // arm64 UEFI HTTP
+		0:  "undionly.kpxe",     // x86 BIOS
+		6:  "ipxe.efi",          // x86 UEFI (IA32 firmware on x86-64 machines)
+		7:  "ipxe.efi",          // x86-64 UEFI
+		9:  "ipxe.efi",          // x86-64 UEFI (EFI BC)
+		11: "arm64/snponly.efi", // arm64 UEFI (os-assets/get-ipxe puts it there)
+		15: "ipxe.efi",          // x86 UEFI HTTP
+		16: "ipxe.efi",          // x86-64 UEFI HTTP
+		19: "arm64/snponly.efi", // arm64 UEFI HTTP
 	}
 }
 

@@ -112,7 +112,7 @@ func TestBootHandler(t *testing.T) {
 	}{
 		{name: "bios pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withClass("PXEClient:Arch:00000:UNDI:002001")), wantFile: "undionly.kpxe", wantTFTP: true},
 		{name: "uefi pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")), wantFile: "ipxe.efi", wantTFTP: true},
-		{name: "arm64 pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(11)), wantFile: "snp-arm64.efi", wantTFTP: true},
+		{name: "arm64 pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(11)), wantFile: "arm64/snponly.efi", wantTFTP: true},
 		{name: "ipxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), wantFile: "http://10.9.0.1:8080/boot.ipxe"},
 		{name: "http boot", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(16), withClass("HTTPClient:Arch:00016:UNDI:003001")), wantFile: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", wantHTTP: true},
 		{name: "not netboot", req: request(dhcpv4.MessageTypeDiscover, testMAC)},

@@ -58,7 +58,10 @@ func (t *tftpExtension) start(ctx context.Context, s *services) error {
 		Logger: s.log.With("service", "tftp"),
 		OnTransfer: func(ctx context.Context, tr tftp.Transfer) {
 			outcome := "ok"
-			if tr.Err != nil {
+			switch {
+			case tr.SizeProbe():
+				outcome = "size_probe"
+			case tr.Err != nil:
 				outcome = "error"
 			}
 			transfers.WithLabelValues(outcome).Inc()
