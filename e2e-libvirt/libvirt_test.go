@@ -68,7 +68,9 @@ func startLibvirt(t testing.TB, l *lab) (*libvirtDriver, error) {
 		return nil, err
 	}
 	fmt.Fprintf(&script, "mount --bind %s /etc/libvirt/qemu.conf\n", conf)
-	script.WriteString("exec libvirtd\n")
+	// The default pid file, /run/libvirtd.pid, would keep two labs (or
+	// two runs) from having a libvirtd each.
+	fmt.Fprintf(&script, "exec libvirtd --pid-file %s\n", filepath.Join(base, "libvirtd.pid"))
 	cmd := l.NS.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script.String())
 	logPath := filepath.Join(l.Dir, "libvirtd.log")
 	start := time.Now()

@@ -8,7 +8,6 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,7 +111,6 @@ func TestDiscovery(t *testing.T) {
 	})
 	t.Logf("set-up (namespace, VM driver, test OS, matchbox) took %.1fs", time.Since(start).Seconds())
 
-	phases := &discoveryPhases{m: map[string]map[string]time.Duration{}}
 	vmStart := time.Now()
 	t.Cleanup(func() {
 		// Runs after the parallel subtests.
@@ -125,7 +123,7 @@ func TestDiscovery(t *testing.T) {
 		b := startBMCIn(t, l, m, l.NS, vm.BMCPort)
 		t.Run(vm.Spec.Name, func(t *testing.T) {
 			t.Parallel()
-			d := &discoveryRun{t: t, l: l, srv: srv, m: m, b: b, vm: vm, spec: m.Spec(), id: strings.ReplaceAll(vm.Spec.MAC, ":", "-"), phases: phases}
+			d := &discoveryRun{t: t, l: l, srv: srv, m: m, b: b, vm: vm, spec: m.Spec(), id: strings.ReplaceAll(vm.Spec.MAC, ":", "-")}
 			d.run()
 		})
 	}
@@ -165,24 +163,17 @@ func writeDiscoveryDataDir(t testing.TB, dir, base string) {
 // machine_id is matchbox's own variable.
 const installedDone = "done {{.request.query.mac}} {{.machine_id}} {{.hostname}}\n"
 
-// discoveryPhases collects the phase times of each VM.
-type discoveryPhases struct {
-	sync.Mutex
-	m map[string]map[string]time.Duration
-}
-
 // discoveryRun is one VM's way through scenario 2.
 type discoveryRun struct {
-	t      *testing.T
-	l      *lab
-	srv    *matchboxServer
-	m      machine
-	b      *vmBMC
-	vm     discoveryVM
-	spec   vmSpec
-	id     string // the machine id matchbox gives it: its MAC with dashes
-	phases *discoveryPhases
-	times  []string
+	t     *testing.T
+	l     *lab
+	srv   *matchboxServer
+	m     machine
+	b     *vmBMC
+	vm    discoveryVM
+	spec  vmSpec
+	id    string   // the machine id matchbox gives it: its MAC with dashes
+	times []string // phase times, for the summary
 	// bootOffset is the serial log's size at the first power-on.
 	bootOffset int64
 }
@@ -191,12 +182,6 @@ type discoveryRun struct {
 func (d *discoveryRun) phase(name string, took time.Duration) {
 	d.t.Logf("phase %-10s %5.1fs", name, took.Seconds())
 	d.times = append(d.times, fmt.Sprintf("%s %5.1fs", name, took.Seconds()))
-	d.phases.Lock()
-	if d.phases.m[d.spec.Name] == nil {
-		d.phases.m[d.spec.Name] = map[string]time.Duration{}
-	}
-	d.phases.m[d.spec.Name][name] = took
-	d.phases.Unlock()
 }
 
 // fatalf fails the run with the machine's timeline and the serial tail.
@@ -437,6 +422,10 @@ func (d *discoveryRun) provision(ctx context.Context) {
 	if e := evs[at[1]]; e.Detail["error"] != nil {
 		d.fatalf("bmc.provision_boot failed: %v", e.Detail)
 	}
+	// "power 0, power 1": the BMC cycled a running machine; "power 1"
+	// alone: the machine was off and was powered on.
+	t.Logf("bmc.provision_boot %.1fs after machine.provisioning: %v; BMC calls so far %v",
+		evs[at[1]].At.Sub(evs[at[0]].At).Seconds(), evs[at[1]].Detail, d.b.Events())
 }
 
 // bootDisk powers the provisioned machine on again through matchbox (its
