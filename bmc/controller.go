@@ -277,7 +277,24 @@ func (ctl *Controller) powerIn(ctx context.Context, c *call, s session, action P
 	if err := s.setPower(ctx, string(send)); err != nil {
 		return fmt.Errorf("power %s: %w", send, err)
 	}
-	return ctl.settle(ctx, c, s, action.expected())
+	if err := ctl.settle(ctx, c, s, action.expected()); err != nil {
+		return err
+	}
+	if res.Settled || res.PowerState != PowerOff {
+		return nil
+	}
+	if action == ActionCycle || action == ActionReset {
+		// The machine switched itself off between the status read and the
+		// command (an agent powering off after its report, say): a cycle
+		// or reset of a machine that is off leaves it off on IPMI and is
+		// refused by Redfish. Power it on.
+		res.Steps = append(res.Steps, "power on")
+		if err := s.setPower(ctx, string(ActionOn)); err != nil {
+			return fmt.Errorf("power on after %s left the machine off: %w", send, err)
+		}
+		return ctl.settle(ctx, c, s, PowerOn)
+	}
+	return nil
 }
 
 // settle polls the power state until it is want or Config.Settle passed.
@@ -381,7 +398,13 @@ func (ctl *Controller) ProvisionBoot(ctx context.Context, ep Endpoint) (Result, 
 		if err := bootIn(ctx, c, s, BootOptions{Device: BootPXE}); err != nil {
 			return err
 		}
-		return ctl.powerIn(ctx, c, s, ActionCycle)
+		if err := ctl.powerIn(ctx, c, s, ActionCycle); err != nil {
+			return err
+		}
+		if ctl.cfg.Settle >= 0 && res.PowerState == PowerOff {
+			return fmt.Errorf("%w: the machine is still off after the power cycle", ErrFailed)
+		}
+		return nil
 	})
 	return res, err
 }

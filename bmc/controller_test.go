@@ -27,6 +27,11 @@ type fakeBMC struct {
 	setErr   error // returned by every setPower
 	sets     []string
 	hangOpen bool
+	// offAfterRead switches the machine off after that many power reads
+	// (a machine shutting itself down), and cycleKeepsOff makes a cycle of
+	// a machine that is off leave it off, as IPMI does.
+	offAfterRead  int
+	cycleKeepsOff bool
 }
 
 func (f *fakeBMC) open(ctx context.Context, ep Endpoint, driver string) (session, error) {
@@ -55,7 +60,13 @@ func (s *fakeSession) provider() string { return "fake" }
 func (s *fakeSession) powerState(context.Context) (string, error) {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	return "Chassis Power is " + s.f.power + "\n", nil
+	st := s.f.power
+	if s.f.offAfterRead > 0 {
+		if s.f.offAfterRead--; s.f.offAfterRead == 0 {
+			s.f.power = "off"
+		}
+	}
+	return "Chassis Power is " + st + "\n", nil
 }
 func (s *fakeSession) setPower(_ context.Context, a string) error {
 	s.f.mu.Lock()
@@ -65,7 +76,11 @@ func (s *fakeSession) setPower(_ context.Context, a string) error {
 		return s.f.setErr
 	}
 	switch a {
-	case "on", "cycle", "reset":
+	case "cycle", "reset":
+		if !(s.f.cycleKeepsOff && s.f.power == "off") {
+			s.f.power = "on"
+		}
+	case "on":
 		s.f.power = "on"
 	case "off", "soft":
 		s.f.power = "off"
@@ -322,5 +337,22 @@ func TestRunAllCancelled(t *testing.T) {
 		if !errors.Is(o.Err, context.Canceled) {
 			t.Errorf("outcome %s err = %v, want context.Canceled", o.ID, o.Err)
 		}
+	}
+}
+
+// TestCycleOfMachineThatSwitchedItselfOff covers a machine that powers off
+// between the status read and the cycle: it must end up on.
+func TestCycleOfMachineThatSwitchedItselfOff(t *testing.T) {
+	f := &fakeBMC{power: "on", offAfterRead: 1, cycleKeepsOff: true}
+	ctl := New(Config{Settle: 300 * time.Millisecond, open: f.open})
+	res, err := ctl.ProvisionBoot(context.Background(), testEP)
+	if err != nil {
+		t.Fatalf("provision: %v (steps %v)", err, res.Steps)
+	}
+	if f.power != "on" || res.PowerState != PowerOn || !res.Settled {
+		t.Fatalf("machine %s, result %+v, BMC calls %v", f.power, res, f.sets)
+	}
+	if got := strings.Join(f.sets, ","); got != "cycle,on" {
+		t.Fatalf("BMC calls %s, want cycle,on", got)
 	}
 }
