@@ -26,6 +26,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Each server gets one core and wrk the other, so that neither server
+# competes with the load generator (set PIN=0 to let the scheduler decide).
+PIN_SERVER="" PIN_CLIENT=""
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  PIN_SERVER="taskset -c 0" PIN_CLIENT="taskset -c 1"
+fi
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "building matchbox"
@@ -54,7 +61,7 @@ mac=$(printf '02-00-00-%02x-%02x-%02x' $((target_i >> 16 & 255)) $((target_i >> 
 path="/ipxe?mac=$mac"
 
 mport=$(free_port)
-"$work/matchbox" serve --data-dir "$data" --http-addr "127.0.0.1:$mport" --log-level warn >"$work/matchbox.log" 2>&1 &
+$PIN_SERVER "$work/matchbox" serve --data-dir "$data" --http-addr "127.0.0.1:$mport" --log-level warn >"$work/matchbox.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do curl -fs "http://127.0.0.1:$mport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$mport$path" > "$work/ipxe.txt" || { echo "matchbox did not answer"; cat "$work/matchbox.log"; exit 1; }
@@ -83,16 +90,16 @@ http {
   }
 }
 CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+$PIN_SERVER nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$nport$path" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$nport$path" > "$work/nginx.txt" || true
 cmp -s "$work/ipxe.txt" "$work/nginx.txt" || { echo "nginx serves different bytes"; cat "$work/nginx/error.log"; exit 1; }
 
 rate() { # url -> requests/s
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$1" | awk '/Requests\/sec/ {print $2}'
+  $PIN_CLIENT wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$1" | awk '/Requests\/sec/ {print $2}'
 }
-echo "groups=$GROUPS_N duration=$DURATION connections=$CONNECTIONS threads=$THREADS response=$(wc -c < "$work/ipxe.txt")B"
+echo "groups=$GROUPS_N duration=$DURATION connections=$CONNECTIONS threads=$THREADS response=$(wc -c < "$work/ipxe.txt")B pinned=${PIN_SERVER:-no}"
 wrk -t1 -c4 -d2s "http://127.0.0.1:$mport$path" >/dev/null  # warm up
 wrk -t1 -c4 -d2s "http://127.0.0.1:$nport$path" >/dev/null
 m=$(rate "http://127.0.0.1:$mport$path")

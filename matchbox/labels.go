@@ -59,6 +59,53 @@ func LabelsFromQuery(values url.Values) (Labels, error) {
 	return labels, bad
 }
 
+// LabelsFromRawQuery is LabelsFromQuery on a raw query string, without
+// building url.Values first (the boot endpoints' hot path). Pairs that do not
+// unescape are skipped, as url.ParseQuery skips them.
+func LabelsFromRawQuery(raw string) (Labels, error) {
+	labels := make(Labels, strings.Count(raw, "&")+1)
+	var bad error
+	var badKey string // a mac key whose first value did not parse
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := unescape(k)
+		if err != nil {
+			continue
+		}
+		if _, seen := labels[key]; seen || key == badKey && bad != nil {
+			continue // the first value wins
+		}
+		val, err := unescape(v)
+		if err != nil {
+			continue
+		}
+		if strings.EqualFold(key, "mac") {
+			mac, err := NormalizeMAC(val)
+			if err != nil {
+				bad, badKey = err, key
+				continue
+			}
+			val = mac
+		}
+		labels[key] = val
+	}
+	return labels, bad
+}
+
+// unescape is url.QueryUnescape without its work for strings that need
+// none.
+func unescape(s string) (string, error) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
+
 // MAC returns the normalised mac label, if any.
 func (l Labels) MAC() string {
 	if v, ok := l["mac"]; ok {

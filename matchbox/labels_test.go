@@ -9,12 +9,22 @@ func FuzzLabelsFromQuery(f *testing.F) {
 	f.Add("mac=52-54-00-00-00-01&uuid=x")
 	f.Add("MAC=525400000001&os=installed&os=x")
 	f.Add("mac=%zz&a=b")
+	f.Add("mac=nope&mac=52:54:00:00:00:01")
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return
 		}
 		labels, _ := LabelsFromQuery(q)
+		fromRaw, _ := LabelsFromRawQuery(raw)
+		if len(fromRaw) != len(labels) {
+			t.Fatalf("LabelsFromRawQuery(%q) = %v, LabelsFromQuery = %v", raw, fromRaw, labels)
+		}
+		for k, v := range labels {
+			if fromRaw[k] != v {
+				t.Fatalf("LabelsFromRawQuery(%q) = %v, LabelsFromQuery = %v", raw, fromRaw, labels)
+			}
+		}
 		for k, v := range labels {
 			if k == "mac" || k == "MAC" {
 				if again, err := NormalizeMAC(v); err != nil || again != v {

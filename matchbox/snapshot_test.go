@@ -73,6 +73,21 @@ func TestLabelsFromQuery(t *testing.T) {
 	}
 }
 
+func TestLabelsFromRawQuery(t *testing.T) {
+	for _, raw := range []string{
+		"mac=nope&mac=52:54:00:00:00:01&uuid=a",
+		"mac=52-54-00-00-00-01&mac=nope",
+		"os=a%20b&os=c&x=%zz&y=1+2&=v&k",
+	} {
+		q, _ := url.ParseQuery(raw)
+		want, _ := LabelsFromQuery(q)
+		got, _ := LabelsFromRawQuery(raw)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("LabelsFromRawQuery(%q) = %v, LabelsFromQuery = %v", raw, got, want)
+		}
+	}
+}
+
 func TestSelect(t *testing.T) {
 	groups := []Group{
 		{ID: "default", Profile: "p-default"},

@@ -23,6 +23,44 @@ type BootEvent struct {
 	Type      string
 	At        time.Time
 	Detail    map[string]any
+	// Outcome is the answer of a boot endpoint, when the event is a
+	// request to one; it is stored in the detail (status, group, profile,
+	// error). A struct rather than map entries keeps the request path free
+	// of allocations.
+	Outcome Outcome
+}
+
+// Outcome is what a boot endpoint answered.
+type Outcome struct {
+	Status  int
+	Group   string
+	Profile string
+	Error   string
+}
+
+// detail merges the outcome into the detail map.
+func (ev *BootEvent) detail() map[string]any {
+	o := ev.Outcome
+	if o == (Outcome{}) {
+		return ev.Detail
+	}
+	d := make(map[string]any, len(ev.Detail)+4)
+	for k, v := range ev.Detail {
+		d[k] = v
+	}
+	if o.Status != 0 {
+		d["status"] = o.Status
+	}
+	if o.Group != "" {
+		d["group"] = o.Group
+	}
+	if o.Profile != "" {
+		d["profile"] = o.Profile
+	}
+	if o.Error != "" {
+		d["error"] = o.Error
+	}
+	return d
 }
 
 // AppendEvents writes events in one transaction.
@@ -73,9 +111,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 				resolved[ev.MAC] = id
 			}
 			detail := []byte("{}")
-			if len(ev.Detail) > 0 {
+			if d := ev.detail(); len(d) > 0 {
 				var err error
-				if detail, err = json.Marshal(ev.Detail); err != nil {
+				if detail, err = json.Marshal(d); err != nil {
 					return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, id, err)
 				}
 			}
@@ -336,7 +374,7 @@ func newBatch(n int) *batch {
 func (b *batch) add(ev BootEvent) {
 	b.received++
 	k := eventKey{ev.MachineID, ev.MAC, ev.Type}
-	if i, ok := b.byKey[k]; ok && reflect.DeepEqual(b.list[i].Detail, ev.Detail) {
+	if i, ok := b.byKey[k]; ok && b.list[i].Outcome == ev.Outcome && sameDetail(b.list[i].Detail, ev.Detail) {
 		b.counts[i]++
 		b.last[i] = ev.At
 		return
@@ -347,19 +385,61 @@ func (b *batch) add(ev BootEvent) {
 	b.last = append(b.last, ev.At)
 }
 
+// sameDetail compares two event details; scalar values (what events carry)
+// are compared directly, anything else with reflect.DeepEqual.
+func sameDetail(a, b map[string]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		vb, ok := b[k]
+		if !ok {
+			return false
+		}
+		switch x := va.(type) {
+		case string:
+			if y, ok := vb.(string); !ok || x != y {
+				return false
+			}
+		case int:
+			if y, ok := vb.(int); !ok || x != y {
+				return false
+			}
+		case int64:
+			if y, ok := vb.(int64); !ok || x != y {
+				return false
+			}
+		case float64:
+			if y, ok := vb.(float64); !ok || x != y {
+				return false
+			}
+		case bool:
+			if y, ok := vb.(bool); !ok || x != y {
+				return false
+			}
+		default:
+			if !reflect.DeepEqual(va, vb) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (b *batch) empty() bool { return len(b.list) == 0 }
 
 func (b *batch) events() []BootEvent {
 	out := make([]BootEvent, len(b.list))
 	for i, ev := range b.list {
 		if b.counts[i] > 1 {
-			detail := make(map[string]any, len(ev.Detail)+2)
-			for k, v := range ev.Detail {
+			base := ev.detail()
+			detail := make(map[string]any, len(base)+2)
+			for k, v := range base {
 				detail[k] = v
 			}
 			detail["count"] = b.counts[i]
 			detail["last_at"] = b.last[i].UTC().Format(time.RFC3339Nano)
-			ev.Detail = detail
+			ev.Detail, ev.Outcome = detail, Outcome{}
 		}
 		out[i] = ev
 	}

@@ -283,3 +283,31 @@ func TestZeroUUIDIdentifiesNoMachine(t *testing.T) {
 		t.Fatal("the zero UUID found a machine")
 	}
 }
+
+func TestOutcomeStoredInDetail(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	rec := NewRecorder(s, RecorderConfig{})
+	for i := 0; i < 3; i++ {
+		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 200, Group: "g", Profile: "p"}})
+	}
+	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 500, Group: "g", Profile: "p", Error: "boom"}})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rec.Run(rctx); close(done) }()
+	if err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events %+v %v", evs, err)
+	}
+	if d := evs[0].Detail; d["status"] != 200.0 || d["group"] != "g" || d["profile"] != "p" || d["count"] != 3.0 {
+		t.Fatalf("folded event detail %v", d)
+	}
+	if d := evs[1].Detail; d["status"] != 500.0 || d["error"] != "boom" || d["count"] != nil {
+		t.Fatalf("failed request detail %v", d)
+	}
+}

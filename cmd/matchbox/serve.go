@@ -244,7 +244,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		st.Close()
 		return nil, err
 	}
-	s.boot.Register(s.router)
+	// The boot endpoints are answered by s.boot.Front ahead of the router.
 	// The agent authenticates with its machine token, not an API token:
 	// its route comes before the API's.
 	s.router.Handle("/api/v1/machines/{id}/inventory", s.lifecycle.InventoryHandler(s.agentAuth, s.bgCtx)).Methods(http.MethodPost)
@@ -289,12 +289,15 @@ func (s *services) run(ctx context.Context) error {
 		return fmt.Errorf("listen on --http-addr %s: %w", s.opts.httpAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           s.router,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      10 * time.Minute, // large assets on slow links
-		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:           s.boot.Front(s.router),
+		ReadHeaderTimeout: 30 * time.Second,
+		// Equal to ReadHeaderTimeout so that a request sets one read
+		// deadline, not two: bodies here are small (API, at most
+		// --api-max-body).
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 10 * time.Minute, // large assets on slow links
+		IdleTimeout:  120 * time.Second,
+		BaseContext:  func(net.Listener) context.Context { return ctx },
 	}
 	if s.opts.debugAddr != "" {
 		dbg, err := net.Listen("tcp", s.opts.debugAddr)

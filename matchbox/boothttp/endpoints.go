@@ -43,6 +43,9 @@ initrd {{range .Initrd}} "{{.}}"{{end}}
 const ipxeExitScript = "#!ipxe\nexit\n"
 
 func (sel *selection) vars() (map[string]any, error) {
+	if sel.extra != nil && sel.req.Extra == nil {
+		sel.req.Extra = sel.extra()
+	}
 	return matchbox.Variables(sel.match.Group, sel.req)
 }
 

@@ -81,11 +81,13 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 	if s.cfg.Metrics == nil {
 		return next
 	}
+	ok := s.cfg.Metrics.requests.WithLabelValues(endpoint, "200")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if sw.status == 0 {
-			sw.status = http.StatusOK
+		if sw.status == 0 || sw.status == http.StatusOK {
+			ok.Inc()
+			return
 		}
 		s.cfg.Metrics.requests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
 	})

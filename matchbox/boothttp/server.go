@@ -111,18 +111,34 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// routes returns the boot endpoints by exact path, and the assets handler
+// (nil without an assets directory) for paths under /assets/.
+func (s *Server) routes() (map[string]http.Handler, http.Handler) {
+	bootScript := s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))
+	routes := map[string]http.Handler{
+		"/boot.ipxe":   bootScript,
+		"/boot.ipxe.0": bootScript,
+		"/ipxe":        s.instrument("ipxe", s.selecting(matchbox.EventIPXE, s.ipxe)),
+		"/grub":        s.instrument("grub", s.selecting(matchbox.EventGRUB, s.grub)),
+		"/ignition":    s.instrument("ignition", s.selecting(matchbox.EventIgnition, s.ignition)),
+		"/generic":     s.instrument("generic", s.selecting(matchbox.EventGeneric, s.generic)),
+		"/metadata":    s.instrument("metadata", s.selecting(matchbox.EventMetadata, s.metadata)),
+	}
+	var assets http.Handler
+	if s.assets != nil {
+		assets = s.instrument("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))
+	}
+	return routes, assets
+}
+
 // Register adds the boot endpoints to r.
 func (s *Server) Register(r *mux.Router) {
-	get := []string{http.MethodGet, http.MethodHead}
-	r.Handle("/boot.ipxe", s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))).Methods(get...)
-	r.Handle("/boot.ipxe.0", s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))).Methods(get...)
-	r.Handle("/ipxe", s.instrument("ipxe", s.selecting(matchbox.EventIPXE, s.ipxe))).Methods(get...)
-	r.Handle("/grub", s.instrument("grub", s.selecting(matchbox.EventGRUB, s.grub))).Methods(get...)
-	r.Handle("/ignition", s.instrument("ignition", s.selecting(matchbox.EventIgnition, s.ignition))).Methods(get...)
-	r.Handle("/generic", s.instrument("generic", s.selecting(matchbox.EventGeneric, s.generic))).Methods(get...)
-	r.Handle("/metadata", s.instrument("metadata", s.selecting(matchbox.EventMetadata, s.metadata))).Methods(get...)
-	if s.assets != nil {
-		r.PathPrefix("/assets/").Handler(s.instrument("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))).Methods(get...)
+	routes, assets := s.routes()
+	for path, h := range routes {
+		r.Handle(path, h).Methods(http.MethodGet, http.MethodHead)
+	}
+	if assets != nil {
+		r.PathPrefix("/assets/").Handler(assets).Methods(http.MethodGet, http.MethodHead)
 	}
 }
 
@@ -131,6 +147,30 @@ func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
 	s.Register(r)
 	return r
+}
+
+// Front returns a handler that answers the boot endpoints itself, by exact
+// path, and passes every other request to next. The boot endpoints are the
+// hot path of a provisioning network; this keeps a router's pattern matching
+// off it. Other methods than GET and HEAD get 405.
+func (s *Server) Front(next http.Handler) http.Handler {
+	routes, assets := s.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := routes[r.URL.Path]
+		if !ok && assets != nil && strings.HasPrefix(r.URL.Path, "/assets/") {
+			h, ok = assets, true
+		}
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 const bootIPXEScript = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
@@ -146,6 +186,7 @@ type selection struct {
 	match   matchbox.Match
 	machine *MachineView
 	req     matchbox.Request
+	extra   func() map[string]any // extra template variables, when configured
 	event   string
 }
 
@@ -156,7 +197,7 @@ type selectHandler func(w http.ResponseWriter, r *http.Request, sel *selection) 
 func (s *Server) selecting(event string, next selectHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		labels, badMAC := matchbox.LabelsFromQuery(r.URL.Query())
+		labels, badMAC := matchbox.LabelsFromRawQuery(r.URL.RawQuery)
 		if badMAC != nil {
 			s.log.WarnContext(r.Context(), "ignoring unparsable MAC label", "err", badMAC, "remote", r.RemoteAddr)
 		}
@@ -190,7 +231,10 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		}
 		sel.match = match
 		if s.cfg.ExtraVars != nil {
-			sel.req.Extra = s.cfg.ExtraVars(r.Context(), sel.machine, RequestInfo{Labels: labels, Host: r.Host, Match: match})
+			// Computed only when a template needs variables.
+			sel.extra = func() map[string]any {
+				return s.cfg.ExtraVars(r.Context(), sel.machine, RequestInfo{Labels: labels, Host: r.Host, Match: match})
+			}
 		}
 		status, err := next(w, r, sel)
 		if err != nil {
@@ -199,7 +243,9 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			http.Error(w, oneLine(err.Error()), status)
 			return
 		}
-		s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels))
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels))
+		}
 		s.record(sel, status, "")
 		if s.cfg.Served != nil && status == http.StatusOK {
 			s.cfg.Served(r.Context(), sel.machine, sel.event)
@@ -212,18 +258,15 @@ func (s *Server) record(sel *selection, status int, problem string) {
 		return
 	}
 	mac := sel.req.Labels.MAC()
-	ev := store.BootEvent{MAC: mac, UUID: sel.req.Labels["uuid"], Type: sel.event, Detail: map[string]any{"status": status}}
+	ev := store.BootEvent{MAC: mac, UUID: sel.req.Labels["uuid"], Type: sel.event, Outcome: store.Outcome{Status: status, Error: problem}}
 	if sel.machine != nil {
 		ev.MachineID = sel.machine.ID
 	} else if mac == "" {
 		return // nothing names the machine
 	}
 	if sel.match.Group != nil {
-		ev.Detail["group"] = sel.match.Group.ID
-		ev.Detail["profile"] = sel.match.Profile.ID
-	}
-	if problem != "" {
-		ev.Detail["error"] = problem
+		ev.Outcome.Group = sel.match.Group.ID
+		ev.Outcome.Profile = sel.match.Profile.ID
 	}
 	s.cfg.Events.Record(ev)
 }

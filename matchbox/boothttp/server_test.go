@@ -230,7 +230,7 @@ func TestProvisionedBootsFromDisk(t *testing.T) {
 	if ev.evs[0].MachineID != "node1" || ev.evs[0].Type != "http.ipxe.boot_disk" {
 		t.Errorf("event 0: %+v", ev.evs[0])
 	}
-	if ev.evs[2].MachineID != "" || ev.evs[2].MAC != "52:54:00:00:00:99" || ev.evs[2].Detail["group"] != "default" {
+	if ev.evs[2].MachineID != "" || ev.evs[2].MAC != "52:54:00:00:00:99" || ev.evs[2].Outcome.Group != "default" || ev.evs[2].Outcome.Status != 200 {
 		t.Errorf("event for unknown MAC: %+v", ev.evs[2])
 	}
 }
@@ -325,5 +325,40 @@ func benchmarkIPXE(b *testing.B, groups int) {
 func BenchmarkIPXE(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) { benchmarkIPXE(b, n) })
+	}
+}
+
+func TestFront(t *testing.T) {
+	snap, err := matchbox.Build(testCatalog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "k"), []byte("kernel"), 0o644)
+	s, err := New(Config{Snapshot: func() *matchbox.Snapshot { return snap }, AssetsDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "next", http.StatusTeapot) })
+	h := s.Front(next)
+	for _, c := range []struct {
+		method, target string
+		code           int
+		body           string
+	}{
+		{"GET", "/ipxe?mac=52:54:00:a1:9c:ae", 200, "kernel /assets/flatcar/vmlinuz"},
+		{"HEAD", "/boot.ipxe", 200, ""},
+		{"GET", "/assets/k", 200, "kernel"},
+		{"GET", "/assets/../k", 400, ""},
+		{"POST", "/ipxe", 405, ""},
+		{"GET", "/api/v1/profiles", 418, "next"},
+		{"GET", "/ipxe/extra", 418, "next"},
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(c.method, c.target, nil))
+		if w.Code != c.code || !strings.Contains(w.Body.String(), c.body) {
+			t.Errorf("%s %s: %d %q, want %d %q", c.method, c.target, w.Code, w.Body, c.code, c.body)
+		}
 	}
 }
