@@ -224,7 +224,6 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 		s.cfg.Logger.Debug("dhcp: no subnet for relay", "mac", x.c.mac, "giaddr", relay)
 		return nil, netip.AddrPort{}
 	}
-	s.event(x, "dhcp."+eventName(mt), nil)
 	// Remember which MAC uses which address, also for addresses another
 	// DHCP server gave (proxy mode): TFTP transfers name only the address.
 	if ip := addrOf(req.ClientIPAddr); ip.IsValid() {
@@ -235,6 +234,7 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 
 	switch mt {
 	case dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
+		s.event(x, "dhcp."+eventName(mt), nil)
 		s.leaseEnd(x, req)
 		return nil, netip.AddrPort{}
 	}
@@ -254,10 +254,18 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 	if resp == nil {
 		s.cfg.Metrics.dropped.WithLabelValues(dropIgnored).Inc()
 		s.cfg.Logger.Debug("dhcp: no reply", "mac", x.c.mac, "type", mt.String(), "why", x.dropWhy)
+		detail := map[string]any{"reply": "none"}
+		if x.dropWhy != "" {
+			detail["reason"] = x.dropWhy
+		}
+		s.event(x, "dhcp."+eventName(mt), detail)
 		return nil, netip.AddrPort{}
 	}
+	// One event per exchange, named by the answer: dhcp.offer (a DISCOVER
+	// answered), dhcp.ack, dhcp.nak; requests left unanswered are events of
+	// their own type.
 	rt := resp.MessageType()
-	detail := map[string]any{}
+	detail := map[string]any{"request": eventName(mt)}
 	if x.ip.IsValid() {
 		detail["ip"] = x.ip.String()
 	}

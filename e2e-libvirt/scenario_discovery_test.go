@@ -347,7 +347,7 @@ func (d *discoveryRun) checkEnrollment(ctx context.Context) {
 	}
 	evs := d.events(ctx, "machine.enrolled")
 	steps := []eventStep{
-		{Type: "dhcp.discover"},
+		{Type: "dhcp.offer"},
 		{Type: "http.ipxe", Detail: map[string]any{"group": "default", "profile": "discovery"}},
 		{Type: "agent.inventory"},
 		{Type: "machine.enrolled", Detail: map[string]any{"group": d.vm.Group, "state": "ready"}},

@@ -48,10 +48,10 @@ func hasTFTP(serveHelp string) bool { return containsFlag(serveHelp, "--tftp-add
 func knownTimeline(spec vmSpec, matchboxTFTP bool) []string {
 	var want []string
 	if spec.NativePXE {
-		want = append(want, "dhcp.discover", "dhcp.ack")
+		want = append(want, "dhcp.offer", "dhcp.ack")
 		if matchboxTFTP {
 			want = append(want, "tftp")
 		}
 	}
-	return append(want, "dhcp.discover", "dhcp.ack", "http.ipxe", "dhcp.ack", "http.ignition", "http.generic")
+	return append(want, "dhcp.offer", "dhcp.ack", "http.ipxe", "dhcp.ack", "http.ignition", "http.generic")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,55 +76,76 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 	refresh := map[string]bool{}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		created = created[:0]
-		// MACs resolved in this batch; the in-memory index answers for
-		// machines known before it.
-		resolved := map[string]string{}
 		clear(refresh)
 		now := timestamp(s.now())
-		insert, err := tx.PrepareContext(ctx, "INSERT INTO events (machine_id, at, type, detail) VALUES (?, ?, ?, ?)")
-		if err != nil {
-			return fmt.Errorf("prepare event insert: %w", err)
-		}
-		defer insert.Close()
-		for _, ev := range evs {
+		machines := newEnsurer(ctx, tx)
+		defer machines.close()
+		// Resolve each event's machine: the in-memory index knows every
+		// stored MAC, so a MAC it lacks is a new machine, created below
+		// with the others of the batch in multi-row statements.
+		resolved := map[string]string{}
+		newByMAC := map[string]int{} // index in created
+		ids := make([]string, len(evs))
+		for i := range evs {
+			ev := &evs[i]
 			id := ev.MachineID
 			if id == "" {
 				if ev.MAC == "" {
 					return fmt.Errorf("event %s names no machine and no MAC", ev.Type)
 				}
-				ev.UUID = matchbox.MachineUUID(ev.UUID)
-				if known, ok := resolved[ev.MAC]; ok && ev.UUID == "" {
+				uuid := matchbox.MachineUUID(ev.UUID)
+				if j, ok := newByMAC[ev.MAC]; ok {
+					id = created[j].id
+					if created[j].uuid == "" {
+						created[j].uuid = uuid
+					}
+				} else if known, ok := resolved[ev.MAC]; ok && uuid == "" {
 					id = known
-				} else if sum, ok := s.LookupMachine(ev.MAC, ""); ok && (ev.UUID == "" || sum.UUID != "") {
+				} else if sum, ok := s.LookupMachine(ev.MAC, ""); ok {
 					id = sum.ID
-				} else {
-					var err error
-					var isNew bool
-					if id, isNew, err = ensureMachineTx(ctx, tx, ev.MAC, ev.UUID, now); err != nil {
-						return err
+					if uuid != "" && sum.UUID == "" {
+						// Record the UUID the machine reports now.
+						if _, _, err := machines.ensure(ev.MAC, uuid, now); err != nil {
+							return err
+						}
+						refresh[id] = true
 					}
-					if isNew {
-						created = append(created, newMachine{id, ev.MAC, ev.UUID})
-					} else if ev.UUID != "" {
-						refresh[id] = true // its UUID may have been recorded
-					}
+				} else if !ok {
+					id = MachineIDFromMAC(ev.MAC)
+					newByMAC[ev.MAC] = len(created)
+					created = append(created, newMachine{id, ev.MAC, uuid})
 				}
 				resolved[ev.MAC] = id
 			}
+			ids[i] = id
+		}
+		if err := insertRows(ctx, tx, "INSERT INTO machines (id, uuid, state, created_at, updated_at) VALUES ", "(?, ?, 'discovered', ?, ?)",
+			" ON CONFLICT (id) DO NOTHING", len(created), func(i int) []any { m := created[i]; return []any{m.id, m.uuid, now, now} }); err != nil {
+			return fmt.Errorf("create machines for new MACs: %w", err)
+		}
+		if err := insertRows(ctx, tx, "INSERT INTO machine_macs (mac, machine_id) VALUES ", "(?, ?)",
+			" ON CONFLICT (mac) DO NOTHING", len(created), func(i int) []any { return []any{created[i].mac, created[i].id} }); err != nil {
+			return fmt.Errorf("record new MACs: %w", err)
+		}
+		rows := make([][]any, len(evs))
+		for i := range evs {
+			ev := &evs[i]
 			detail := []byte("{}")
 			if d := ev.detail(); len(d) > 0 {
 				var err error
 				if detail, err = json.Marshal(d); err != nil {
-					return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, id, err)
+					return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, ids[i], err)
 				}
 			}
 			at := ev.At
 			if at.IsZero() {
 				at = s.now()
 			}
-			if _, err := insert.ExecContext(ctx, id, timestamp(at), ev.Type, string(detail)); err != nil {
-				return fmt.Errorf("append %s event of machine %q: %w", ev.Type, id, err)
-			}
+			rows[i] = []any{ids[i], timestamp(at), ev.Type, string(detail)}
+		}
+		if err := insertRows(ctx, tx, "INSERT INTO events (machine_id, at, type, detail) VALUES ", "(?, ?, ?, ?)", "",
+			len(rows), func(i int) []any { return rows[i] }); err != nil {
+			return fmt.Errorf("append events: %w", err)
 		}
 		return nil
 	})
@@ -142,6 +164,51 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 	}
 	for id := range refresh {
 		if err := s.refreshMachine(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowsPerStatement bounds the rows of one multi-row INSERT.
+const rowsPerStatement = 128
+
+// insertRows inserts n rows with multi-row INSERT statements: head, then
+// one tuple per row, then tail (an ON CONFLICT clause); row returns a row's
+// values.
+func insertRows(ctx context.Context, tx *sql.Tx, head, tuple, tail string, n int, row func(i int) []any) error {
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	for start := 0; start < n; start += rowsPerStatement {
+		end := min(start+rowsPerStatement, n)
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, (end-start)*4)
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, row(i)...)
+		}
+		q.WriteString(tail)
+		if end-start == rowsPerStatement {
+			if full == nil {
+				var err error
+				if full, err = tx.PrepareContext(ctx, q.String()); err != nil {
+					return err
+				}
+			}
+			if _, err := full.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}

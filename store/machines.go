@@ -281,25 +281,77 @@ func boolInt(b bool) int {
 // discovered machine for an unknown MAC. uuid, when given, is recorded on a
 // machine that has none.
 func ensureMachineTx(ctx context.Context, tx *sql.Tx, mac, uuid, now string) (id string, created bool, err error) {
+	e := newEnsurer(ctx, tx)
+	defer e.close()
+	return e.ensure(mac, uuid, now)
+}
+
+// ensurer finds or creates machines by MAC within one transaction, with its
+// statements prepared once (a batch of events may create many machines).
+type ensurer struct {
+	ctx                                 context.Context
+	tx                                  *sql.Tx
+	lookup, setUUID, insMachine, insMAC *sql.Stmt
+	prepErr                             error
+}
+
+func newEnsurer(ctx context.Context, tx *sql.Tx) *ensurer { return &ensurer{ctx: ctx, tx: tx} }
+
+func (e *ensurer) prepare() error {
+	if e.lookup != nil || e.prepErr != nil {
+		return e.prepErr
+	}
+	stmts := []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&e.lookup, "SELECT machine_id FROM machine_macs WHERE mac = ?"},
+		{&e.setUUID, "UPDATE machines SET uuid = ?, updated_at = ? WHERE id = ? AND uuid = ''"},
+		{&e.insMachine, "INSERT INTO machines (id, uuid, state, created_at, updated_at) VALUES (?, ?, 'discovered', ?, ?) ON CONFLICT (id) DO NOTHING"},
+		{&e.insMAC, "INSERT INTO machine_macs (mac, machine_id) VALUES (?, ?)"},
+	}
+	for _, st := range stmts {
+		if *st.dst, e.prepErr = e.tx.PrepareContext(e.ctx, st.sql); e.prepErr != nil {
+			e.prepErr = fmt.Errorf("prepare machine statements: %w", e.prepErr)
+			return e.prepErr
+		}
+	}
+	return nil
+}
+
+func (e *ensurer) close() {
+	for _, st := range []*sql.Stmt{e.lookup, e.setUUID, e.insMachine, e.insMAC} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// ensure returns the id of the machine owning mac, creating a discovered
+// machine for an unknown MAC; uuid, when given, is recorded on a machine
+// that has none.
+func (e *ensurer) ensure(mac, uuid, now string) (id string, created bool, err error) {
+	if err := e.prepare(); err != nil {
+		return "", false, err
+	}
 	uuid = matchbox.MachineUUID(uuid)
-	id, err = machineIDByMAC(ctx, tx, mac)
+	err = e.lookup.QueryRowContext(e.ctx, mac).Scan(&id)
 	if err == nil {
 		if uuid != "" {
-			if _, err := tx.ExecContext(ctx, "UPDATE machines SET uuid = ?, updated_at = ? WHERE id = ? AND uuid = ''", uuid, now, id); err != nil {
+			if _, err := e.setUUID.ExecContext(e.ctx, uuid, now, id); err != nil {
 				return "", false, fmt.Errorf("record UUID of machine %q: %w", id, err)
 			}
 		}
 		return id, false, nil
 	}
-	if !errors.Is(err, ErrNotFound) {
-		return "", false, err
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", false, fmt.Errorf("look up MAC %s: %w", mac, err)
 	}
 	id = MachineIDFromMAC(mac)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO machines (id, uuid, state, created_at, updated_at) VALUES (?, ?, 'discovered', ?, ?)
-		ON CONFLICT (id) DO NOTHING`, id, uuid, now, now); err != nil {
+	if _, err := e.insMachine.ExecContext(e.ctx, id, uuid, now, now); err != nil {
 		return "", false, fmt.Errorf("create machine for MAC %s: %w", mac, err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO machine_macs (mac, machine_id) VALUES (?, ?)", mac, id); err != nil {
+	if _, err := e.insMAC.ExecContext(e.ctx, mac, id); err != nil {
 		return "", false, fmt.Errorf("record MAC %s: %w", mac, err)
 	}
 	return id, true, nil
