@@ -35,6 +35,7 @@ func TestKnownMachine(t *testing.T) {
 	srv := startMatchbox(t, l, dataDir, assets, serverOptions{DHCPMode: "authoritative"})
 	bootAll(t, l, "known", specs, func(t *testing.T, spec vmSpec) {
 		assertTimeline(t, srv, spec.MAC, knownTimeline(spec, srv.TFTP))
+		assertServedIgnition(t, srv, spec.MAC)
 	})
 }
 
