@@ -246,14 +246,7 @@ func TestRecorderFoldsRepeats(t *testing.T) {
 		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 200}})
 	}
 	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 404}})
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { rec.Run(rctx); close(done) }()
-	if err := rec.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	<-done
+	flushRecorder(t, rec)
 	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -292,14 +285,7 @@ func TestOutcomeStoredInDetail(t *testing.T) {
 		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 200, Group: "g", Profile: "p"}})
 	}
 	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 500, Group: "g", Profile: "p", Error: "boom"}})
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { rec.Run(rctx); close(done) }()
-	if err := rec.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	<-done
+	flushRecorder(t, rec)
 	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("events %+v %v", evs, err)
@@ -310,4 +296,17 @@ func TestOutcomeStoredInDetail(t *testing.T) {
 	if d := evs[1].Detail; d["status"] != 500.0 || d["error"] != "boom" || d["count"] != nil {
 		t.Fatalf("failed request detail %v", d)
 	}
+}
+
+// flushRecorder runs rec until everything queued is written, then stops it.
+func flushRecorder(t *testing.T, rec *Recorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	if err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
 }
