@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"matchbox/bmc/ipmisim"
 )
 
 // chassisControlArg makes the test binary act as ipmi_sim's chassis_control
@@ -99,27 +101,14 @@ func startBMCIn(t testing.TB, l *lab, m machine, ns *netNS, port int) *vmBMC {
 	}
 	b.Port = port
 	if ns == nil {
-		b.Port = freeUDPPort(t)
+		b.Port = ipmisim.FreeUDPPort(t)
 	}
-	lanConf := fmt.Sprintf(`name "%s"
-set_working_mc 0x20
-startlan 1
-  addr 127.0.0.1 %d
-  priv_limit admin
-  allowed_auths_callback none md2 md5 straight
-  allowed_auths_user none md2 md5 straight
-  allowed_auths_operator none md2 md5 straight
-  allowed_auths_admin none md2 md5 straight
-  guid a123456789abcdefa123456789abcdef
-endlan
-serial 15 127.0.0.1 %d codec VM
-chassis_control "%s %s %s"
-user 2 true "%s" "%s" admin 10 none md2 md5 straight
-`, name, b.Port, freeTCPPort(t), self, chassisControlArg, sock, b.Username, b.Password)
-	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
-	mustWrite(t, filepath.Join(dir, "lan.conf"), lanConf)
-	mustWrite(t, filepath.Join(dir, "bmc.emu"), emu)
-	cmd := b.command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "bmc.emu"), "-s", filepath.Join(dir, "state"), "-n")
+	lanConf, emu := ipmisim.WriteConfig(t, dir, ipmisim.Config{
+		Name: name, LANPort: b.Port, SerialPort: ipmisim.FreeTCPPort(t),
+		ChassisControl: self + " " + chassisControlArg + " " + sock,
+		Username:       b.Username, Password: b.Password,
+	})
+	cmd := b.command("ipmi_sim", "-c", lanConf, "-f", emu, "-s", filepath.Join(dir, "state"), "-n")
 	cmd.Dir = dir
 	p := startProcess(t, "ipmi_sim "+name, cmd, filepath.Join(dir, "ipmi_sim.log"), time.Second)
 	deadline := time.Now().Add(15 * time.Second)
@@ -269,24 +258,4 @@ func (b *vmBMC) command(name string, args ...string) *exec.Cmd {
 		return b.ns.Command(name, args...)
 	}
 	return exec.Command(name, args...)
-}
-
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free UDP port: %v", err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free TCP port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

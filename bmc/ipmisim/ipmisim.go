@@ -127,29 +127,11 @@ func Start(t testing.TB, opts Options) *Sim {
 	script := filepath.Join(dir, "chassis_control.sh")
 	mustWrite(t, script, chassisScript, 0o755)
 
-	lanPort := freeUDPPort(t)
-	serialPort := freeTCPPort(t)
-	s.Port = lanPort
-	lanConf := fmt.Sprintf(`name "matchbox-test"
-set_working_mc 0x20
-startlan 1
-  addr 127.0.0.1 %d
-  priv_limit admin
-  allowed_auths_callback none md2 md5 straight
-  allowed_auths_user none md2 md5 straight
-  allowed_auths_operator none md2 md5 straight
-  allowed_auths_admin none md2 md5 straight
-  guid a123456789abcdefa123456789abcdef
-endlan
-serial 15 127.0.0.1 %d codec VM
-chassis_control "%s %s"
-user 2 true "%s" "%s" admin 10 none md2 md5 straight
-`, lanPort, serialPort, script, dir, opts.Username, opts.Password)
-	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
-	lanPath := filepath.Join(dir, "lan.conf")
-	emuPath := filepath.Join(dir, "bmc.emu")
-	mustWrite(t, lanPath, lanConf, 0o644)
-	mustWrite(t, emuPath, emu, 0o644)
+	s.Port = FreeUDPPort(t)
+	lanPath, emuPath := WriteConfig(t, dir, Config{
+		Name: "matchbox-test", LANPort: s.Port, SerialPort: FreeTCPPort(t),
+		ChassisControl: script + " " + dir, Username: opts.Username, Password: opts.Password,
+	})
 	stateDir := filepath.Join(dir, "state")
 	if err := os.Mkdir(stateDir, 0o755); err != nil {
 		t.Fatalf("ipmisim: create state dir: %v", err)
@@ -196,7 +178,7 @@ user 2 true "%s" "%s" admin 10 none md2 md5 straight
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("ipmisim: ipmi_sim on port %d did not answer within %v: %v", lanPort, opts.ReadyTimeout, lastErr)
+	t.Fatalf("ipmisim: ipmi_sim on port %d did not answer within %v: %v", s.Port, opts.ReadyTimeout, lastErr)
 	return nil
 }
 
@@ -273,7 +255,49 @@ func mustWrite(t testing.TB, path, content string, mode os.FileMode) {
 	}
 }
 
-func freeUDPPort(t testing.TB) int {
+// Config is what WriteConfig puts into ipmi_sim's configuration files.
+type Config struct {
+	// Name names the simulated BMC.
+	Name string
+	// LANPort is the IPMI-over-LAN UDP port on 127.0.0.1.
+	LANPort int
+	// SerialPort is a free TCP port on 127.0.0.1: ipmi_sim needs a serial
+	// interface, or every power command fails with completion code 0xcc.
+	SerialPort int
+	// ChassisControl is the command line ipmi_sim runs for power and boot
+	// device requests ("PROGRAM ARGS"; it is called with get/set verbs).
+	ChassisControl string
+	// Username and Password of the single admin user.
+	Username, Password string
+}
+
+// WriteConfig writes ipmi_sim's lan.conf and bmc.emu into dir, as measured
+// to work with ipmitool's lanplus cipher suite 3, and returns their paths.
+func WriteConfig(t testing.TB, dir string, c Config) (lanConf, emu string) {
+	t.Helper()
+	lan := fmt.Sprintf(`name "%s"
+set_working_mc 0x20
+startlan 1
+  addr 127.0.0.1 %d
+  priv_limit admin
+  allowed_auths_callback none md2 md5 straight
+  allowed_auths_user none md2 md5 straight
+  allowed_auths_operator none md2 md5 straight
+  allowed_auths_admin none md2 md5 straight
+  guid a123456789abcdefa123456789abcdef
+endlan
+serial 15 127.0.0.1 %d codec VM
+chassis_control "%s"
+user 2 true "%s" "%s" admin 10 none md2 md5 straight
+`, c.Name, c.LANPort, c.SerialPort, c.ChassisControl, c.Username, c.Password)
+	lanConf, emu = filepath.Join(dir, "lan.conf"), filepath.Join(dir, "bmc.emu")
+	mustWrite(t, lanConf, lan, 0o644)
+	mustWrite(t, emu, "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n", 0o644)
+	return lanConf, emu
+}
+
+// FreeUDPPort returns a UDP port free on 127.0.0.1 at the time of the call.
+func FreeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -283,7 +307,8 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-func freeTCPPort(t testing.TB) int {
+// FreeTCPPort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreeTCPPort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
