@@ -12,7 +12,7 @@ build:
 # Serve the shipped defaults (profiles/, groups/) on http://127.0.0.1:8080
 # with a SQLite database under .run/.
 run:
-	mkdir -p $(RUN_DIR)
+	mkdir -p $(RUN_DIR)/assets/tftp
 	$(GO) run ./cmd/matchbox serve --data-dir . --db $(RUN_DIR)/matchbox.db --agent-key-file $(RUN_DIR)/agent.key --assets-dir $(RUN_DIR)/assets --http-addr 127.0.0.1:8080
 
 vet:
