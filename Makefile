@@ -47,6 +47,6 @@ clean:
 
 # End-to-end: VMs with real firmware network-boot from matchbox serve on an
 # isolated bridge (root; packages in e2e-libvirt/apt-packages).
-# E2E_DRIVER=qemu|libvirt picks the VM driver.
+# DRIVER=qemu|libvirt (or E2E_DRIVER) picks the VM driver: make e2e DRIVER=qemu
 e2e:
-	$(GO) test -v -count=1 -timeout 40m ./e2e-libvirt/
+	$(GO) test -v -count=1 -timeout 40m ./e2e-libvirt/ $(if $(DRIVER),-args -driver $(DRIVER))

@@ -10,7 +10,8 @@
 // parallel subtests: go test's -parallel (GOMAXPROCS, 2 here) bounds how
 // many run at once. Environment:
 //
-//	E2E_DRIVER     libvirt or qemu (default: libvirt when libvirtd starts, else qemu)
+//	E2E_DRIVER     libvirt or qemu (default: libvirt when libvirtd starts, else qemu);
+//	               the test flag -driver (make e2e DRIVER=qemu) wins over it
 //	E2E_CACHE_DIR  where the test OS and downloaded packages are kept between runs
 //	               (default ~/.cache/matchbox-e2e)
 //	E2E_OUT_DIR    where serial and server logs of failed runs are kept

@@ -2,6 +2,7 @@ package e2elibvirt
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -107,11 +108,19 @@ type driver interface {
 	Define(t testing.TB, spec vmSpec) machine
 }
 
-// newDriver picks the lab's driver: E2E_DRIVER, else libvirt when
-// libvirtd starts, else qemu.
+// driverFlag is `go test ./e2e-libvirt -args -driver qemu`, the same as
+// E2E_DRIVER (the flag wins).
+var driverFlag = flag.String("driver", "", "VM driver: libvirt or qemu (default: E2E_DRIVER, else libvirt when libvirtd starts, else qemu)")
+
+// newDriver picks the lab's driver: -driver, else E2E_DRIVER, else libvirt
+// when libvirtd starts, else qemu.
 func newDriver(t testing.TB, l *lab) driver {
 	t.Helper()
-	switch want := os.Getenv("E2E_DRIVER"); want {
+	want := *driverFlag
+	if want == "" {
+		want = os.Getenv("E2E_DRIVER")
+	}
+	switch want {
 	case "qemu":
 		t.Log("VM driver: qemu (E2E_DRIVER=qemu)")
 		return &qemuDriver{lab: l}
