@@ -122,14 +122,14 @@ func newDriver(t testing.TB, l *lab) driver {
 	}
 	switch want {
 	case "qemu":
-		t.Log("VM driver: qemu (E2E_DRIVER=qemu)")
+		t.Log("VM driver: qemu (chosen by -driver or E2E_DRIVER)")
 		return &qemuDriver{lab: l}
 	case "libvirt":
 		d, err := startLibvirt(t, l)
 		if err != nil {
-			t.Fatalf("VM driver libvirt (E2E_DRIVER=libvirt): %v", err)
+			t.Fatalf("VM driver libvirt (chosen by -driver or E2E_DRIVER): %v", err)
 		}
-		t.Log("VM driver: libvirt (E2E_DRIVER=libvirt)")
+		t.Log("VM driver: libvirt (chosen by -driver or E2E_DRIVER)")
 		return d
 	case "":
 		d, err := startLibvirt(t, l)
@@ -140,7 +140,7 @@ func newDriver(t testing.TB, l *lab) driver {
 		t.Log("VM driver: libvirt (default; E2E_DRIVER=qemu for plain QEMU)")
 		return d
 	default:
-		t.Fatalf("E2E_DRIVER=%q: want libvirt or qemu", want)
+		t.Fatalf("VM driver %q (-driver or E2E_DRIVER): want libvirt or qemu", want)
 		return nil
 	}
 }
