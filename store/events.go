@@ -74,7 +74,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 	type newMachine struct{ id, mac, uuid string }
 	var created []newMachine
 	refresh := map[string]bool{}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTxRelaxed(ctx, func(tx *sql.Tx) error {
 		created = created[:0]
 		clear(refresh)
 		now := timestamp(s.now())

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -52,6 +53,9 @@ type Store struct {
 	snap    atomic.Pointer[matchbox.Snapshot]
 	index   *machineIndex
 	now     func() time.Time
+	// syncMode is the synchronous pragma of every write but timeline
+	// batches (see inTxRelaxed).
+	syncMode string
 }
 
 // Open opens (creating if needed) the database, applies pending schema
@@ -85,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{cfg: cfg, log: cfg.Logger, write: w, read: r, now: time.Now}
+	s := &Store{cfg: cfg, log: cfg.Logger, write: w, read: r, now: time.Now, syncMode: syncMode}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -162,6 +166,44 @@ func (s *Store) migrate(ctx context.Context) error {
 // inTx runs fn in one write transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// inTxRelaxed is inTx with SQLite's synchronous pragma at NORMAL for this
+// transaction: its commit does not wait for the disk, and a power loss may
+// lose it, but never corrupts the database (WAL). Timeline batches use it:
+// they share the single writer with lease commits, which must not queue
+// behind their fsyncs. The next FULL commit makes them durable too.
+func (s *Store) inTxRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.syncMode == "NORMAL" {
+		return s.inTx(ctx, fn)
+	}
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("write connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return fmt.Errorf("relax synchronous: %w", err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = "+s.syncMode); err != nil {
+			// A connection left relaxed must not serve lease commits.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+			s.log.Error("restoring synchronous mode failed; connection dropped", "err", err)
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
