@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sort"
 	"strings"
 )
 
@@ -104,6 +105,20 @@ func unescape(s string) (string, error) {
 		return s, nil
 	}
 	return url.QueryUnescape(s)
+}
+
+// String is the labels as sorted "key=value" pairs joined by ",": the form
+// selectors are compared and shown in.
+func (l Labels) String() string { return strings.Join(sortedPairs(l), ",") }
+
+// sortedPairs returns m's entries as sorted "key=value" strings.
+func sortedPairs(m map[string]string) []string {
+	pairs := make([]string, 0, len(m))
+	for k, v := range m {
+		pairs = append(pairs, k+"="+v)
+	}
+	sort.Strings(pairs)
+	return pairs
 }
 
 // MAC returns the normalised mac label, if any.

@@ -63,10 +63,7 @@ func NormalizeGroup(g *Group) error {
 // by ","; hardware-fact terms join in their canonical form. Two groups with the
 // same selector string have identical selectors.
 func SelectorString(g *Group, facts []FactTerm) string {
-	terms := make([]string, 0, len(g.Selector)+len(facts))
-	for k, v := range g.Selector {
-		terms = append(terms, k+"="+v)
-	}
+	terms := sortedPairs(g.Selector)
 	for _, f := range facts {
 		terms = append(terms, f.String())
 	}

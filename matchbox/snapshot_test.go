@@ -356,3 +356,12 @@ func TestMachineUUID(t *testing.T) {
 		}
 	}
 }
+
+func TestLabelsString(t *testing.T) {
+	if got := (Labels{"os": "x", "mac": "52:54:00:00:00:01", "a": ""}).String(); got != "a=,mac=52:54:00:00:00:01,os=x" {
+		t.Fatalf("String() = %q", got)
+	}
+	if got := (Labels{}).String(); got != "" {
+		t.Fatalf("empty: %q", got)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -152,7 +151,7 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 		fmt.Fprintln(tw, "ID\tPROFILE\tSELECTOR\tPRIORITY\tVERSION\tSOURCE")
 		for _, it := range items {
 			g := it.Group
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", g.ID, g.Profile, dash(joinMap(g.Selector)), g.Priority, it.Version, dash(it.Source))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", g.ID, g.Profile, dash(matchbox.Labels(g.Selector).String()), g.Priority, it.Version, dash(it.Source))
 		}
 	case coll == "/machines" && format == "wide":
 		printMachinesWide(tw, items)
@@ -160,7 +159,7 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 		fmt.Fprintln(tw, "ID\tSTATE\tMACS\tGROUP\tLABELS")
 		for _, it := range items {
 			m := it.Machine
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(strings.Join(m.MACs, ",")), dash(m.Group), dash(joinMap(m.Labels)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(strings.Join(m.MACs, ",")), dash(m.Group), dash(matchbox.Labels(m.Labels).String()))
 		}
 	default:
 		fmt.Fprintln(tw, "KIND\tNAME\tBYTES\tVERSION\tSOURCE")
@@ -191,19 +190,6 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func joinMap(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + m[k]
-	}
-	return strings.Join(parts, ",")
 }
 
 func newDeleteCommand() *cobra.Command {

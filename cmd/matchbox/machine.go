@@ -40,7 +40,7 @@ func printMachinesWide(w io.Writer, items []wire.Item) {
 			vendor = dash(strings.TrimSpace(s.Vendor + " " + s.Product))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(m.Group), dash(strings.Join(m.MACs, ",")),
-			cores, memory, disks, vendor, dash(joinMap(m.Labels)))
+			cores, memory, disks, vendor, dash(matchbox.Labels(m.Labels).String()))
 	}
 }
 
@@ -131,7 +131,7 @@ func printMachineShow(w io.Writer, s machineShow, bmcNote string) error {
 	row("Serial", m.Serial)
 	row("Hostname", m.Hostname)
 	row("IP", m.IP)
-	row("Labels", joinMap(m.Labels))
+	row("Labels", matchbox.Labels(m.Labels).String())
 	if m.PXEDisabled {
 		row("PXE", "disabled")
 	}
@@ -484,7 +484,7 @@ func newMachineProvisionCommand() *cobra.Command {
 			}
 		}
 		if len(ans.Outcomes) == 0 {
-			return &exitError{code: 1, err: fmt.Errorf("no machine has the labels %s", joinMap(req.Selector))}
+			return &exitError{code: 1, err: fmt.Errorf("no machine has the labels %s", matchbox.Labels(req.Selector).String())}
 		}
 		if ans.Failed > 0 {
 			return &exitError{code: 1, err: fmt.Errorf("%d of %d machines failed", ans.Failed, len(ans.Outcomes))}

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -224,9 +223,9 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			s.cfg.Metrics.matchSeconds.Observe(time.Since(start).Seconds())
 		}
 		if err != nil {
-			s.log.InfoContext(r.Context(), "no group matches", "path", r.URL.Path, "labels", labelString(labels), "remote", r.RemoteAddr)
+			s.log.InfoContext(r.Context(), "no group matches", "path", r.URL.Path, "labels", "{"+labels.String()+"}", "remote", r.RemoteAddr)
 			s.record(sel, http.StatusNotFound, "no group matches")
-			http.Error(w, "no group matches labels "+labelString(labels), http.StatusNotFound)
+			http.Error(w, "no group matches labels "+"{"+labels.String()+"}", http.StatusNotFound)
 			return
 		}
 		sel.match = match
@@ -238,13 +237,13 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		}
 		status, err := next(w, r, sel)
 		if err != nil {
-			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels), "err", err)
+			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
 			s.record(sel, status, err.Error())
 			http.Error(w, oneLine(err.Error()), status)
 			return
 		}
 		if s.log.Enabled(r.Context(), slog.LevelDebug) {
-			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", labelString(labels))
+			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}")
 		}
 		s.record(sel, status, "")
 		if s.cfg.Served != nil && status == http.StatusOK {
@@ -269,19 +268,6 @@ func (s *Server) record(sel *selection, status int, problem string) {
 		ev.Outcome.Profile = sel.match.Profile.ID
 	}
 	s.cfg.Events.Record(ev)
-}
-
-func labelString(l matchbox.Labels) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + l[k]
-	}
-	return "{" + strings.Join(parts, ",") + "}"
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
