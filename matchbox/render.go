@@ -23,20 +23,13 @@ type Request struct {
 
 // Variables collects the data templates see, in the order matchbox always
 // used: the group's metadata, then its selector (keys lower-cased), then
-// extra variables, then request.query and request.raw_query.
-func Variables(g *Group, r Request) (map[string]any, error) {
+// extra variables, then request.query and request.raw_query. g is a group of
+// a Snapshot, whose metadata was put in JSON types when it was built; the
+// result shares its nested values, which templates only read.
+func Variables(g *Group, r Request) map[string]any {
 	data := make(map[string]any, len(g.Metadata)+len(g.Selector)+len(r.Extra)+1)
-	if g.Metadata != nil {
-		// A deep copy through JSON keeps templates from sharing the
-		// snapshot's maps and gives JSON types (float64 numbers) to YAML
-		// metadata too.
-		raw, err := json.Marshal(g.Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("group %q: encode metadata: %w", g.ID, err)
-		}
-		if err := json.Unmarshal(raw, &data); err != nil {
-			return nil, fmt.Errorf("group %q: decode metadata: %w", g.ID, err)
-		}
+	for k, v := range g.Metadata {
+		data[k] = v
 	}
 	for k, v := range g.Selector {
 		data[strings.ToLower(k)] = v
@@ -49,13 +42,13 @@ func Variables(g *Group, r Request) (map[string]any, error) {
 		query[k] = v
 	}
 	data["request"] = map[string]any{"query": query, "raw_query": r.RawQuery}
-	return data, nil
+	return data
 }
 
 // BootArgs renders the profile's kernel arguments: template arguments are
 // executed with the variables data returns (called only when the profile has
 // template arguments), plain ones are returned as they are.
-func (s *Snapshot) BootArgs(profileID string, vars func() (map[string]any, error)) ([]string, error) {
+func (s *Snapshot) BootArgs(profileID string, vars func() map[string]any) ([]string, error) {
 	cp, ok := s.profiles[profileID]
 	if !ok {
 		return nil, fmt.Errorf("profile %q does not exist", profileID)
@@ -68,10 +61,7 @@ func (s *Snapshot) BootArgs(profileID string, vars func() (map[string]any, error
 			continue
 		}
 		if data == nil {
-			var err error
-			if data, err = vars(); err != nil {
-				return nil, err
-			}
+			data = vars()
 		}
 		var b strings.Builder
 		if err := cp.args[i].Execute(&b, data); err != nil {

@@ -1,6 +1,7 @@
 package matchbox
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -131,6 +132,10 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 			add("%v", err)
 			continue
 		}
+		if err := normalizeMetadata(&g); err != nil {
+			add("%v", err)
+			continue
+		}
 		if _, dup := s.byID[g.ID]; dup {
 			add("group %q is defined twice", g.ID)
 			continue
@@ -193,6 +198,26 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 	}
 	s.warnings = tieWarnings(s.groups)
 	return s, nil
+}
+
+// normalizeMetadata replaces a group's metadata with a deep copy in JSON
+// types (float64 numbers, map[string]any), once, when the snapshot is built:
+// YAML and JSON data directories then render alike, and requests share the
+// copy read-only instead of copying it each time.
+func normalizeMetadata(g *Group) error {
+	if g.Metadata == nil {
+		return nil
+	}
+	raw, err := json.Marshal(g.Metadata)
+	if err != nil {
+		return fmt.Errorf("group %q: metadata: %w", g.ID, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("group %q: metadata: %w", g.ID, err)
+	}
+	g.Metadata = m
+	return nil
 }
 
 func copyLabels(m map[string]string) map[string]string {

@@ -365,3 +365,20 @@ func TestLabelsString(t *testing.T) {
 		t.Fatalf("empty: %q", got)
 	}
 }
+
+func TestMetadataNormalizedOnce(t *testing.T) {
+	in := map[string]any{"n": 3, "nested": map[string]any{"k": "v"}}
+	s := mustBuild(t, Catalog{Profiles: profiles("p"), Groups: []Group{{ID: "g", Profile: "p", Metadata: in}}})
+	g, _ := s.Group("g")
+	if _, ok := g.Metadata["n"].(float64); !ok {
+		t.Fatalf("metadata number is %T, want float64 as JSON data directories give", g.Metadata["n"])
+	}
+	vars := Variables(g, Request{Labels: Labels{"mac": "x"}})
+	vars["n"] = "changed"
+	if g.Metadata["n"] != 3.0 || in["n"] != 3 {
+		t.Fatalf("variables share the snapshot's top-level map: %v %v", g.Metadata, in)
+	}
+	if vars["nested"].(map[string]any)["k"] != "v" || vars["request"].(map[string]any)["query"].(map[string]string)["mac"] != "x" {
+		t.Fatalf("variables: %v", vars)
+	}
+}

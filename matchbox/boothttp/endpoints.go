@@ -42,7 +42,7 @@ initrd {{range .Initrd}} "{{.}}"{{end}}
 // the next device (the disk): what a provisioned machine gets.
 const ipxeExitScript = "#!ipxe\nexit\n"
 
-func (sel *selection) vars() (map[string]any, error) {
+func (sel *selection) vars() map[string]any {
 	if sel.extra != nil && sel.req.Extra == nil {
 		sel.req.Extra = sel.extra()
 	}
@@ -102,10 +102,7 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request, sel *selection
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no ignition_id", sel.match.Profile.ID)
 	}
-	data, err := sel.vars()
-	if err != nil {
-		return http.StatusInternalServerError, err
-	}
+	data := sel.vars()
 	out, err := sel.snap.RenderIgnition(id, data)
 	if err != nil {
 		return http.StatusInternalServerError, err
@@ -120,10 +117,7 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no generic_id", sel.match.Profile.ID)
 	}
-	data, err := sel.vars()
-	if err != nil {
-		return http.StatusInternalServerError, err
-	}
+	data := sel.vars()
 	out, err := sel.snap.RenderGeneric(id, data)
 	if err != nil {
 		return http.StatusInternalServerError, err
@@ -134,10 +128,7 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
-	data, err := sel.vars()
-	if err != nil {
-		return http.StatusInternalServerError, err
-	}
+	data := sel.vars()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := matchbox.WriteEnvFile(w, data); err != nil {
 		return http.StatusInternalServerError, err
