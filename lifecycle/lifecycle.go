@@ -171,24 +171,11 @@ func (s *Service) selectFor(sum store.MachineSummary, inv hardware.Inventory) (m
 		if err != nil {
 			continue
 		}
-		if bestErr != nil || moreSpecific(snap, m.Group, best.Group) {
+		if bestErr != nil || snap.Precedes(m.Group, best.Group) {
 			best, bestErr = m, nil
 		}
 	}
 	return best, bestErr
-}
-
-// moreSpecific reports whether a precedes b in the snapshot's order.
-func moreSpecific(snap *matchbox.Snapshot, a, b *matchbox.Group) bool {
-	for _, g := range snap.Groups() {
-		if g == a {
-			return true
-		}
-		if g == b {
-			return false
-		}
-	}
-	return false
 }
 
 // BMCRecord is a machine's BMC as stored: credentials sealed.

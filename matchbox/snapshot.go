@@ -442,6 +442,14 @@ func (s *Snapshot) Group(id string) (*Group, bool) {
 	return g.group, true
 }
 
+// Precedes reports whether group a is tried before group b (both of this
+// snapshot).
+func (s *Snapshot) Precedes(a, b *Group) bool {
+	ca, okA := s.byID[a.ID]
+	cb, okB := s.byID[b.ID]
+	return okA && okB && ca.rank < cb.rank
+}
+
 // Groups returns the groups in precedence order.
 func (s *Snapshot) Groups() []*Group {
 	out := make([]*Group, len(s.groups))

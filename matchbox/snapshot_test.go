@@ -382,3 +382,15 @@ func TestMetadataNormalizedOnce(t *testing.T) {
 		t.Fatalf("variables: %v", vars)
 	}
 }
+
+func TestPrecedes(t *testing.T) {
+	s := mustBuild(t, Catalog{Profiles: profiles("p"), Groups: []Group{
+		{ID: "d", Profile: "p"},
+		{ID: "m", Profile: "p", Selector: map[string]string{"mac": "52:54:00:00:00:01"}},
+	}})
+	m, _ := s.Group("m")
+	d, _ := s.Group("d")
+	if !s.Precedes(m, d) || s.Precedes(d, m) || s.Precedes(m, m) || s.Precedes(m, &Group{ID: "other"}) {
+		t.Fatal("Precedes disagrees with the precedence order")
+	}
+}
