@@ -98,8 +98,7 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 			}
 		},
 	})
-	boot.Register(r)
-	srv := httptest.NewServer(r)
+	srv := httptest.NewServer(boot.Front(r))
 	t.Cleanup(srv.Close)
 	return &fixture{st: st, svc: svc, auth: auth, srv: srv, path: path, key: key}
 }

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"matchbox/hardware"
 	"matchbox/matchbox"
 	"matchbox/store"
@@ -130,22 +128,9 @@ func (s *Server) routes() (map[string]http.Handler, http.Handler) {
 	return routes, assets
 }
 
-// Register adds the boot endpoints to r.
-func (s *Server) Register(r *mux.Router) {
-	routes, assets := s.routes()
-	for path, h := range routes {
-		r.Handle(path, h).Methods(http.MethodGet, http.MethodHead)
-	}
-	if assets != nil {
-		r.PathPrefix("/assets/").Handler(assets).Methods(http.MethodGet, http.MethodHead)
-	}
-}
-
-// Handler returns a router with only the boot endpoints.
+// Handler returns the boot endpoints alone: Front with nothing behind it.
 func (s *Server) Handler() http.Handler {
-	r := mux.NewRouter()
-	s.Register(r)
-	return r
+	return s.Front(http.NotFoundHandler())
 }
 
 // Front returns a handler that answers the boot endpoints itself, by exact
