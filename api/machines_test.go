@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"matchbox/api/wire"
-	"matchbox/store"
+	"matchbox/matchbox"
 )
 
 func TestMachineLabelsStateAndEvents(t *testing.T) {
@@ -34,9 +34,9 @@ func TestMachineLabelsStateAndEvents(t *testing.T) {
 	s.must(t, 409, "POST", "/api/v1/machines", `{"id": "m2", "macs": ["52-54-00-00-00-01"]}`)
 
 	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	var evs []store.BootEvent
+	var evs []matchbox.BootEvent
 	for i, typ := range []string{"dhcp.discover", "dhcp.ack", "tftp.get", "http.ipxe", "dhcp.ack"} {
-		evs = append(evs, store.BootEvent{MachineID: "m1", Type: typ, At: t0.Add(time.Duration(i) * time.Minute)})
+		evs = append(evs, matchbox.BootEvent{MachineID: "m1", Type: typ, At: t0.Add(time.Duration(i) * time.Minute)})
 	}
 	if err := s.store.AppendEvents(context.Background(), evs); err != nil {
 		t.Fatal(err)

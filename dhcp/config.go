@@ -61,7 +61,7 @@ type MachineLookup interface {
 
 // EventSink records boot events on machines' timelines without blocking.
 type EventSink interface {
-	Record(ev store.BootEvent) bool
+	Record(ev matchbox.BootEvent) bool
 }
 
 // LeaseStore allocates and persists leases (store.Leases implements it).

@@ -36,10 +36,10 @@ func (f fakeMachines) LookupMachine(_ context.Context, mac, uuid string) (Machin
 // fakeEvents collects events.
 type fakeEvents struct {
 	mu  sync.Mutex
-	evs []store.BootEvent
+	evs []matchbox.BootEvent
 }
 
-func (f *fakeEvents) Record(ev store.BootEvent) bool {
+func (f *fakeEvents) Record(ev matchbox.BootEvent) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.evs = append(f.evs, ev)

@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"matchbox/matchbox"
+
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
-
-	"matchbox/store"
 )
 
 // Ports the server listens on.
@@ -365,7 +366,7 @@ func (s *Server) event(x *exchange, typ string, detail map[string]any) {
 	if s.cfg.Events == nil {
 		return
 	}
-	ev := store.BootEvent{MAC: x.c.mac, UUID: x.c.uuid, Type: typ, Detail: detail}
+	ev := matchbox.BootEvent{MAC: x.c.mac, UUID: x.c.uuid, Type: typ, Detail: detail}
 	if x.known {
 		ev.MachineID = x.machine.ID
 	}

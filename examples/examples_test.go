@@ -18,10 +18,10 @@ import (
 	"strings"
 	"testing"
 
+	"matchbox/boothttp"
 	"matchbox/hardware"
 	"matchbox/hardware/facts"
 	"matchbox/matchbox"
-	"matchbox/matchbox/boothttp"
 	"matchbox/matchbox/datadir"
 	"matchbox/matchbox/ignition"
 )

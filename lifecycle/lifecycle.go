@@ -72,7 +72,7 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Wait() { s.wg.Wait() }
 
 func (s *Service) event(ctx context.Context, machineID, typ string, detail map[string]any) {
-	if err := s.cfg.Store.AppendEvents(ctx, []store.BootEvent{{MachineID: machineID, Type: typ, At: time.Now(), Detail: detail}}); err != nil {
+	if err := s.cfg.Store.AppendEvents(ctx, []matchbox.BootEvent{{MachineID: machineID, Type: typ, At: time.Now(), Detail: detail}}); err != nil {
 		s.log.WarnContext(ctx, "recording machine event failed", "machine", machineID, "type", typ, "err", err)
 	}
 }

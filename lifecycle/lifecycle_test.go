@@ -17,11 +17,11 @@ import (
 	"matchbox/bmc"
 	"matchbox/bmc/ipmisim"
 	"matchbox/bmc/secret"
+	"matchbox/boothttp"
 	"matchbox/hardware"
 	"matchbox/hardware/facts"
 	"matchbox/hardware/token"
 	"matchbox/matchbox"
-	"matchbox/matchbox/boothttp"
 	"matchbox/store"
 )
 

@@ -14,58 +14,8 @@ import (
 	"matchbox/matchbox"
 )
 
-// BootEvent is an event to append to a machine's timeline. The machine is
-// named by MachineID or, when that is empty, by MAC (a machine is created in
-// state discovered for an unknown MAC).
-type BootEvent struct {
-	MachineID string
-	MAC       string
-	UUID      string
-	Type      string
-	At        time.Time
-	Detail    map[string]any
-	// Outcome is the answer of a boot endpoint, when the event is a
-	// request to one; it is stored in the detail (status, group, profile,
-	// error). A struct rather than map entries keeps the request path free
-	// of allocations.
-	Outcome Outcome
-}
-
-// Outcome is what a boot endpoint answered.
-type Outcome struct {
-	Status  int
-	Group   string
-	Profile string
-	Error   string
-}
-
-// detail merges the outcome into the detail map.
-func (ev *BootEvent) detail() map[string]any {
-	o := ev.Outcome
-	if o == (Outcome{}) {
-		return ev.Detail
-	}
-	d := make(map[string]any, len(ev.Detail)+4)
-	for k, v := range ev.Detail {
-		d[k] = v
-	}
-	if o.Status != 0 {
-		d["status"] = o.Status
-	}
-	if o.Group != "" {
-		d["group"] = o.Group
-	}
-	if o.Profile != "" {
-		d["profile"] = o.Profile
-	}
-	if o.Error != "" {
-		d["error"] = o.Error
-	}
-	return d
-}
-
 // AppendEvents writes events in one transaction.
-func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
+func (s *Store) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -131,7 +81,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []BootEvent) error {
 		for i := range evs {
 			ev := &evs[i]
 			detail := []byte("{}")
-			if d := ev.detail(); len(d) > 0 {
+			if d := ev.MergedDetail(); len(d) > 0 {
 				var err error
 				if detail, err = json.Marshal(d); err != nil {
 					return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, ids[i], err)
@@ -288,7 +238,7 @@ type RecorderConfig struct {
 type Recorder struct {
 	store   *Store
 	cfg     RecorderConfig
-	ch      chan BootEvent
+	ch      chan matchbox.BootEvent
 	flush   chan chan struct{}
 	dropped atomic.Int64
 	failed  atomic.Int64
@@ -308,12 +258,12 @@ func NewRecorder(s *Store, cfg RecorderConfig) *Recorder {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{store: s, cfg: cfg, ch: make(chan BootEvent, cfg.Queue), flush: make(chan chan struct{})}
+	return &Recorder{store: s, cfg: cfg, ch: make(chan matchbox.BootEvent, cfg.Queue), flush: make(chan chan struct{})}
 }
 
 // Record queues an event without blocking; it returns false (and counts the
 // drop) when the queue is full.
-func (r *Recorder) Record(ev BootEvent) bool {
+func (r *Recorder) Record(ev matchbox.BootEvent) bool {
 	if ev.At.IsZero() {
 		ev.At = time.Now()
 	}
@@ -425,7 +375,7 @@ func (r *Recorder) Run(ctx context.Context) {
 
 // batch collects events, folding repeats of the same event.
 type batch struct {
-	list     []BootEvent
+	list     []matchbox.BootEvent
 	counts   []int
 	last     []time.Time
 	byKey    map[eventKey]int
@@ -438,7 +388,7 @@ func newBatch(n int) *batch {
 	return &batch{byKey: make(map[eventKey]int, n)}
 }
 
-func (b *batch) add(ev BootEvent) {
+func (b *batch) add(ev matchbox.BootEvent) {
 	b.received++
 	k := eventKey{ev.MachineID, ev.MAC, ev.Type}
 	if i, ok := b.byKey[k]; ok && b.list[i].Outcome == ev.Outcome && sameDetail(b.list[i].Detail, ev.Detail) {
@@ -495,18 +445,18 @@ func sameDetail(a, b map[string]any) bool {
 
 func (b *batch) empty() bool { return len(b.list) == 0 }
 
-func (b *batch) events() []BootEvent {
-	out := make([]BootEvent, len(b.list))
+func (b *batch) events() []matchbox.BootEvent {
+	out := make([]matchbox.BootEvent, len(b.list))
 	for i, ev := range b.list {
 		if b.counts[i] > 1 {
-			base := ev.detail()
+			base := ev.MergedDetail()
 			detail := make(map[string]any, len(base)+2)
 			for k, v := range base {
 				detail[k] = v
 			}
 			detail["count"] = b.counts[i]
 			detail["last_at"] = b.last[i].UTC().Format(time.RFC3339Nano)
-			ev.Detail, ev.Outcome = detail, Outcome{}
+			ev.Detail, ev.Outcome = detail, matchbox.Outcome{}
 		}
 		out[i] = ev
 	}

@@ -142,8 +142,8 @@ func TestMachinesEventsAndReopen(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { rec.Run(rctx); close(done) }()
-	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "dhcp.discover"})
-	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", UUID: "u1", Type: "http.ipxe", Detail: map[string]any{"group": "g"}})
+	rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "dhcp.discover"})
+	rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", UUID: "u1", Type: "http.ipxe", Detail: map[string]any{"group": "g"}})
 	if err := rec.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestRecorderDropsWhenFull(t *testing.T) {
 	s, _ := openTest(t)
 	rec := NewRecorder(s, RecorderConfig{Queue: 2})
 	for i := 0; i < 5; i++ {
-		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "x", At: time.Now()})
+		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "x", At: time.Now()})
 	}
 	if rec.Dropped() != 3 {
 		t.Fatalf("dropped %d, want 3", rec.Dropped())
@@ -243,9 +243,9 @@ func TestRecorderFoldsRepeats(t *testing.T) {
 	s, _ := openTest(t)
 	rec := NewRecorder(s, RecorderConfig{})
 	for i := 0; i < 100; i++ {
-		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 200}})
+		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 200}})
 	}
-	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 404}})
+	rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 404}})
 	flushRecorder(t, rec)
 	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
 	if err != nil {
@@ -260,7 +260,7 @@ func TestZeroUUIDIdentifiesNoMachine(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
 	zero := "00000000-0000-0000-0000-000000000000"
-	err := s.AppendEvents(ctx, []BootEvent{
+	err := s.AppendEvents(ctx, []matchbox.BootEvent{
 		{MAC: "52:54:00:00:00:01", UUID: zero, Type: "dhcp.discover"},
 		{MAC: "52:54:00:00:00:02", UUID: zero, Type: "dhcp.discover"},
 	})
@@ -282,9 +282,9 @@ func TestOutcomeStoredInDetail(t *testing.T) {
 	s, _ := openTest(t)
 	rec := NewRecorder(s, RecorderConfig{})
 	for i := 0; i < 3; i++ {
-		rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 200, Group: "g", Profile: "p"}})
+		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: matchbox.Outcome{Status: 200, Group: "g", Profile: "p"}})
 	}
-	rec.Record(BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: Outcome{Status: 500, Group: "g", Profile: "p", Error: "boom"}})
+	rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: matchbox.Outcome{Status: 500, Group: "g", Profile: "p", Error: "boom"}})
 	flushRecorder(t, rec)
 	evs, err := s.Events(ctx, "52-54-00-00-00-01", EventFilter{})
 	if err != nil || len(evs) != 2 {

@@ -12,9 +12,9 @@ import (
 
 	"matchbox/bmc"
 	"matchbox/bmc/secret"
+	"matchbox/boothttp"
 	"matchbox/lifecycle"
 	"matchbox/matchbox"
-	"matchbox/matchbox/boothttp"
 	"matchbox/store"
 )
 

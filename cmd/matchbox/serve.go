@@ -24,8 +24,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"matchbox/boothttp"
 	"matchbox/lifecycle"
-	"matchbox/matchbox/boothttp"
 	"matchbox/matchbox/datadir"
 	"matchbox/store"
 )

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
-	"matchbox/store"
+	"matchbox/matchbox"
 	"matchbox/tftp"
 )
 
@@ -108,5 +108,5 @@ func (s *services) recordTFTP(ctx context.Context, tr tftp.Transfer) {
 	if tr.Err != nil {
 		detail["error"] = tr.Err.Error()
 	}
-	s.recorder.Record(store.BootEvent{MAC: mac, Type: "tftp.read", At: tr.Start, Detail: detail})
+	s.recorder.Record(matchbox.BootEvent{MAC: mac, Type: "tftp.read", At: tr.Start, Detail: detail})
 }

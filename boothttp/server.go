@@ -16,7 +16,6 @@ import (
 
 	"matchbox/hardware"
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // MachineView is what the boot endpoints need to know of a machine.
@@ -34,7 +33,7 @@ type MachineLookup interface {
 
 // EventSink takes boot events without blocking.
 type EventSink interface {
-	Record(ev store.BootEvent) bool
+	Record(ev matchbox.BootEvent) bool
 }
 
 // RequestInfo is what a VarsFunc knows of a request.
@@ -242,7 +241,7 @@ func (s *Server) record(sel *selection, status int, problem string) {
 		return
 	}
 	mac := sel.req.Labels.MAC()
-	ev := store.BootEvent{MAC: mac, UUID: sel.req.Labels["uuid"], Type: sel.event, Outcome: store.Outcome{Status: status, Error: problem}}
+	ev := matchbox.BootEvent{MAC: mac, UUID: sel.req.Labels["uuid"], Type: sel.event, Outcome: matchbox.Outcome{Status: status, Error: problem}}
 	if sel.machine != nil {
 		ev.MachineID = sel.machine.ID
 	} else if mac == "" {

@@ -16,7 +16,6 @@ import (
 	"testing"
 
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 const butaneTemplate = `variant: flatcar
@@ -70,10 +69,10 @@ func (f fakeMachines) LookupMachine(_ context.Context, mac, uuid string) (Machin
 
 type sink struct {
 	mu  sync.Mutex
-	evs []store.BootEvent
+	evs []matchbox.BootEvent
 }
 
-func (s *sink) Record(ev store.BootEvent) bool {
+func (s *sink) Record(ev matchbox.BootEvent) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.evs = append(s.evs, ev)
