@@ -28,7 +28,7 @@ func BenchmarkExchange(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer leases.Close()
-	rec := store.NewRecorder(st, store.RecorderConfig{})
+	rec := store.NewRecorder(st, store.RecorderConfig{Discover: true})
 	go rec.Run(ctx)
 	s, err := New(Config{Mode: ModeAuthoritative, Ranges: []Range{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}},
 		Subnet: netip.MustParsePrefix("10.0.0.0/12"), ServerIP: netip.MustParsePrefix("10.0.0.0/12").Addr().Next(), Leases: leases, Events: rec})

@@ -14,8 +14,28 @@ import (
 	"matchbox/matchbox"
 )
 
-// AppendEvents writes events in one transaction.
+// AppendEvents appends events to the timelines of machines that exist,
+// named by MachineID or by a MAC the machine has, in one transaction. It
+// creates no machine: an event whose MAC no machine has fails the batch with
+// ErrNotFound. The lifecycle and the API write through it.
 func (s *Store) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	return s.appendEvents(ctx, evs, false)
+}
+
+// DiscoverAndAppendEvents is how matchbox discovers machines: it appends
+// events seen on the network (DHCP, TFTP, the boot endpoints), and, in the
+// same transaction, first creates a machine in state discovered (its id
+// from the MAC, see MachineIDFromMAC) for every MAC that no machine has, and
+// records the UUID a known machine reports for the first time. The Recorder
+// calls it when RecorderConfig.Discover is set, which `matchbox serve` does;
+// nothing else creates machines from events.
+func (s *Store) DiscoverAndAppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	return s.appendEvents(ctx, evs, true)
+}
+
+// appendEvents writes events in one transaction, creating machines for
+// unknown MACs when discover is set.
+func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, discover bool) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -31,8 +51,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) erro
 		machines := newEnsurer(ctx, tx)
 		defer machines.close()
 		// Resolve each event's machine: the in-memory index knows every
-		// stored MAC, so a MAC it lacks is a new machine, created below
-		// with the others of the batch in multi-row statements.
+		// stored MAC, so a MAC it lacks is a new machine (when
+		// discovering), created below with the others of the batch in
+		// multi-row statements.
 		resolved := map[string]string{}
 		newByMAC := map[string]int{} // index in created
 		ids := make([]string, len(evs))
@@ -53,14 +74,16 @@ func (s *Store) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) erro
 					id = known
 				} else if sum, ok := s.LookupMachine(ev.MAC, ""); ok {
 					id = sum.ID
-					if uuid != "" && sum.UUID == "" {
+					if discover && uuid != "" && sum.UUID == "" {
 						// Record the UUID the machine reports now.
 						if _, _, err := machines.ensure(ev.MAC, uuid, now); err != nil {
 							return err
 						}
 						refresh[id] = true
 					}
-				} else if !ok {
+				} else if !discover {
+					return fmt.Errorf("%s event of MAC %s: no machine has the MAC: %w", ev.Type, ev.MAC, ErrNotFound)
+				} else {
 					id = MachineIDFromMAC(ev.MAC)
 					newByMAC[ev.MAC] = len(created)
 					created = append(created, newMachine{id, ev.MAC, uuid})
@@ -231,10 +254,16 @@ type RecorderConfig struct {
 	FlushInterval time.Duration
 	// Logger receives write failures.
 	Logger *slog.Logger
+	// Discover makes the recorder write with DiscoverAndAppendEvents, so
+	// that an event from a MAC no machine has creates a machine in state
+	// discovered; without it, the recorder writes with AppendEvents and
+	// such an event fails its batch.
+	Discover bool
 }
 
 // Recorder appends boot events in the background, in batches, so that the
-// request paths never wait for the disk.
+// request paths never wait for the disk. With RecorderConfig.Discover it is
+// where machines seen on the network first come to exist.
 type Recorder struct {
 	store   *Store
 	cfg     RecorderConfig
@@ -312,7 +341,12 @@ func (r *Recorder) Run(ctx context.Context) {
 		evs := b.events()
 		// Writes outlive ctx so that a shutdown still stores the tail.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := r.store.AppendEvents(wctx, evs)
+		var err error
+		if r.cfg.Discover {
+			err = r.store.DiscoverAndAppendEvents(wctx, evs)
+		} else {
+			err = r.store.AppendEvents(wctx, evs)
+		}
 		cancel()
 		if err != nil {
 			r.failed.Add(int64(b.received))

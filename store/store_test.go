@@ -138,7 +138,7 @@ func TestCatalogVersions(t *testing.T) {
 func TestMachinesEventsAndReopen(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTest(t)
-	rec := NewRecorder(s, RecorderConfig{})
+	rec := NewRecorder(s, RecorderConfig{Discover: true})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { rec.Run(rctx); close(done) }()
@@ -216,7 +216,7 @@ func TestMachinesEventsAndReopen(t *testing.T) {
 
 func TestRecorderDropsWhenFull(t *testing.T) {
 	s, _ := openTest(t)
-	rec := NewRecorder(s, RecorderConfig{Queue: 2})
+	rec := NewRecorder(s, RecorderConfig{Queue: 2, Discover: true})
 	for i := 0; i < 5; i++ {
 		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "x", At: time.Now()})
 	}
@@ -241,7 +241,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 func TestRecorderFoldsRepeats(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	rec := NewRecorder(s, RecorderConfig{})
+	rec := NewRecorder(s, RecorderConfig{Discover: true})
 	for i := 0; i < 100; i++ {
 		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Detail: map[string]any{"status": 200}})
 	}
@@ -260,7 +260,7 @@ func TestZeroUUIDIdentifiesNoMachine(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
 	zero := "00000000-0000-0000-0000-000000000000"
-	err := s.AppendEvents(ctx, []matchbox.BootEvent{
+	err := s.DiscoverAndAppendEvents(ctx, []matchbox.BootEvent{
 		{MAC: "52:54:00:00:00:01", UUID: zero, Type: "dhcp.discover"},
 		{MAC: "52:54:00:00:00:02", UUID: zero, Type: "dhcp.discover"},
 	})
@@ -280,7 +280,7 @@ func TestZeroUUIDIdentifiesNoMachine(t *testing.T) {
 func TestOutcomeStoredInDetail(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	rec := NewRecorder(s, RecorderConfig{})
+	rec := NewRecorder(s, RecorderConfig{Discover: true})
 	for i := 0; i < 3; i++ {
 		rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "http.ipxe", Outcome: matchbox.Outcome{Status: 200, Group: "g", Profile: "p"}})
 	}

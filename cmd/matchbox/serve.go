@@ -218,7 +218,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		st.Close()
 		return nil, err
 	}
-	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log})
+	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log, Discover: true})
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
 	if err != nil {
