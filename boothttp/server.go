@@ -36,20 +36,23 @@ type EventSink interface {
 	Record(ev matchbox.BootEvent) bool
 }
 
-// RequestInfo is what a VarsFunc knows of a request.
-type RequestInfo struct {
-	Labels matchbox.Labels
-	Host   string // the Host the machine addressed
-	Match  matchbox.Match
+// Lifecycle is the machine lifecycle as the boot endpoints use it;
+// lifecycle.Service implements it. It is the one way the boot endpoints
+// learn variables they cannot compute themselves (the discovery agent's
+// identity) and tell of answers that move a machine on.
+type Lifecycle interface {
+	// TemplateVars returns the variables a machine's templates get beside
+	// its group's metadata and the request's labels: the discovery
+	// agent's machine_id, agent_token and matchbox_url. id is the
+	// requesting machine's id, empty for a machine not known yet (mac,
+	// possibly empty, names it then); host is the Host the request
+	// addressed. It is called only for answers rendered from templates.
+	TemplateVars(ctx context.Context, id, mac, host string) map[string]any
+	// Served is told of every successful answer of a selecting endpoint
+	// to a known machine: its id and state when the request came, and
+	// the endpoint's event type (matchbox.EventIgnition, say).
+	Served(ctx context.Context, id string, state matchbox.MachineState, event string)
 }
-
-// VarsFunc returns extra template variables for a request (m is nil for a
-// machine not known yet).
-type VarsFunc func(ctx context.Context, m *MachineView, req RequestInfo) map[string]any
-
-// ServedFunc is told of every successful answer of a selecting endpoint
-// (event is the endpoint's event type, matchbox.EventIgnition say).
-type ServedFunc func(ctx context.Context, m *MachineView, event string)
 
 // Config configures the boot endpoints.
 type Config struct {
@@ -62,10 +65,9 @@ type Config struct {
 	Events EventSink
 	// AssetsDir is served under /assets/; empty disables it.
 	AssetsDir string
-	// ExtraVars adds template variables; optional.
-	ExtraVars VarsFunc
-	// Served is told of successful answers; optional.
-	Served ServedFunc
+	// Lifecycle adds template variables and is told of successful
+	// answers; nil adds none.
+	Lifecycle Lifecycle
 	// Metrics collects request metrics; optional.
 	Metrics *Metrics
 	// Logger receives logs; nil discards them.
@@ -213,10 +215,14 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			return
 		}
 		sel.match = match
-		if s.cfg.ExtraVars != nil {
+		if s.cfg.Lifecycle != nil {
 			// Computed only when a template needs variables.
 			sel.extra = func() map[string]any {
-				return s.cfg.ExtraVars(r.Context(), sel.machine, RequestInfo{Labels: labels, Host: r.Host, Match: match})
+				id := ""
+				if sel.machine != nil {
+					id = sel.machine.ID
+				}
+				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, labels.MAC(), r.Host)
 			}
 		}
 		status, err := next(w, r, sel)
@@ -230,8 +236,8 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}")
 		}
 		s.record(sel, status, "")
-		if s.cfg.Served != nil && status == http.StatusOK {
-			s.cfg.Served(r.Context(), sel.machine, sel.event)
+		if s.cfg.Lifecycle != nil && sel.machine != nil && status == http.StatusOK {
+			s.cfg.Lifecycle.Served(r.Context(), sel.machine.ID, sel.machine.State, sel.event)
 		}
 	})
 }

@@ -46,15 +46,19 @@ func (f fakeMachines) LookupMachine(_ context.Context, mac, _ string) (boothttp.
 	return boothttp.MachineView{ID: strings.ReplaceAll(mac, ":", "-"), State: matchbox.StateReady, Inventory: inv}, true
 }
 
-// agentVars stands in for the variables matchbox serve hands the discovery
-// profile.
-func agentVars(_ context.Context, m *boothttp.MachineView, req boothttp.RequestInfo) map[string]any {
+// agentVars stands in for the lifecycle of matchbox serve: it hands the
+// discovery profile the agent's variables.
+type agentVars struct{}
+
+func (agentVars) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
 	return map[string]any{
-		"machine_id":   strings.ReplaceAll(req.Labels.MAC(), ":", "-"),
+		"machine_id":   strings.ReplaceAll(mac, ":", "-"),
 		"agent_token":  "test-token",
-		"matchbox_url": "http://" + req.Host,
+		"matchbox_url": "http://" + host,
 	}
 }
+
+func (agentVars) Served(context.Context, string, matchbox.MachineState, string) {}
 
 // example is a loaded example data directory.
 type example struct {
@@ -99,7 +103,7 @@ func load(t *testing.T, dir string, machines fakeMachines) *example {
 	if w := snap.Warnings(); len(w) > 0 {
 		t.Errorf("%s: groups that can tie: %v", dir, w)
 	}
-	cfg := boothttp.Config{Snapshot: func() *matchbox.Snapshot { return snap }, ExtraVars: agentVars}
+	cfg := boothttp.Config{Snapshot: func() *matchbox.Snapshot { return snap }, Lifecycle: agentVars{}}
 	if machines != nil {
 		cfg.Machines = machines
 	}

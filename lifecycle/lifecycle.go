@@ -44,6 +44,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Parallel bounds concurrent BMC sessions of bulk actions (default 8).
 	Parallel int
+	// Agent issues the discovery agent's per-machine tokens handed to
+	// boot templates (TemplateVars); nil hands out none.
+	Agent *AgentAuth
+	// BootURL is matchbox's base URL as machines reach it, handed to the
+	// agent as matchbox_url; empty uses the Host each boot request
+	// addressed.
+	BootURL string
 }
 
 // Service runs machine lifecycle transitions.

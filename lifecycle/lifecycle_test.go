@@ -70,11 +70,11 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second, Retries: 1}), Secrets: key})
+	auth, err := NewAgentAuth(agentKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := NewAgentAuth(agentKey)
+	svc, err := New(Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second, Retries: 1}), Secrets: key, Agent: auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,20 +83,9 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	r := mux.NewRouter()
 	r.Handle("/api/v1/machines/{id}/inventory", svc.InventoryHandler(auth, bgCtx)).Methods(http.MethodPost)
 	boot, _ := boothttp.New(boothttp.Config{
-		Snapshot: st.Snapshot,
-		Machines: lookup{st},
-		ExtraVars: func(ctx context.Context, m *boothttp.MachineView, req boothttp.RequestInfo) map[string]any {
-			id := store.MachineIDFromMAC(req.Labels.MAC())
-			if m != nil {
-				id = m.ID
-			}
-			return auth.Vars(id, "http://"+req.Host)
-		},
-		Served: func(ctx context.Context, m *boothttp.MachineView, event string) {
-			if m != nil && event == matchbox.EventIgnition {
-				svc.ConfigFetched(ctx, m.ID, "ignition")
-			}
-		},
+		Snapshot:  st.Snapshot,
+		Machines:  lookup{st},
+		Lifecycle: svc,
 	})
 	srv := httptest.NewServer(boot.Front(r))
 	t.Cleanup(srv.Close)

@@ -19,14 +19,10 @@ import (
 	"matchbox/api"
 )
 
-func init() {
-	serveExtensions = append(serveExtensions, func() serveExtension { return &apiExtension{} })
-}
-
-// apiExtension serves the REST API: on the boot endpoints' --http-addr, or
-// on its own --api-addr listener (required for TLS, as the boot endpoints
-// must stay plain HTTP for firmware).
-type apiExtension struct {
+// apiOptions are the flags of the REST API, served on the boot endpoints'
+// --http-addr or on its own --api-addr listener (required for TLS, as the
+// boot endpoints must stay plain HTTP for firmware).
+type apiOptions struct {
 	tokenFile    string
 	addr         string
 	certFile     string
@@ -35,7 +31,7 @@ type apiExtension struct {
 	maxBody      int64
 }
 
-func (e *apiExtension) addFlags(f *pflag.FlagSet) {
+func (e *apiOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&e.tokenFile, "api-token-file", "", "API bearer tokens, one `<token> <role>` per line (role read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
 	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS)")
 	f.StringVar(&e.certFile, "tls-cert-file", "", "TLS certificate of the API listener (--api-addr)")
@@ -44,7 +40,9 @@ func (e *apiExtension) addFlags(f *pflag.FlagSet) {
 	f.Int64Var(&e.maxBody, "api-max-body", api.DefaultMaxBodyBytes, "largest API request body in bytes")
 }
 
-func (e *apiExtension) start(ctx context.Context, s *services) error {
+// startAPI builds the API from its flags and serves it: routes on s.router,
+// or its own listener as a task of s.
+func (s *services) startAPI(e *apiOptions) error {
 	tlsOn := e.certFile != "" || e.keyFile != "" || e.clientCAFile != ""
 	if tlsOn && (e.certFile == "" || e.keyFile == "") {
 		return errors.New("API TLS needs both --tls-cert-file and --tls-key-file")

@@ -18,10 +18,6 @@ import (
 	"matchbox/matchbox"
 )
 
-func init() {
-	clientCommands = append(clientCommands, newGetCommand, newDeleteCommand, newMachineCommand)
-}
-
 // clientOptions are the flags every API client command has.
 type clientOptions struct {
 	endpoint string

@@ -15,13 +15,9 @@ import (
 	"matchbox/store"
 )
 
-func init() {
-	serveExtensions = append(serveExtensions, func() serveExtension { return &dhcpExtension{} })
-}
-
-// dhcpExtension runs matchbox's DHCP server (authoritative or proxy) when
-// --dhcp-mode is not off.
-type dhcpExtension struct {
+// dhcpOptions are the flags of matchbox's DHCP server (authoritative or
+// proxy), run when --dhcp-mode is not off.
+type dhcpOptions struct {
 	mode      string
 	iface     string
 	ranges    []string
@@ -36,7 +32,7 @@ type dhcpExtension struct {
 	chainIPXE bool
 }
 
-func (d *dhcpExtension) addFlags(f *pflag.FlagSet) {
+func (d *dhcpOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&d.mode, "dhcp-mode", dhcp.ModeOff, "DHCP server: off, proxy (boot information beside another DHCP server) or authoritative (addresses and boot information)")
 	f.StringVar(&d.iface, "dhcp-iface", "", "network interface the DHCP server binds to (required unless --dhcp-mode=off)")
 	f.StringArrayVar(&d.ranges, "dhcp-range", nil, "dynamic address range START-END[,SUBNET[,ROUTER]] (repeatable; authoritative mode)")
@@ -53,7 +49,7 @@ func (d *dhcpExtension) addFlags(f *pflag.FlagSet) {
 
 // config turns the flags into a dhcp.Config (without stores), naming the
 // flag of any bad value.
-func (d *dhcpExtension) config() (dhcp.Config, error) {
+func (d *dhcpOptions) config() (dhcp.Config, error) {
 	cfg := dhcp.Config{Mode: d.mode, Interface: d.iface, Domain: d.domain, LeaseTime: d.leaseTime, BootURL: d.bootURL, ChainIPXE: d.chainIPXE}
 	switch d.mode {
 	case dhcp.ModeOff, dhcp.ModeProxy, dhcp.ModeAuthoritative:
@@ -130,7 +126,9 @@ func parseIPv4Flag(flag, s string) (netip.Addr, error) {
 	return a, nil
 }
 
-func (d *dhcpExtension) start(ctx context.Context, s *services) error {
+// startDHCP builds the DHCP server from its flags, binds it and adds it to
+// the tasks of s; with --dhcp-mode=off it does nothing.
+func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	if d.mode == dhcp.ModeOff {
 		return nil
 	}

@@ -12,29 +12,29 @@ import (
 )
 
 func TestDHCPFlagErrors(t *testing.T) {
-	base := func() *dhcpExtension {
-		return &dhcpExtension{mode: "authoritative", iface: "eth9", ranges: []string{"10.0.0.100-10.0.0.200"}, leaseTime: time.Hour}
+	base := func() *dhcpOptions {
+		return &dhcpOptions{mode: "authoritative", iface: "eth9", ranges: []string{"10.0.0.100-10.0.0.200"}, leaseTime: time.Hour}
 	}
 	cases := []struct {
 		name string
-		edit func(d *dhcpExtension)
+		edit func(d *dhcpOptions)
 		want string // substring of the error; "" for none
 	}{
-		{"valid", func(d *dhcpExtension) {}, ""},
-		{"bad mode", func(d *dhcpExtension) { d.mode = "on" }, "--dhcp-mode"},
-		{"no iface", func(d *dhcpExtension) { d.iface = "" }, "--dhcp-iface"},
-		{"bad range", func(d *dhcpExtension) { d.ranges = []string{"10.0.0.200-10.0.0.100"} }, "--dhcp-range"},
-		{"range not ipv4", func(d *dhcpExtension) { d.ranges = []string{"a-b"} }, "--dhcp-range"},
-		{"no range", func(d *dhcpExtension) { d.ranges = nil }, "--dhcp-range"},
-		{"proxy without range", func(d *dhcpExtension) { d.mode, d.ranges = "proxy", nil }, ""},
-		{"bad subnet", func(d *dhcpExtension) { d.subnet = "10.0.0.0" }, "--dhcp-subnet"},
-		{"bad router", func(d *dhcpExtension) { d.router = "x" }, "--dhcp-router"},
-		{"bad dns", func(d *dhcpExtension) { d.dns = []string{"10.0.0.1", "::1"} }, "--dhcp-dns"},
-		{"short lease", func(d *dhcpExtension) { d.leaseTime = time.Second }, "--dhcp-lease-time"},
-		{"bad boot url", func(d *dhcpExtension) { d.bootURL = "10.0.0.1:8080" }, "--boot-url"},
-		{"bad boot file", func(d *dhcpExtension) { d.bootFiles = []string{"ipxe.efi"} }, "--dhcp-boot-file"},
-		{"bad arch", func(d *dhcpExtension) { d.bootFiles = []string{"sparc=x"} }, "--dhcp-boot-file"},
-		{"boot files", func(d *dhcpExtension) { d.bootFiles = []string{"bios=undionly.kpxe", "0x0b=a.efi", "7=x.efi"} }, ""},
+		{"valid", func(d *dhcpOptions) {}, ""},
+		{"bad mode", func(d *dhcpOptions) { d.mode = "on" }, "--dhcp-mode"},
+		{"no iface", func(d *dhcpOptions) { d.iface = "" }, "--dhcp-iface"},
+		{"bad range", func(d *dhcpOptions) { d.ranges = []string{"10.0.0.200-10.0.0.100"} }, "--dhcp-range"},
+		{"range not ipv4", func(d *dhcpOptions) { d.ranges = []string{"a-b"} }, "--dhcp-range"},
+		{"no range", func(d *dhcpOptions) { d.ranges = nil }, "--dhcp-range"},
+		{"proxy without range", func(d *dhcpOptions) { d.mode, d.ranges = "proxy", nil }, ""},
+		{"bad subnet", func(d *dhcpOptions) { d.subnet = "10.0.0.0" }, "--dhcp-subnet"},
+		{"bad router", func(d *dhcpOptions) { d.router = "x" }, "--dhcp-router"},
+		{"bad dns", func(d *dhcpOptions) { d.dns = []string{"10.0.0.1", "::1"} }, "--dhcp-dns"},
+		{"short lease", func(d *dhcpOptions) { d.leaseTime = time.Second }, "--dhcp-lease-time"},
+		{"bad boot url", func(d *dhcpOptions) { d.bootURL = "10.0.0.1:8080" }, "--boot-url"},
+		{"bad boot file", func(d *dhcpOptions) { d.bootFiles = []string{"ipxe.efi"} }, "--dhcp-boot-file"},
+		{"bad arch", func(d *dhcpOptions) { d.bootFiles = []string{"sparc=x"} }, "--dhcp-boot-file"},
+		{"boot files", func(d *dhcpOptions) { d.bootFiles = []string{"bios=undionly.kpxe", "0x0b=a.efi", "7=x.efi"} }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

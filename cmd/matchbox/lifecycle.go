@@ -1,31 +1,26 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"matchbox/bmc"
 	"matchbox/bmc/secret"
-	"matchbox/boothttp"
 	"matchbox/lifecycle"
-	"matchbox/matchbox"
-	"matchbox/store"
 )
 
-// buildLifecycle loads the keys and builds the machine lifecycle service.
-func (s *services) buildLifecycle() error {
-	o := s.opts
+// loadKeys loads the key sealing BMC credentials (nil without
+// --secret-key-file) and the discovery agent's token key (created when
+// missing).
+func loadKeys(o *serveOptions) (*secret.Key, *lifecycle.AgentAuth, error) {
 	var key *secret.Key
 	if o.secretKeyFile != "" {
 		var err error
 		if key, err = secret.LoadKeyFile(o.secretKeyFile); err != nil {
-			return fmt.Errorf("--secret-key-file: %w", err)
+			return nil, nil, fmt.Errorf("--secret-key-file: %w", err)
 		}
 	}
 	agentKeyFile := o.agentKeyFile
@@ -34,14 +29,13 @@ func (s *services) buildLifecycle() error {
 	}
 	agentKey, err := loadOrCreateKey(agentKeyFile)
 	if err != nil {
-		return fmt.Errorf("agent key: %w", err)
+		return nil, nil, fmt.Errorf("agent key: %w", err)
 	}
-	if s.agentAuth, err = lifecycle.NewAgentAuth(agentKey); err != nil {
-		return fmt.Errorf("agent key %s: %w", agentKeyFile, err)
+	auth, err := lifecycle.NewAgentAuth(agentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent key %s: %w", agentKeyFile, err)
 	}
-	ctl := bmc.New(bmc.Config{Timeout: o.bmcTimeout, Retries: o.bmcRetries, DriverOrder: o.bmcDrivers, Logger: s.log})
-	s.lifecycle, err = lifecycle.New(lifecycle.Config{Store: s.store, BMC: ctl, Secrets: key, Logger: s.log, Parallel: o.bmcParallel})
-	return err
+	return key, auth, nil
 }
 
 // loadOrCreateKey reads a key file, creating it with 32 random bytes (mode
@@ -67,36 +61,4 @@ func loadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return secret.ParseKey(b)
-}
-
-// templateVars gives boot templates the agent's identity variables for the
-// requesting machine: machine_id, agent_token, matchbox_url. A machine not
-// known yet gets the id its MAC will give it.
-func (s *services) templateVars(ctx context.Context, m *boothttp.MachineView, req boothttp.RequestInfo) map[string]any {
-	id := ""
-	if m != nil {
-		id = m.ID
-	} else if mac := req.Labels.MAC(); mac != "" {
-		id = store.MachineIDFromMAC(mac)
-	}
-	if id == "" {
-		return nil
-	}
-	base := s.opts.bootURL
-	if base == "" {
-		base = "http://" + req.Host
-	}
-	return s.agentAuth.Vars(id, base)
-}
-
-// configServed marks a provisioning machine provisioned once it fetched its
-// first-boot config.
-func (s *services) configServed(ctx context.Context, m *boothttp.MachineView, endpoint string) {
-	if m == nil || m.State != matchbox.StateProvisioning {
-		return
-	}
-	if endpoint != matchbox.EventIgnition && endpoint != matchbox.EventGeneric {
-		return
-	}
-	s.lifecycle.ConfigFetched(context.WithoutCancel(ctx), m.ID, strings.TrimPrefix(endpoint, "http."))
 }

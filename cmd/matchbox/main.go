@@ -58,16 +58,17 @@ func newRootCommand() *cobra.Command {
 			return bindEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCommand())
-	for _, add := range clientCommands {
-		root.AddCommand(add())
-	}
+	root.AddCommand(
+		newServeCommand(),
+		// API clients
+		newGetCommand(),
+		newDeleteCommand(),
+		newMachineCommand(),
+		newPlanCommand(),
+		newApplyCommand(),
+	)
 	return root
 }
-
-// clientCommands lists constructors of further subcommands; files of this
-// package append to it from init functions only.
-var clientCommands []func() *cobra.Command
 
 // envName is the environment variable that sets a flag.
 func envName(flag string) string {

@@ -15,10 +15,6 @@ import (
 	"matchbox/api/wire"
 )
 
-func init() {
-	clientCommands = append(clientCommands, newPlanCommand, newApplyCommand)
-}
-
 // isTerminal reports whether the file descriptor is a terminal.
 func isTerminal(fd uintptr) bool { return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd) }
 

@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
+	"matchbox/bmc"
 	"matchbox/boothttp"
 	"matchbox/lifecycle"
 	"matchbox/matchbox/datadir"
@@ -43,44 +43,26 @@ type serveOptions struct {
 	debugAddr       string
 	secretKeyFile   string
 	agentKeyFile    string
-	bootURL         string // from --boot-url when defined: base URL for templates, else each request's Host
 	bmcTimeout      time.Duration
 	bmcRetries      int
 	bmcParallel     int
 	bmcDrivers      []string
-	extensions      []serveExtension
+	// the services beside the boot endpoints
+	api  apiOptions
+	dhcp dhcpOptions
+	tftp tftpOptions
 }
 
-// serveExtension is a service `serve` can run beside the boot endpoints
-// (DHCP, TFTP, the API). Each has its own flags and wires itself into the
-// services when the server starts.
-type serveExtension interface {
-	// addFlags registers the extension's flags.
-	addFlags(f *pflag.FlagSet)
-	// start wires the extension into s: routes on s.router, background
-	// tasks in s.tasks. It is called after the store is open and the data
-	// directory imported.
-	start(ctx context.Context, s *services) error
-}
-
-// serveExtensions lists the constructors of serve's extensions; files of this
-// package append to it from init functions only.
-var serveExtensions []func() serveExtension
-
+// newServeCommand returns `matchbox serve`: its flags are the boot
+// endpoints' and the store's, then those of each service beside them (API,
+// DHCP, TFTP); buildServices wires them.
 func newServeCommand() *cobra.Command {
 	o := &serveOptions{}
-	for _, newExt := range serveExtensions {
-		o.extensions = append(o.extensions, newExt())
-	}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the boot endpoints (and DHCP, TFTP and the API when enabled)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// --boot-url belongs to the DHCP flags; templates use it too.
-			if f := cmd.Flags().Lookup("boot-url"); f != nil {
-				o.bootURL = f.Value.String()
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runServe(ctx, o)
@@ -102,9 +84,9 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.bmcParallel, "bmc-parallel", 8, "BMC sessions at once in bulk actions")
 	f.StringSliceVar(&o.bmcDrivers, "bmc-driver-order", []string{"redfish", "ipmi"}, "drivers tried for BMCs that name none")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
-	for _, ext := range o.extensions {
-		ext.addFlags(f)
-	}
+	o.api.addFlags(f)
+	o.dhcp.addFlags(f)
+	o.tftp.addFlags(f)
 	return cmd
 }
 
@@ -208,6 +190,9 @@ type services struct {
 	tasks []func(ctx context.Context) error
 }
 
+// buildServices opens the store, imports the data directory and builds
+// every service from its Config, in order: lifecycle, boot endpoints, API,
+// DHCP, TFTP. This is the one place where they are wired together.
 func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*services, error) {
 	st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: parseFact, Synchronous: o.syncMode})
 	if err != nil {
@@ -226,7 +211,22 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
-	if err := s.buildLifecycle(); err != nil {
+	secrets, agentAuth, err := loadKeys(o)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.agentAuth = agentAuth
+	s.lifecycle, err = lifecycle.New(lifecycle.Config{
+		Store:    st,
+		BMC:      bmc.New(bmc.Config{Timeout: o.bmcTimeout, Retries: o.bmcRetries, DriverOrder: o.bmcDrivers, Logger: log}),
+		Secrets:  secrets,
+		Logger:   log,
+		Parallel: o.bmcParallel,
+		Agent:    agentAuth,
+		BootURL:  o.dhcp.bootURL,
+	})
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -235,8 +235,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		Machines:  machineLookup{st},
 		Events:    s.recorder,
 		AssetsDir: o.assetsDir,
-		ExtraVars: s.templateVars,
-		Served:    s.configServed,
+		Lifecycle: s.lifecycle,
 		Metrics:   metrics,
 		Logger:    log,
 	})
@@ -250,11 +249,17 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 	s.router.Handle("/api/v1/machines/{id}/inventory", s.lifecycle.InventoryHandler(s.agentAuth, s.bgCtx)).Methods(http.MethodPost)
 	s.router.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
-	for _, ext := range o.extensions {
-		if err := ext.start(ctx, s); err != nil {
-			s.close()
-			return nil, err
-		}
+	if err := s.startAPI(&o.api); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := s.startDHCP(ctx, &o.dhcp); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := s.startTFTP(&o.tftp); err != nil {
+		s.close()
+		return nil, err
 	}
 	return s, nil
 }

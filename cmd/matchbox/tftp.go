@@ -15,22 +15,20 @@ import (
 	"matchbox/tftp"
 )
 
-func init() {
-	serveExtensions = append(serveExtensions, func() serveExtension { return &tftpExtension{} })
-}
-
-// tftpExtension serves iPXE binaries over read-only TFTP.
-type tftpExtension struct {
+// tftpOptions are the flags of the read-only TFTP server of iPXE binaries.
+type tftpOptions struct {
 	addr string
 	root string
 }
 
-func (t *tftpExtension) addFlags(f *pflag.FlagSet) {
+func (t *tftpOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&t.addr, "tftp-addr", "", "UDP address of the read-only TFTP server, e.g. :69 (off when empty)")
 	f.StringVar(&t.root, "tftp-root", "", "directory served over TFTP (default <assets-dir>/tftp)")
 }
 
-func (t *tftpExtension) start(ctx context.Context, s *services) error {
+// startTFTP builds the TFTP server from its flags, binds it and adds it to
+// the tasks of s; without --tftp-addr it does nothing.
+func (s *services) startTFTP(t *tftpOptions) error {
 	if t.addr == "" {
 		return nil
 	}
