@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/matchbox
 RUN_DIR := .run
 
-.PHONY: build run test test-short vet fuzz bench e2e clean
+.PHONY: build run test test-short vet fuzz bench e2e clean proto
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/matchbox
@@ -50,3 +50,19 @@ clean:
 # DRIVER=qemu|libvirt (or E2E_DRIVER) picks the VM driver: make e2e DRIVER=qemu
 e2e:
 	$(GO) test -v -count=1 -timeout 40m ./e2e-libvirt/ $(if $(DRIVER),-args -driver $(DRIVER))
+
+# Regenerate the Go code of v0.11's gRPC API from api/rpc/proto (the .proto
+# files are v0.11's, unchanged). Needs protoc (Debian: protobuf-compiler) and
+# the plugins at the versions below; CI builds the committed code and needs
+# none of them.
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+PROTO_BIN := $(CURDIR)/bin/proto
+PROTO_MAP := Mmatchbox/rpc/rpcpb/rpc.proto=matchbox/api/rpc/rpcpb,Mmatchbox/server/serverpb/messages.proto=matchbox/api/rpc/serverpb,Mmatchbox/storage/storagepb/storage.proto=matchbox/api/rpc/storagepb
+proto:
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(PROTO_BIN) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	cd api/rpc/proto && PATH=$(PROTO_BIN):$$PATH protoc -I . \
+	  --go_out=$(CURDIR) --go_opt=module=matchbox,$(PROTO_MAP) \
+	  --go-grpc_out=$(CURDIR) --go-grpc_opt=module=matchbox,$(PROTO_MAP) \
+	  matchbox/storage/storagepb/storage.proto matchbox/server/serverpb/messages.proto matchbox/rpc/rpcpb/rpc.proto
