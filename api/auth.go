@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -138,10 +139,7 @@ func parseTokens(r io.Reader, name string) ([]tokenEntry, error) {
 //   - else, without tokens, loopback clients are admin and others refused.
 func (a *API) authenticate(r *http.Request) (Role, *apiError) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		if slices.Contains(r.TLS.VerifiedChains[0][0].Subject.OrganizationalUnit, string(RoleRead)) {
-			return RoleRead, nil
-		}
-		return RoleAdmin, nil
+		return CertificateRole(r.TLS.VerifiedChains[0][0]), nil
 	}
 	if a.cfg.Tokens != nil {
 		auth := r.Header.Get("Authorization")
@@ -162,6 +160,16 @@ func (a *API) authenticate(r *http.Request) (Role, *apiError) {
 		return RoleAdmin, nil
 	}
 	return "", errorf(http.StatusForbidden, CodeForbidden, "", "no API token file is configured: the API answers loopback clients only")
+}
+
+// CertificateRole is the role of a client presenting a verified
+// certificate: read when its subject's organizational unit includes "read",
+// admin otherwise. The REST and gRPC APIs both use it.
+func CertificateRole(cert *x509.Certificate) Role {
+	if slices.Contains(cert.Subject.OrganizationalUnit, string(RoleRead)) {
+		return RoleRead
+	}
+	return RoleAdmin
 }
 
 // allowed reports whether role may make the request. Plans write nothing,
