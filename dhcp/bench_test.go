@@ -1,4 +1,4 @@
-package dhcp
+package dhcp_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"matchbox/dhcp"
 	"matchbox/store"
 )
 
@@ -23,14 +24,14 @@ func BenchmarkExchange(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	leases, err := st.OpenLeases(ctx, store.LeasesConfig{Ranges: []store.LeaseRange{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}}})
+	leases, err := dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: []dhcp.LeaseRange{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}}, Storage: st})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer leases.Close()
 	rec := store.NewRecorder(st, store.RecorderConfig{Discover: true})
 	go rec.Run(ctx)
-	s, err := New(Config{Mode: ModeAuthoritative, Ranges: []Range{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}},
+	s, err := dhcp.New(dhcp.Config{Mode: dhcp.ModeAuthoritative, Ranges: []dhcp.Range{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}},
 		Subnet: netip.MustParsePrefix("10.0.0.0/12"), ServerIP: netip.MustParsePrefix("10.0.0.0/12").Addr().Next(), Leases: leases, Events: rec})
 	if err != nil {
 		b.Fatal(err)
@@ -47,12 +48,12 @@ func BenchmarkExchange(b *testing.B) {
 			mu <- struct{}{}
 			mac := net.HardwareAddr{2, 0, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 			d, _ := dhcpv4.NewDiscovery(mac)
-			offer, _ := s.HandlePacket(ctx, d.ToBytes(), netip.AddrPort{}, ServerPort)
+			offer, _ := s.HandlePacket(ctx, d.ToBytes(), netip.AddrPort{}, dhcp.ServerPort)
 			if offer == nil {
 				b.Fatal("no offer")
 			}
 			r, _ := dhcpv4.NewRequestFromOffer(offer)
-			ack, _ := s.HandlePacket(ctx, r.ToBytes(), netip.AddrPort{}, ServerPort)
+			ack, _ := s.HandlePacket(ctx, r.ToBytes(), netip.AddrPort{}, dhcp.ServerPort)
 			if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 				b.Fatal("no ack")
 			}

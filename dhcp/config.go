@@ -18,7 +18,6 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // Modes of the server.
@@ -64,13 +63,13 @@ type EventSink interface {
 	Record(ev matchbox.BootEvent) bool
 }
 
-// LeaseStore allocates and persists leases (store.Leases implements it).
-type LeaseStore interface {
-	Offer(req store.OfferRequest) (netip.Addr, error)
-	Bind(ctx context.Context, req store.BindRequest) (store.Lease, error)
+// Leases allocates and keeps leases (*Allocator implements it).
+type Leases interface {
+	Offer(req OfferRequest) (netip.Addr, error)
+	Bind(ctx context.Context, req BindRequest) (Lease, error)
 	Release(ctx context.Context, mac string, ip netip.Addr) error
 	Decline(ctx context.Context, mac string, ip netip.Addr) error
-	Lookup(mac string) (store.Lease, bool)
+	Lookup(mac string) (Lease, bool)
 }
 
 // Config configures a Server.
@@ -112,8 +111,8 @@ type Config struct {
 	// ServedTTL is how long the server remembers that a MAC was handed a
 	// boot binary (default 2m).
 	ServedTTL time.Duration
-	// Leases is the lease store (authoritative mode).
-	Leases LeaseStore
+	// Leases allocates addresses (authoritative mode): an *Allocator.
+	Leases Leases
 	// Machines looks machines up (may be nil).
 	Machines MachineLookup
 	// Events receives boot events (may be nil).
@@ -273,11 +272,11 @@ func (cfg *Config) finish(ifaceAddr netip.Prefix) error {
 	return nil
 }
 
-// StoreRanges converts ranges to the lease store's.
-func StoreRanges(rs []Range) []store.LeaseRange {
-	out := make([]store.LeaseRange, len(rs))
+// LeaseRanges returns the address ranges of rs, for AllocatorConfig.
+func LeaseRanges(rs []Range) []LeaseRange {
+	out := make([]LeaseRange, len(rs))
 	for i, r := range rs {
-		out[i] = store.LeaseRange{Start: r.Start, End: r.End}
+		out[i] = LeaseRange{Start: r.Start, End: r.End}
 	}
 	return out
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // Handler adds its part to a reply. It returns the reply to continue with
@@ -138,7 +137,7 @@ func leaseHandler(x *exchange) Handler {
 		}
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
-			ip, err := cfg.Leases.Offer(store.OfferRequest{
+			ip, err := cfg.Leases.Offer(OfferRequest{
 				MAC: x.c.mac, Subnet: x.subnet, Reserved: x.reserved(), Requested: addrOf(req.RequestedIPAddress()),
 			})
 			if err != nil {
@@ -163,12 +162,12 @@ func leaseHandler(x *exchange) Handler {
 				x.dropWhy = "request names no address"
 				return nil, true
 			}
-			lease, err := cfg.Leases.Bind(x.ctx, store.BindRequest{
+			lease, err := cfg.Leases.Bind(x.ctx, BindRequest{
 				MAC: x.c.mac, IP: want, Hostname: req.HostName(), TTL: cfg.LeaseTime,
 				Subnet: x.subnet, Reserved: want == x.reserved(),
 			})
 			switch {
-			case errors.Is(err, store.ErrAddressTaken), errors.Is(err, store.ErrNotInRange):
+			case errors.Is(err, ErrAddressTaken), errors.Is(err, ErrNotInRange):
 				x.ip, x.nakWhy = want, err.Error()
 				return nak(resp, err.Error()), true
 			case err != nil:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 var (
@@ -69,15 +67,11 @@ func testServerWith(t testing.TB, mode string, machines fakeMachines, mutate fun
 		mutate(&cfg)
 	}
 	if mode == ModeAuthoritative {
-		st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "m.db")})
+		l, err := OpenAllocator(context.Background(), AllocatorConfig{Ranges: LeaseRanges(cfg.Ranges), Storage: newMemStorage()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := st.OpenLeases(context.Background(), store.LeasesConfig{Ranges: StoreRanges(cfg.Ranges)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close(); st.Close() })
+		t.Cleanup(func() { l.Close() })
 		cfg.Leases = l
 	}
 	s, err := New(cfg)
@@ -253,7 +247,7 @@ func TestAuthoritativeExchange(t *testing.T) {
 				t.Errorf("ack options: %s", ack.Summary())
 			}
 			lease, ok := s.cfg.Leases.Lookup(tc.mac.String())
-			if !ok || lease.IP != ip || lease.State != store.LeaseBound {
+			if !ok || lease.IP != ip || lease.State != LeaseBound {
 				t.Errorf("lease after ack: %+v", lease)
 			}
 		})
@@ -289,7 +283,7 @@ func TestAuthoritativeExchange(t *testing.T) {
 	if resp, _ := s.Handle(ctx, rel, netip.AddrPort{}, ServerPort); resp != nil {
 		t.Fatal("answered a RELEASE")
 	}
-	if l, _ := s.cfg.Leases.Lookup(testMAC.String()); l.State != store.LeaseReleased {
+	if l, _ := s.cfg.Leases.Lookup(testMAC.String()); l.State != LeaseReleased {
 		t.Fatalf("after release: %+v", l)
 	}
 	// One event per exchange, named by the answer; an unanswered request is

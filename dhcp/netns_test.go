@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 var nsSeq atomic.Int32
@@ -158,7 +157,7 @@ func (l *lab) setClientMAC(t *testing.T, mac string) {
 	}
 }
 
-func labConfig(mode string, leases LeaseStore, machines MachineLookup) Config {
+func labConfig(mode string, leases Leases, machines MachineLookup) Config {
 	return Config{
 		Mode: mode, LeaseTime: time.Hour, BootURL: "http://10.9.0.1:8080", Leases: leases, Machines: machines,
 		Ranges: []Range{{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.150")}},
@@ -166,17 +165,13 @@ func labConfig(mode string, leases LeaseStore, machines MachineLookup) Config {
 	}
 }
 
-func openLabLeases(t *testing.T, path string) (*store.Store, *store.Leases) {
+func openLabLeases(t *testing.T, storage LeaseStorage) *Allocator {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{Path: path})
+	l, err := OpenAllocator(context.Background(), AllocatorConfig{Ranges: LeaseRanges(labConfig(ModeAuthoritative, nil, nil).Ranges), Storage: storage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := st.OpenLeases(context.Background(), store.LeasesConfig{Ranges: StoreRanges(labConfig(ModeAuthoritative, nil, nil).Ranges)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, l
+	return l
 }
 
 // TestUdhcpcAuthoritative: a real udhcpc gets an address over a veth, keeps
@@ -187,9 +182,9 @@ func TestUdhcpcAuthoritative(t *testing.T) {
 	const clientMAC, reservedMAC = "52:54:00:aa:00:01", "52:54:00:aa:00:02"
 	l.setClientMAC(t, clientMAC)
 	machines := fakeMachines{reservedMAC: {ID: "r1", State: matchbox.StateReady, IP: netip.MustParseAddr("10.9.0.7")}}
-	dbPath := filepath.Join(t.TempDir(), "m.db")
+	storage := newMemStorage()
 
-	st, leases := openLabLeases(t, dbPath)
+	leases := openLabLeases(t, storage)
 	stop := l.startServer(t, labConfig(ModeAuthoritative, leases, machines))
 	first := l.udhcpc(t)
 	ip, err := netip.ParseAddr(first["ip"])
@@ -207,9 +202,8 @@ func TestUdhcpcAuthoritative(t *testing.T) {
 	// Restart: the same address again.
 	stop()
 	leases.Close()
-	st.Close()
-	st, leases = openLabLeases(t, dbPath)
-	t.Cleanup(func() { leases.Close(); st.Close() })
+	leases = openLabLeases(t, storage)
+	t.Cleanup(func() { leases.Close() })
 	l.startServer(t, labConfig(ModeAuthoritative, leases, machines))
 	if again := l.udhcpc(t); again["ip"] != ip.String() {
 		t.Fatalf("after restart udhcpc got %q, want %s", again["ip"], ip)

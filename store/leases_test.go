@@ -2,256 +2,178 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"matchbox/dhcp"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+// equateAddrs compares addresses with ==.
+var equateAddrs = cmpopts.EquateComparable(netip.Addr{})
+
+func lease(ip, mac string, state dhcp.LeaseState) dhcp.Lease {
+	return dhcp.Lease{IP: netip.MustParseAddr(ip), MAC: mac, Hostname: "h", Expires: time.Unix(1_800_000_000, 0), State: state}
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func put(l dhcp.Lease) dhcp.LeaseWrite { return dhcp.LeaseWrite{Lease: l} }
+
+func del(ip, mac string) dhcp.LeaseWrite {
+	return dhcp.LeaseWrite{Lease: dhcp.Lease{IP: netip.MustParseAddr(ip), MAC: mac}, Delete: true}
 }
 
-var a = netip.MustParseAddr
-
-func openLeases(t *testing.T, path string, clock *fakeClock, start, end string) *Leases {
-	t.Helper()
-	st, err := Open(context.Background(), Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := st.OpenLeases(context.Background(), LeasesConfig{
-		Ranges: []LeaseRange{{Start: a(start), End: a(end)}}, Now: clock.Now,
-		OfferHold: 30 * time.Second, DeclineHold: 10 * time.Minute,
-	})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(); st.Close() })
-	return l
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
-
-func mustOffer(t *testing.T, l *Leases, req OfferRequest) netip.Addr {
-	t.Helper()
-	ip, err := l.Offer(req)
-	if err != nil {
-		t.Fatalf("offer to %s: %v", req.MAC, err)
-	}
-	return ip
-}
-
-func mustBind(t *testing.T, l *Leases, mac string, ip netip.Addr) Lease {
-	t.Helper()
-	lease, err := l.Bind(context.Background(), BindRequest{MAC: mac, IP: ip, TTL: time.Hour})
-	if err != nil {
-		t.Fatalf("bind %s to %s: %v", ip, mac, err)
-	}
-	return lease
-}
-
-func TestLeaseAllocation(t *testing.T) {
-	clock := newClock()
-	l := openLeases(t, filepath.Join(t.TempDir(), "m.db"), clock, "10.0.0.10", "10.0.0.12")
-	const m1, m2, m3, m4 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "02:00:00:00:00:04"
-
-	ip1 := mustOffer(t, l, OfferRequest{MAC: m1})
-	if again := mustOffer(t, l, OfferRequest{MAC: m1}); again != ip1 {
-		t.Fatalf("second offer to the same MAC: %s, first %s", again, ip1)
-	}
-	ip2 := mustOffer(t, l, OfferRequest{MAC: m2, Requested: ip1})
-	if ip2 == ip1 {
-		t.Fatalf("address %s offered to two MACs", ip1)
-	}
-	// An address offered to m1 cannot be bound by m2.
-	if _, err := l.Bind(context.Background(), BindRequest{MAC: m2, IP: ip1, TTL: time.Hour}); !errors.Is(err, ErrAddressTaken) {
-		t.Fatalf("bind of another MAC's offer: %v, want ErrAddressTaken", err)
-	}
-	mustBind(t, l, m1, ip1)
-	mustBind(t, l, m2, ip2)
-	ip3 := mustOffer(t, l, OfferRequest{MAC: m3})
-	mustBind(t, l, m3, ip3)
-	if _, err := l.Offer(OfferRequest{MAC: m4}); !errors.Is(err, ErrNoFreeAddress) {
-		t.Fatalf("offer from a full range: %v, want ErrNoFreeAddress", err)
-	}
-	// Outside the range: refused unless it is a reservation.
-	if _, err := l.Bind(context.Background(), BindRequest{MAC: m4, IP: a("10.0.0.99"), TTL: time.Hour}); !errors.Is(err, ErrNotInRange) {
-		t.Fatalf("bind outside the range: %v, want ErrNotInRange", err)
-	}
-	if _, err := l.Bind(context.Background(), BindRequest{MAC: m4, IP: a("10.0.0.99"), TTL: time.Hour, Reserved: true}); err != nil {
-		t.Fatalf("bind of a reservation outside the range: %v", err)
-	}
-	// Expiry: m1's lease ends, the address goes to m4 (the oldest expired).
-	clock.Add(2 * time.Hour)
-	if got := mustOffer(t, l, OfferRequest{MAC: "02:00:00:00:00:05"}); got != ip1 && got != ip2 && got != ip3 {
-		t.Fatalf("reclaimed %s, want one of the expired addresses", got)
-	}
-}
-
-func TestLeaseReservationAndAffinity(t *testing.T) {
-	clock := newClock()
-	l := openLeases(t, filepath.Join(t.TempDir(), "m.db"), clock, "10.0.0.10", "10.0.0.50")
+// TestCommitLeases: each case commits batches in order onto an empty
+// store; a failing batch leaves nothing of itself behind.
+func TestCommitLeases(t *testing.T) {
 	const m1, m2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
-	res := a("10.0.0.5")
-	if got := mustOffer(t, l, OfferRequest{MAC: m1, Reserved: res, Requested: a("10.0.0.20")}); got != res {
-		t.Fatalf("offer with reservation: %s, want %s", got, res)
+	tests := []struct {
+		name    string
+		batches [][]dhcp.LeaseWrite
+		wantErr []bool // per batch
+		want    []dhcp.Lease
+	}{
+		{"put", [][]dhcp.LeaseWrite{{put(lease("10.0.0.1", m1, dhcp.LeaseBound))}}, []bool{false},
+			[]dhcp.Lease{lease("10.0.0.1", m1, dhcp.LeaseBound)}},
+		{"another MAC replaces the lease on an address", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.1", m1, dhcp.LeaseBound))},
+			{put(lease("10.0.0.1", m2, dhcp.LeaseBound))},
+		}, []bool{false, false}, []dhcp.Lease{lease("10.0.0.1", m2, dhcp.LeaseBound)}},
+		{"move: delete then put in one batch", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.1", m1, dhcp.LeaseBound))},
+			{del("10.0.0.1", m1), put(lease("10.0.0.2", m1, dhcp.LeaseBound))},
+		}, []bool{false, false}, []dhcp.Lease{lease("10.0.0.2", m1, dhcp.LeaseBound)}},
+		{"delete of another MAC's lease does nothing", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.1", m1, dhcp.LeaseBound))},
+			{del("10.0.0.1", m2)},
+		}, []bool{false, false}, []dhcp.Lease{lease("10.0.0.1", m1, dhcp.LeaseBound)}},
+		{"a second lease for a MAC fails the whole batch", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.1", m1, dhcp.LeaseBound))},
+			{put(lease("10.0.0.3", m2, dhcp.LeaseBound)), put(lease("10.0.0.2", m1, dhcp.LeaseBound))},
+		}, []bool{false, true}, []dhcp.Lease{lease("10.0.0.1", m1, dhcp.LeaseBound)}},
+		{"declined leases do not count as the MAC's lease", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.1", m1, dhcp.LeaseDeclined)), put(lease("10.0.0.2", m1, dhcp.LeaseBound))},
+		}, []bool{false}, []dhcp.Lease{lease("10.0.0.1", m1, dhcp.LeaseDeclined), lease("10.0.0.2", m1, dhcp.LeaseBound)}},
+		{"ordered by address text", [][]dhcp.LeaseWrite{
+			{put(lease("10.0.0.9", m1, dhcp.LeaseBound)), put(lease("10.0.0.10", m2, dhcp.LeaseReleased))},
+		}, []bool{false}, []dhcp.Lease{lease("10.0.0.10", m2, dhcp.LeaseReleased), lease("10.0.0.9", m1, dhcp.LeaseBound)}},
 	}
-	if _, err := l.Bind(context.Background(), BindRequest{MAC: m1, IP: res, TTL: time.Hour, Reserved: true}); err != nil {
-		t.Fatal(err)
-	}
-	// Another MAC claiming the same reservation (a conflict) gets a range address.
-	if got := mustOffer(t, l, OfferRequest{MAC: m2, Reserved: res}); got == res {
-		t.Fatalf("reserved address %s held by %s offered to %s", res, m1, m2)
-	}
-	// A released lease returns to its MAC.
-	ip := mustOffer(t, l, OfferRequest{MAC: m2})
-	mustBind(t, l, m2, ip)
-	if err := l.Release(context.Background(), m2, ip); err != nil {
-		t.Fatal(err)
-	}
-	if got := mustOffer(t, l, OfferRequest{MAC: m2}); got != ip {
-		t.Fatalf("offer after release: %s, want the released %s", got, ip)
-	}
-	if err := l.Release(context.Background(), m1, ip); !errors.Is(err, ErrNotLeased) {
-		t.Fatalf("release of another MAC's address: %v, want ErrNotLeased", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := openTest(t)
+			for i, b := range tc.batches {
+				if err := s.CommitLeases(ctx, b); (err != nil) != tc.wantErr[i] {
+					t.Fatalf("batch %d: error %v, want error %v", i, err, tc.wantErr[i])
+				}
+			}
+			got, err := s.LoadLeases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got, equateAddrs); diff != "" {
+				t.Errorf("stored leases (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
-func TestLeaseDecline(t *testing.T) {
-	clock := newClock()
-	l := openLeases(t, filepath.Join(t.TempDir(), "m.db"), clock, "10.0.0.10", "10.0.0.11")
-	const m1, m2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
-	ip := mustOffer(t, l, OfferRequest{MAC: m1})
-	mustBind(t, l, m1, ip)
-	if err := l.Decline(context.Background(), m1, ip); err != nil {
+func TestLeaseByIP(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	want := lease("10.0.0.1", "02:00:00:00:00:01", dhcp.LeaseBound)
+	if err := s.CommitLeases(ctx, []dhcp.LeaseWrite{put(want)}); err != nil {
 		t.Fatal(err)
 	}
-	other := mustOffer(t, l, OfferRequest{MAC: m1})
-	if other == ip {
-		t.Fatalf("declined %s offered again to the MAC that declined it", ip)
+	tests := []struct {
+		ip        string
+		want      dhcp.Lease
+		wantFound bool
+	}{
+		{"10.0.0.1", want, true},
+		{"10.0.0.2", dhcp.Lease{}, false},
 	}
-	mustBind(t, l, m1, other)
-	if _, err := l.Offer(OfferRequest{MAC: m2}); !errors.Is(err, ErrNoFreeAddress) {
-		t.Fatalf("offer while the only other address is declined: %v", err)
-	}
-	clock.Add(11 * time.Minute)
-	if got := mustOffer(t, l, OfferRequest{MAC: m2}); got != ip {
-		t.Fatalf("after the decline hold: offered %s, want %s", got, ip)
+	for _, tc := range tests {
+		got, found, err := s.LeaseByIP(ctx, netip.MustParseAddr(tc.ip))
+		if err != nil || found != tc.wantFound {
+			t.Fatalf("lease on %s: found %v, err %v; want found %v", tc.ip, found, err, tc.wantFound)
+		}
+		if diff := cmp.Diff(tc.want, got, equateAddrs); diff != "" {
+			t.Errorf("lease on %s (-want +got):\n%s", tc.ip, diff)
+		}
 	}
 }
 
-func TestLeasesSurviveRestart(t *testing.T) {
-	clock := newClock()
+// TestAllocatorOnSQLite runs dhcp.Allocator on the store: leases granted
+// concurrently are each stored once, and they are what a new allocator on
+// the reopened database holds.
+func TestAllocatorOnSQLite(t *testing.T) {
+	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "m.db")
-	st, err := Open(context.Background(), Config{Path: path})
+	ranges := []dhcp.LeaseRange{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.0.0.64")}}
+	s, err := Open(ctx, Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := st.OpenLeases(context.Background(), LeasesConfig{Ranges: []LeaseRange{{Start: a("10.0.0.10"), End: a("10.0.0.200")}}, Now: clock.Now})
+	l, err := dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: ranges, Storage: s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]netip.Addr{}
-	for i := range 20 {
-		mac := fmt.Sprintf("02:00:00:00:01:%02x", i)
-		ip, err := l.Offer(OfferRequest{MAC: mac})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.Bind(context.Background(), BindRequest{MAC: mac, IP: ip, TTL: time.Hour, Hostname: "h"}); err != nil {
-			t.Fatal(err)
-		}
-		want[mac] = ip
-	}
-	l.Close()
-	st.Close()
-
-	l2 := openLeases(t, path, clock, "10.0.0.10", "10.0.0.200")
-	for mac, ip := range want {
-		got, ok := l2.Lookup(mac)
-		if !ok || got.IP != ip || got.State != LeaseBound || got.Hostname != "h" {
-			t.Fatalf("after restart, lease of %s: %+v %v, want %s bound", mac, got, ok, ip)
-		}
-		if off := mustOffer(t, l2, OfferRequest{MAC: mac}); off != ip {
-			t.Fatalf("after restart, offer to %s: %s, want %s", mac, off, ip)
-		}
-	}
-	if ip := mustOffer(t, l2, OfferRequest{MAC: "02:00:00:00:02:00"}); want["02:00:00:00:01:00"] == ip {
-		t.Fatal("after restart, a new MAC got a leased address")
-	}
-}
-
-// TestLeasesConcurrent races many MACs for a small range, each asking for
-// the same address first: no address may end up bound to two MACs, in
-// memory or on disk.
-func TestLeasesConcurrent(t *testing.T) {
-	clock := newClock()
-	l := openLeases(t, filepath.Join(t.TempDir(), "m.db"), clock, "10.0.0.1", "10.0.0.64")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	bound := map[netip.Addr]string{}
+	granted := map[string]netip.Addr{}
 	for i := range 128 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			mac := fmt.Sprintf("02:00:00:00:00:%02x", i)
-			// Everyone also tries to bind 10.0.0.1 directly (REQUEST without OFFER).
-			tries := []netip.Addr{a("10.0.0.1")}
-			if ip, err := l.Offer(OfferRequest{MAC: mac, Requested: a("10.0.0.1")}); err == nil {
-				tries = append(tries, ip)
+			ip, err := l.Offer(dhcp.OfferRequest{MAC: mac, Requested: netip.MustParseAddr("10.0.0.1")})
+			if err != nil {
+				return
 			}
-			for _, ip := range tries {
-				lease, err := l.Bind(context.Background(), BindRequest{MAC: mac, IP: ip, TTL: time.Hour})
-				if err != nil {
-					continue
-				}
+			if got, err := l.Bind(ctx, dhcp.BindRequest{MAC: mac, IP: ip, TTL: time.Hour}); err == nil {
 				mu.Lock()
-				if other, ok := bound[lease.IP]; ok && other != mac {
-					t.Errorf("%s bound to %s and %s", lease.IP, other, mac)
-				}
-				for ip2, m2 := range bound {
-					if m2 == mac && ip2 != lease.IP {
-						delete(bound, ip2) // moved: one lease per MAC
-					}
-				}
-				bound[lease.IP] = mac
+				granted[mac] = got.IP
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if len(bound) != 64 {
-		t.Errorf("%d addresses bound, want all 64", len(bound))
+	l.Close()
+	s.Close()
+	if len(granted) != 64 {
+		t.Fatalf("%d leases granted, want all 64 addresses", len(granted))
 	}
-	stored, err := l.List(context.Background())
+
+	s, err = Open(ctx, Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ips, macs := map[netip.Addr]bool{}, map[string]bool{}
-	for _, s := range stored {
-		if ips[s.IP] || macs[s.MAC] {
-			t.Errorf("stored twice: %+v", s)
-		}
-		ips[s.IP], macs[s.MAC] = true, true
-		if bound[s.IP] != s.MAC {
-			t.Errorf("stored %s for %s, granted to %q", s.IP, s.MAC, bound[s.IP])
-		}
+	defer s.Close()
+	l, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: ranges, Storage: s})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(stored) != len(bound) {
-		t.Errorf("%d leases stored, %d granted", len(stored), len(bound))
+	defer l.Close()
+	stored, err := l.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]netip.Addr{}
+	for _, st := range stored {
+		got[st.MAC] = st.IP
+	}
+	if diff := cmp.Diff(granted, got, equateAddrs); diff != "" {
+		t.Fatalf("stored leases (-granted +stored):\n%s", diff)
+	}
+	for mac, ip := range granted {
+		if lease, ok := l.Lookup(mac); !ok || lease.IP != ip || lease.State != dhcp.LeaseBound {
+			t.Fatalf("after reopening, lease of %s: %+v %v, want %s bound", mac, lease, ok, ip)
+		}
 	}
 }

@@ -56,6 +56,8 @@ type Store struct {
 	// syncMode is the synchronous pragma of every write but timeline
 	// batches (see inTxRelaxed).
 	syncMode string
+	// leaseStmts are the lease writes, prepared on first use.
+	leaseStmts leaseStmts
 }
 
 // Open opens (creating if needed) the database, applies pending schema
@@ -109,7 +111,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.read.Close(), s.write.Close())
+	return errors.Join(s.leaseStmts.close(), s.read.Close(), s.write.Close())
 }
 
 // Snapshot returns the current immutable catalog snapshot.
@@ -216,15 +218,6 @@ func (s *Store) inTxRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	}
 	return nil
 }
-
-// Update runs fn in one write transaction. It is the way other packages
-// (leases, say) make their writes atomic.
-func (s *Store) Update(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.inTx(ctx, fn)
-}
-
-// Read returns the read-only connection pool for queries.
-func (s *Store) Read() *sql.DB { return s.read }
 
 func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 

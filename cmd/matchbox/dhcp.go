@@ -142,9 +142,9 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	if cfg.Metrics, err = dhcp.NewMetrics(s.registry); err != nil {
 		return err
 	}
-	var leases *store.Leases
+	var leases *dhcp.Allocator
 	if d.mode == dhcp.ModeAuthoritative {
-		if leases, err = s.store.OpenLeases(ctx, store.LeasesConfig{Ranges: dhcp.StoreRanges(cfg.Ranges)}); err != nil {
+		if leases, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: dhcp.LeaseRanges(cfg.Ranges), Storage: s.store, Logger: cfg.Logger}); err != nil {
 			return fmt.Errorf("--dhcp-range: %w", err)
 		}
 		cfg.Leases = leases

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -94,13 +93,14 @@ func (s *services) recordTFTP(ctx context.Context, tr tftp.Transfer) {
 		mac, ok = s.clientMAC(ip)
 	}
 	if !ok {
-		err := s.store.Read().QueryRowContext(ctx, "SELECT mac FROM leases WHERE ip = ?", ip.String()).Scan(&mac)
+		lease, found, err := s.store.LeaseByIP(ctx, ip)
 		if err != nil {
-			if !errors.Is(err, sql.ErrNoRows) {
-				s.log.Debug("tftp: looking up the client's lease failed", "remote", tr.RemoteAddr, "err", err)
-			}
+			s.log.Debug("tftp: looking up the client's lease failed", "remote", tr.RemoteAddr, "err", err)
+		}
+		if !found {
 			return
 		}
+		mac = lease.MAC
 	}
 	detail := map[string]any{"file": tr.Filename, "bytes": tr.BytesSent, "blksize": tr.BlockSize, "duration_ms": tr.Duration.Milliseconds(), "remote": tr.RemoteAddr.String()}
 	if tr.Err != nil {
