@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"matchbox/dhcp"
-	"matchbox/matchbox"
 	"matchbox/store"
 )
 
@@ -136,7 +135,7 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg.Machines = dhcpMachines{s.store}
+	cfg.Machines = dhcp.Reservations{Records: dhcpRecords(s.store), Catalog: s.store.Snapshot}
 	cfg.Events = s.recorder
 	cfg.Logger = s.log.With("component", "dhcp")
 	if cfg.Metrics, err = dhcp.NewMetrics(s.registry); err != nil {
@@ -171,42 +170,17 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	return nil
 }
 
-// dhcpMachines answers the DHCP server's machine lookups from the store's
-// in-memory index and catalog snapshot: the reserved address is the
-// machine record's ip, else the metadata ip of the group that selects the
-// MAC by its mac label.
-type dhcpMachines struct{ st *store.Store }
-
-func (m dhcpMachines) LookupMachine(_ context.Context, mac, uuid string) (dhcp.Machine, bool) {
-	sum, ok := m.st.LookupMachine(mac, uuid)
-	var out dhcp.Machine
-	if ok {
-		out = dhcp.Machine{ID: sum.ID, State: sum.State, PXEDisabled: sum.PXEDisabled}
-		out.IP, _ = parseReservedIP(sum.IP)
-	}
-	if !out.IP.IsValid() {
-		labels := matchbox.Labels{"mac": mac}
-		if uuid != "" {
-			labels["uuid"] = uuid
+// dhcpRecords reads the DHCP server's machine records from the store's
+// in-memory index.
+func dhcpRecords(st *store.Store) func(mac, uuid string) (dhcp.MachineRecord, bool) {
+	return func(mac, uuid string) (dhcp.MachineRecord, bool) {
+		sum, ok := st.LookupMachine(mac, uuid)
+		if !ok {
+			return dhcp.MachineRecord{}, false
 		}
-		if match, err := m.st.Snapshot().Select(labels, sum.Inventory); err == nil && match.Group.Selector["mac"] == mac {
-			if s, ok := match.Group.Metadata["ip"].(string); ok {
-				if a, ok := parseReservedIP(s); ok {
-					out.IP = a
-					return out, true
-				}
-			}
-		}
+		return dhcp.MachineRecord{
+			Machine:    dhcp.Machine{ID: sum.ID, State: sum.State, PXEDisabled: sum.PXEDisabled},
+			ReservedIP: sum.IP, Inventory: sum.Inventory,
+		}, true
 	}
-	return out, ok
-}
-
-// parseReservedIP reads a reserved address written as 10.0.0.5 or
-// 10.0.0.5/24.
-func parseReservedIP(s string) (netip.Addr, bool) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		s = p.Addr().String()
-	}
-	a, err := netip.ParseAddr(s)
-	return a, err == nil && a.Is4()
 }
