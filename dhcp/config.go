@@ -8,7 +8,6 @@ package dhcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -163,7 +162,8 @@ func ParseArch(s string) (iana.Arch, error) {
 }
 
 // ParseRange parses START-END, optionally followed by ,SUBNET[,ROUTER]
-// (10.0.1.100-10.0.1.200,10.0.1.0/24,10.0.1.1).
+// (10.0.1.100-10.0.1.200,10.0.1.0/24,10.0.1.1). Config.Validate checks the
+// range.
 func ParseRange(s string) (Range, error) {
 	parts := strings.Split(s, ",")
 	se := strings.SplitN(parts[0], "-", 2)
@@ -177,9 +177,6 @@ func ParseRange(s string) (Range, error) {
 	}
 	if r.End, err = netip.ParseAddr(strings.TrimSpace(se[1])); err != nil || !r.End.Is4() {
 		return Range{}, fmt.Errorf("range %q: end %q is not an IPv4 address", s, se[1])
-	}
-	if r.End.Less(r.Start) {
-		return Range{}, fmt.Errorf("range %q: end before start", s)
 	}
 	if len(parts) > 1 {
 		if r.Subnet, err = netip.ParsePrefix(strings.TrimSpace(parts[1])); err != nil || !r.Subnet.Addr().Is4() {
@@ -195,15 +192,93 @@ func ParseRange(s string) (Range, error) {
 	return r, nil
 }
 
-// validate checks cfg and fills defaults that need no interface.
-func (cfg *Config) validate() error {
+// MinLeaseTime is the shortest lease the server hands out.
+const MinLeaseTime = time.Minute
+
+// FieldError is a bad value of a Config field. Field names it as in Config
+// (LeaseTime, Ranges[1], DNS[0]), so that a caller can name its own source
+// of the value (cmd/matchbox names the flag).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "dhcp: " + e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks a configuration, naming the first bad field in a
+// *FieldError: a mode of proxy or authoritative, an interface (or, for a
+// server that only handles packets, a server address), IPv4 ranges (start
+// <= end, at least one in authoritative mode), IPv4 subnet, router, server
+// address and name servers, a lease of at least MinLeaseTime (zero: the
+// default), an http(s) boot URL and named boot files. It is the one check
+// of a DHCP configuration: New runs it. Values that depend on the
+// interface (the subnet ranges must fall in) are checked by Listen.
+func (cfg *Config) Validate() error {
 	switch cfg.Mode {
 	case ModeProxy, ModeAuthoritative:
 	case ModeOff, "":
-		return errors.New("dhcp: mode is off")
+		return fieldErr("Mode", "mode is off")
 	default:
-		return fmt.Errorf("dhcp: mode %q: want off, proxy or authoritative", cfg.Mode)
+		return fieldErr("Mode", "mode %q: want off, proxy or authoritative", cfg.Mode)
 	}
+	if cfg.Interface == "" && !cfg.ServerIP.IsValid() {
+		return fieldErr("Interface", "required with mode %s", cfg.Mode)
+	}
+	for i, r := range cfg.Ranges {
+		field := fmt.Sprintf("Ranges[%d]", i)
+		if !r.Start.Is4() || !r.End.Is4() {
+			return fieldErr(field, "range %s-%s: want IPv4 addresses", r.Start, r.End)
+		}
+		if r.End.Less(r.Start) {
+			return fieldErr(field, "range %s-%s: end before start", r.Start, r.End)
+		}
+		if r.Subnet.IsValid() && !r.Subnet.Addr().Is4() {
+			return fieldErr(field, "range %s-%s: subnet %s is not an IPv4 prefix", r.Start, r.End, r.Subnet)
+		}
+		if r.Router.IsValid() && !r.Router.Is4() {
+			return fieldErr(field, "range %s-%s: router %s is not an IPv4 address", r.Start, r.End, r.Router)
+		}
+	}
+	if cfg.Mode == ModeAuthoritative && len(cfg.Ranges) == 0 {
+		return fieldErr("Ranges", "at least one range is required with mode authoritative")
+	}
+	if cfg.Subnet.IsValid() && !cfg.Subnet.Addr().Is4() {
+		return fieldErr("Subnet", "%s: want an IPv4 prefix such as 10.0.0.0/24", cfg.Subnet)
+	}
+	if cfg.Router.IsValid() && !cfg.Router.Is4() {
+		return fieldErr("Router", "%s: want an IPv4 address", cfg.Router)
+	}
+	if cfg.ServerIP.IsValid() && !cfg.ServerIP.Is4() {
+		return fieldErr("ServerIP", "%s: want an IPv4 address", cfg.ServerIP)
+	}
+	for i, a := range cfg.DNS {
+		if !a.Is4() {
+			return fieldErr(fmt.Sprintf("DNS[%d]", i), "%s: want an IPv4 address", a)
+		}
+	}
+	if cfg.LeaseTime != 0 && cfg.LeaseTime < MinLeaseTime {
+		return fieldErr("LeaseTime", "%s: want at least %s", cfg.LeaseTime, MinLeaseTime)
+	}
+	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
+		return fieldErr("BootURL", "%q: want http://ADDR:PORT", cfg.BootURL)
+	}
+	for a, f := range cfg.BootFiles {
+		if f == "" {
+			return fieldErr("BootFiles", "architecture %d: no file name", a)
+		}
+	}
+	return nil
+}
+
+// setDefaults fills the defaults that need no interface.
+func (cfg *Config) setDefaults() {
 	if cfg.LeaseTime <= 0 {
 		cfg.LeaseTime = time.Hour
 	}
@@ -217,9 +292,6 @@ func (cfg *Config) validate() error {
 		cfg.HTTPBootPath += "/"
 	}
 	cfg.BootURL = strings.TrimSuffix(cfg.BootURL, "/")
-	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
-		return fmt.Errorf("dhcp: boot URL %q: want http://ADDR:PORT", cfg.BootURL)
-	}
 	files := DefaultBootFiles()
 	for a, f := range cfg.BootFiles {
 		files[a] = f
@@ -234,15 +306,6 @@ func (cfg *Config) validate() error {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewUnregisteredMetrics()
 	}
-	if cfg.Mode == ModeAuthoritative {
-		if len(cfg.Ranges) == 0 {
-			return errors.New("dhcp: authoritative mode needs at least one range")
-		}
-		if cfg.Leases == nil {
-			return errors.New("dhcp: authoritative mode needs a lease store")
-		}
-	}
-	return nil
 }
 
 // finish fills the defaults derived from the interface: the subnet, the

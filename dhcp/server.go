@@ -43,9 +43,13 @@ type Server struct {
 
 // New checks cfg and returns a server. Call Listen, then Serve.
 func New(cfg Config) (*Server, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Mode == ModeAuthoritative && cfg.Leases == nil {
+		return nil, errors.New("dhcp: authoritative mode needs a lease allocator")
+	}
+	cfg.setDefaults()
 	s := &Server{cfg: cfg, sem: make(chan struct{}, cfg.Workers)}
 	s.served.ttl = cfg.ServedTTL
 	s.bufs.New = func() any { b := make([]byte, 1500); return &b }
@@ -60,16 +64,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Config returns the configuration in effect (after Listen, with the
-// values derived from the interface).
-func (s *Server) Config() Config { return s.cfg }
-
 // Listen opens the server's sockets on the interface, in the calling
 // thread's network namespace: port 67, and 4011 in proxy mode. It derives
 // the server address and subnet from the interface when they are not set.
 func (s *Server) Listen() error {
 	if s.cfg.Interface == "" {
-		return errors.New("dhcp: no interface to listen on")
+		return fieldErr("Interface", "no interface to listen on")
 	}
 	ifi, err := net.InterfaceByName(s.cfg.Interface)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -46,18 +47,10 @@ func (d *dhcpOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&d.chainIPXE, "dhcp-chain-ipxe", false, "hand iPXE ROMs matchbox's own iPXE binary once before boot.ipxe")
 }
 
-// config turns the flags into a dhcp.Config (without stores), naming the
-// flag of any bad value.
+// config turns the flags into a dhcp.Config (without stores) and has dhcp
+// validate it, naming the flag of any bad value: this parses, dhcp checks.
 func (d *dhcpOptions) config() (dhcp.Config, error) {
 	cfg := dhcp.Config{Mode: d.mode, Interface: d.iface, Domain: d.domain, LeaseTime: d.leaseTime, BootURL: d.bootURL, ChainIPXE: d.chainIPXE}
-	switch d.mode {
-	case dhcp.ModeOff, dhcp.ModeProxy, dhcp.ModeAuthoritative:
-	default:
-		return cfg, fmt.Errorf("--dhcp-mode %q: want off, proxy or authoritative", d.mode)
-	}
-	if d.iface == "" {
-		return cfg, fmt.Errorf("--dhcp-iface: required with --dhcp-mode=%s", d.mode)
-	}
 	for _, s := range d.ranges {
 		r, err := dhcp.ParseRange(s)
 		if err != nil {
@@ -65,25 +58,22 @@ func (d *dhcpOptions) config() (dhcp.Config, error) {
 		}
 		cfg.Ranges = append(cfg.Ranges, r)
 	}
-	if d.mode == dhcp.ModeAuthoritative && len(cfg.Ranges) == 0 {
-		return cfg, fmt.Errorf("--dhcp-range: at least one range is required with --dhcp-mode=authoritative")
-	}
 	if d.subnet != "" {
 		p, err := netip.ParsePrefix(d.subnet)
-		if err != nil || !p.Addr().Is4() {
+		if err != nil {
 			return cfg, fmt.Errorf("--dhcp-subnet %q: want an IPv4 prefix such as 10.0.0.0/24", d.subnet)
 		}
 		cfg.Subnet = p.Masked()
 	}
 	var err error
-	if cfg.Router, err = parseIPv4Flag("--dhcp-router", d.router); err != nil {
+	if cfg.Router, err = parseAddrFlag("--dhcp-router", d.router); err != nil {
 		return cfg, err
 	}
-	if cfg.ServerIP, err = parseIPv4Flag("--dhcp-server-ip", d.serverIP); err != nil {
+	if cfg.ServerIP, err = parseAddrFlag("--dhcp-server-ip", d.serverIP); err != nil {
 		return cfg, err
 	}
 	for _, s := range d.dns {
-		a, err := parseIPv4Flag("--dhcp-dns", strings.TrimSpace(s))
+		a, err := parseAddrFlag("--dhcp-dns", strings.TrimSpace(s))
 		if err != nil {
 			return cfg, err
 		}
@@ -91,18 +81,12 @@ func (d *dhcpOptions) config() (dhcp.Config, error) {
 			cfg.DNS = append(cfg.DNS, a)
 		}
 	}
-	if d.leaseTime < time.Minute {
-		return cfg, fmt.Errorf("--dhcp-lease-time %s: want at least 1m", d.leaseTime)
-	}
-	if d.bootURL != "" && !strings.HasPrefix(d.bootURL, "http://") && !strings.HasPrefix(d.bootURL, "https://") {
-		return cfg, fmt.Errorf("--boot-url %q: want http://ADDR:PORT", d.bootURL)
-	}
 	if len(d.bootFiles) > 0 {
 		cfg.BootFiles = map[iana.Arch]string{}
 	}
 	for _, s := range d.bootFiles {
 		k, v, ok := strings.Cut(s, "=")
-		if !ok || v == "" {
+		if !ok {
 			return cfg, fmt.Errorf("--dhcp-boot-file %q: want ARCH=NAME", s)
 		}
 		arch, err := dhcp.ParseArch(k)
@@ -111,15 +95,34 @@ func (d *dhcpOptions) config() (dhcp.Config, error) {
 		}
 		cfg.BootFiles[arch] = v
 	}
-	return cfg, nil
+	return cfg, dhcpFlagError(cfg.Validate())
 }
 
-func parseIPv4Flag(flag, s string) (netip.Addr, error) {
+// dhcpFlagError names the flag behind a bad dhcp.Config field.
+func dhcpFlagError(err error) error {
+	var fe *dhcp.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	field, _, _ := strings.Cut(fe.Field, "[")
+	flag := map[string]string{
+		"Mode": "--dhcp-mode", "Interface": "--dhcp-iface", "Ranges": "--dhcp-range", "Subnet": "--dhcp-subnet",
+		"Router": "--dhcp-router", "ServerIP": "--dhcp-server-ip", "DNS": "--dhcp-dns", "LeaseTime": "--dhcp-lease-time",
+		"BootURL": "--boot-url", "BootFiles": "--dhcp-boot-file",
+	}[field]
+	if flag == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", flag, fe.Err)
+}
+
+// parseAddrFlag parses an address flag (empty: none).
+func parseAddrFlag(flag, s string) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, nil
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
+	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%s %q: want an IPv4 address", flag, s)
 	}
 	return a, nil
@@ -156,11 +159,11 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	srv, err := dhcp.New(cfg)
 	if err != nil {
 		closeLeases()
-		return err
+		return dhcpFlagError(err)
 	}
 	if err := srv.Listen(); err != nil {
 		closeLeases()
-		return err
+		return dhcpFlagError(err)
 	}
 	s.clientMAC = srv.ClientMAC
 	s.tasks = append(s.tasks, func(ctx context.Context) error {
