@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,26 +96,92 @@ func withArch(arch iana.Arch) dhcpv4.Modifier { return dhcpv4.WithOption(dhcpv4.
 func withClass(c string) dhcpv4.Modifier      { return dhcpv4.WithOption(dhcpv4.OptClassIdentifier(c)) }
 func withIPXE() dhcpv4.Modifier               { return dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")) }
 
+// answer is what the tests read of a reply: each field as text, empty when
+// the reply lacks it, so that cases compare whole answers with cmp.Diff.
+type answer struct {
+	Type       string // message type; "" when there is no reply
+	Dst        string // where it goes
+	YourIP     string // yiaddr
+	NextServer string // siaddr
+	SName      string // BOOTP server name
+	File       string // BOOTP file
+	BootFile   string // option 67
+	TFTPServer string // option 66
+	Class      string // option 60
+	ServerID   string // option 54
+	LeaseTime  time.Duration
+	Mask       string
+	Router     string
+	DNS        string
+	Domain     string
+	Vendor     string // option 43, hex
+	GUID       string // option 97, hex
+	IPXE       string // option 175, hex
+}
+
+func summarize(r *dhcpv4.DHCPv4, dst netip.AddrPort) answer {
+	if r == nil {
+		return answer{}
+	}
+	addr := func(ip net.IP) string {
+		if a := addrOf(ip); a.IsValid() {
+			return a.String()
+		}
+		return ""
+	}
+	opt := func(code dhcpv4.OptionCode) string {
+		if v := r.Options.Get(code); v != nil {
+			return fmt.Sprintf("%x", v)
+		}
+		return ""
+	}
+	a := answer{
+		Type: r.MessageType().String(), YourIP: addr(r.YourIPAddr), NextServer: addr(r.ServerIPAddr),
+		SName: r.ServerHostName, File: r.BootFileName, BootFile: r.BootFileNameOption(), TFTPServer: r.TFTPServerName(),
+		Class: r.ClassIdentifier(), ServerID: addr(r.ServerIdentifier()), LeaseTime: r.IPAddressLeaseTime(0),
+		Domain: r.DomainName(), Vendor: opt(dhcpv4.OptionVendorSpecificInformation),
+		GUID: opt(dhcpv4.OptionClientMachineIdentifier), IPXE: opt(dhcpv4.GenericOptionCode(175)),
+	}
+	if dst.IsValid() {
+		a.Dst = dst.String()
+	}
+	if m := r.SubnetMask(); m != nil {
+		a.Mask = net.IP(m).String()
+	}
+	if rs := r.Router(); len(rs) > 0 {
+		a.Router = rs[0].String()
+	}
+	if ds := r.DNS(); len(ds) > 0 {
+		a.DNS = ds[0].String()
+	}
+	return a
+}
+
 func TestBootHandler(t *testing.T) {
+	// The boot parts of an answer: the file, how it is fetched.
+	const server = "10.9.0.1"
+	tftp := func(file string) answer {
+		return answer{File: file, BootFile: file, NextServer: server, TFTPServer: server, SName: server}
+	}
+	http := func(url string) answer { return answer{File: url, BootFile: url, NextServer: server} }
 	cases := []struct {
-		name     string
-		req      *dhcpv4.DHCPv4
-		machine  *Machine
-		chain    bool
-		wantFile string
-		wantTFTP bool
-		wantHTTP bool // option 60 HTTPClient echoed
+		name    string
+		req     *dhcpv4.DHCPv4
+		machine *Machine
+		chain   bool
+		want    answer
 	}{
-		{name: "bios pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withClass("PXEClient:Arch:00000:UNDI:002001")), wantFile: "undionly.kpxe", wantTFTP: true},
-		{name: "uefi pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")), wantFile: "ipxe.efi", wantTFTP: true},
-		{name: "arm64 pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(11)), wantFile: "arm64/snponly.efi", wantTFTP: true},
-		{name: "ipxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), wantFile: "http://10.9.0.1:8080/boot.ipxe"},
-		{name: "http boot", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(16), withClass("HTTPClient:Arch:00016:UNDI:003001")), wantFile: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", wantHTTP: true},
+		{name: "bios pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withClass("PXEClient:Arch:00000:UNDI:002001")), want: tftp("undionly.kpxe")},
+		{name: "uefi pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")), want: tftp("ipxe.efi")},
+		{name: "arm64 pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(11)), want: tftp("arm64/snponly.efi")},
+		{name: "ipxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), want: http("http://10.9.0.1:8080/boot.ipxe")},
+		{name: "http boot", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(16), withClass("HTTPClient:Arch:00016:UNDI:003001")),
+			want: answer{File: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", BootFile: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", NextServer: server, Class: "HTTPClient"}},
 		{name: "not netboot", req: request(dhcpv4.MessageTypeDiscover, testMAC)},
 		{name: "provisioned", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7)), machine: &Machine{ID: "m", State: matchbox.StateProvisioned}},
 		{name: "pxe disabled", req: request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE()), machine: &Machine{ID: "m", State: matchbox.StateReady, PXEDisabled: true}},
-		{name: "ready machine", req: request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE()), machine: &Machine{ID: "m", State: matchbox.StateReady}, wantFile: "http://10.9.0.1:8080/boot.ipxe"},
-		{name: "chain ipxe rom first", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), chain: true, wantFile: "undionly.kpxe", wantTFTP: true},
+		{name: "ready machine", req: request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE()), machine: &Machine{ID: "m", State: matchbox.StateReady}, want: http("http://10.9.0.1:8080/boot.ipxe")},
+		{name: "chain ipxe rom first", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), chain: true, want: tftp("undionly.kpxe")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,18 +197,13 @@ func TestBootHandler(t *testing.T) {
 			if resp == nil || stop {
 				t.Fatal("boot handler dropped the request or stopped the chain")
 			}
-			if resp.BootFileName != tc.wantFile || x.boot != tc.wantFile {
-				t.Errorf("boot file %q, want %q", resp.BootFileName, tc.wantFile)
+			if x.boot != tc.want.File {
+				t.Errorf("exchange's boot file %q, want %q", x.boot, tc.want.File)
 			}
-			if tc.wantFile != "" && resp.BootFileNameOption() != tc.wantFile {
-				t.Errorf("option 67 %q, want %q", resp.BootFileNameOption(), tc.wantFile)
-			}
-			gotTFTP := resp.ServerIPAddr.Equal(ip4(testServer)) && resp.TFTPServerName() == "10.9.0.1" && resp.ServerHostName == "10.9.0.1"
-			if gotTFTP != tc.wantTFTP {
-				t.Errorf("siaddr %s, option 66 %q, sname %q: TFTP server set = %v, want %v", resp.ServerIPAddr, resp.TFTPServerName(), resp.ServerHostName, gotTFTP, tc.wantTFTP)
-			}
-			if got := resp.ClassIdentifier() == "HTTPClient"; got != tc.wantHTTP {
-				t.Errorf("option 60 %q", resp.ClassIdentifier())
+			got := summarize(resp, netip.AddrPort{})
+			got.Type, got.LeaseTime = "", 0 // the reply as built before the lease handler
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("boot answer (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -167,33 +230,38 @@ func TestChainIPXEServedOnce(t *testing.T) {
 
 func TestPXEVendorAndIPXEOptions(t *testing.T) {
 	guid := append([]byte{0}, []byte("0123456789abcdef")...)
-	req := request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007"),
+	pxe := request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007"),
 		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, guid)))
+	ipxe := request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE())
+	cases := []struct {
+		name     string
+		req      *dhcpv4.DHCPv4
+		boot     string
+		handler  func(*exchange) Handler
+		want     answer
+		wantUUID string
+	}{
+		{name: "pxe with a boot file", req: pxe, boot: "ipxe.efi", handler: pxeVendorHandler,
+			want:     answer{Class: "PXEClient", Vendor: "060108ff", GUID: fmt.Sprintf("%x", guid)},
+			wantUUID: "30313233-3435-3637-3839-616263646566"},
+		{name: "pxe without a boot file", req: pxe, handler: pxeVendorHandler, wantUUID: "30313233-3435-3637-3839-616263646566"},
+		{name: "ipxe: no proxyDHCP wait (175.176 = 1)", req: ipxe, handler: ipxeHandler, want: answer{IPXE: "b00101"}},
+	}
 	s, _ := testServerWith(t, ModeProxy, nil, nil)
-	x := &exchange{ctx: context.Background(), s: s, c: classify(req), boot: "ipxe.efi"}
-	resp, _ := dhcpv4.NewReplyFromRequest(req)
-	resp, _ = pxeVendorHandler(x)(req, resp)
-	if resp.ClassIdentifier() != "PXEClient" || string(resp.Options.Get(dhcpv4.OptionVendorSpecificInformation)) != "\x06\x01\x08\xff" ||
-		string(resp.Options.Get(dhcpv4.OptionClientMachineIdentifier)) != string(guid) {
-		t.Fatalf("PXE options: %s", resp.Summary())
-	}
-	if x.c.uuid != "30313233-3435-3637-3839-616263646566" {
-		t.Fatalf("uuid %q", x.c.uuid)
-	}
-	// Without a boot file, nothing.
-	x.boot = ""
-	resp, _ = dhcpv4.NewReplyFromRequest(req)
-	resp, _ = pxeVendorHandler(x)(req, resp)
-	if resp.Options.Has(dhcpv4.OptionVendorSpecificInformation) {
-		t.Fatal("option 43 without a boot file")
-	}
-	// iPXE: 175.176 = 1.
-	ireq := request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE())
-	x = &exchange{ctx: context.Background(), s: s, c: classify(ireq)}
-	resp, _ = dhcpv4.NewReplyFromRequest(ireq)
-	resp, _ = ipxeHandler(x)(ireq, resp)
-	if string(resp.Options.Get(dhcpv4.GenericOptionCode(175))) != "\xb0\x01\x01" {
-		t.Fatalf("option 175: %x", resp.Options.Get(dhcpv4.GenericOptionCode(175)))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &exchange{ctx: context.Background(), s: s, c: classify(tc.req), boot: tc.boot}
+			resp, _ := dhcpv4.NewReplyFromRequest(tc.req)
+			resp, _ = tc.handler(x)(tc.req, resp)
+			got := summarize(resp, netip.AddrPort{})
+			got.Type = ""
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+			if x.c.uuid != tc.wantUUID {
+				t.Errorf("uuid %q, want %q", x.c.uuid, tc.wantUUID)
+			}
+		})
 	}
 }
 
@@ -203,9 +271,11 @@ func TestNetworkHandler(t *testing.T) {
 	x := &exchange{ctx: context.Background(), s: s, c: classify(req), subnet: testSubnet, router: netip.MustParseAddr("10.9.0.254")}
 	resp, _ := dhcpv4.NewReplyFromRequest(req)
 	resp, _ = networkHandler(x)(req, resp)
-	if resp.SubnetMask().String() != "ffffff00" || resp.Router()[0].String() != "10.9.0.254" ||
-		resp.DNS()[0].String() != "10.9.0.53" || resp.DomainName() != "lab" {
-		t.Fatalf("network options: %s", resp.Summary())
+	got := summarize(resp, netip.AddrPort{})
+	got.Type = ""
+	want := answer{Mask: "255.255.255.0", Router: "10.9.0.254", DNS: "10.9.0.53", Domain: "lab"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("network options (-want +got):\n%s", diff)
 	}
 }
 
@@ -239,12 +309,10 @@ func TestAuthoritativeExchange(t *testing.T) {
 				t.Fatalf("offered %s outside the range", ip)
 			}
 			req, _ := dhcpv4.NewRequestFromOffer(offer)
-			ack, _ := s.Handle(ctx, req, netip.AddrPort{}, ServerPort)
-			if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || addrOf(ack.YourIPAddr) != ip {
-				t.Fatalf("ack: %v", ack)
-			}
-			if ack.IPAddressLeaseTime(0) != time.Hour || !ack.ServerIdentifier().Equal(ip4(testServer)) {
-				t.Errorf("ack options: %s", ack.Summary())
+			want := answer{Type: "ACK", Dst: "255.255.255.255:68", YourIP: ip.String(), ServerID: "10.9.0.1", LeaseTime: time.Hour,
+				Mask: "255.255.255.0", Router: "10.9.0.254", DNS: "10.9.0.53", Domain: "lab"}
+			if diff := cmp.Diff(want, summarize(s.Handle(ctx, req, netip.AddrPort{}, ServerPort))); diff != "" {
+				t.Fatalf("ack (-want +got):\n%s", diff)
 			}
 			lease, ok := s.cfg.Leases.Lookup(tc.mac.String())
 			if !ok || lease.IP != ip || lease.State != LeaseBound {
@@ -252,30 +320,31 @@ func TestAuthoritativeExchange(t *testing.T) {
 			}
 		})
 	}
-	// A REQUEST for an address leased to someone else, or outside our
-	// subnet: NAK.
+	// Requests that get no lease: NAK, silence, or an ACK without address.
 	other := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}
-	for _, ip := range []string{"10.9.0.7", "192.168.1.5"} {
-		req := request(dhcpv4.MessageTypeRequest, other, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip))))
-		nak, _ := s.Handle(ctx, req, netip.AddrPort{}, ServerPort)
-		if nak == nil || nak.MessageType() != dhcpv4.MessageTypeNak {
-			t.Fatalf("request of %s: %v, want NAK", ip, nak)
-		}
+	requested := func(ip string) dhcpv4.Modifier {
+		return dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(ip)))
 	}
-	// A REQUEST naming another server: silence.
-	req := request(dhcpv4.MessageTypeRequest, other, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.9.0.105"))),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.9.0.2"))))
-	if resp, _ := s.Handle(ctx, req, netip.AddrPort{}, ServerPort); resp != nil {
-		t.Fatalf("answered a request for another server: %s", resp.Summary())
+	nak := answer{Type: "NAK", Dst: "255.255.255.255:68", ServerID: "10.9.0.1"}
+	noLease := []struct {
+		name string
+		req  *dhcpv4.DHCPv4
+		want answer
+	}{
+		{"address leased to another MAC: NAK", request(dhcpv4.MessageTypeRequest, other, requested("10.9.0.7")), nak},
+		{"address outside the subnet: NAK", request(dhcpv4.MessageTypeRequest, other, requested("192.168.1.5")), nak},
+		{"request naming another server: silence", request(dhcpv4.MessageTypeRequest, other, requested("10.9.0.105"),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.9.0.2")))), answer{}},
+		{"inform: ACK without address or lease time, unicast", request(dhcpv4.MessageTypeInform, other, dhcpv4.WithClientIP(net.ParseIP("10.9.0.50"))),
+			answer{Type: "ACK", Dst: "10.9.0.50:68", ServerID: "10.9.0.1", Mask: "255.255.255.0", Router: "10.9.0.254", DNS: "10.9.0.53", Domain: "lab"}},
 	}
-	// INFORM: ACK without address, unicast to the client.
-	inform := request(dhcpv4.MessageTypeInform, other, dhcpv4.WithClientIP(net.ParseIP("10.9.0.50")))
-	ack, dst := s.Handle(ctx, inform, netip.AddrPort{}, ServerPort)
-	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.IsUnspecified() || dst.String() != "10.9.0.50:68" {
-		t.Fatalf("inform: %v to %s", ack, dst)
-	}
-	if ack.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
-		t.Error("lease time in the answer to an INFORM")
+	for _, tc := range noLease {
+		t.Run(tc.name, func(t *testing.T) {
+			got := summarize(s.Handle(ctx, tc.req, netip.AddrPort{}, ServerPort))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("answer (-want +got):\n%s", diff)
+			}
+		})
 	}
 	// RELEASE: the lease ends.
 	lease, _ := s.cfg.Leases.Lookup(testMAC.String())
@@ -318,29 +387,35 @@ func TestRelay(t *testing.T) {
 func TestProxyMode(t *testing.T) {
 	s, _ := testServerWith(t, ModeProxy, nil, nil)
 	ctx := context.Background()
-	pxe := request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016"))
-	offer, _ := s.Handle(ctx, pxe, netip.AddrPort{}, ServerPort)
-	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer || !offer.YourIPAddr.IsUnspecified() ||
-		offer.BootFileName != "ipxe.efi" || offer.ClassIdentifier() != "PXEClient" || offer.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
-		t.Fatalf("proxy offer: %v", offer)
+	// Boot information only: no address, no lease time, no network
+	// options, and a next-server address (iPXE ignores a proxy reply's boot
+	// file without one).
+	boot := answer{NextServer: "10.9.0.1", SName: "10.9.0.1", File: "ipxe.efi", BootFile: "ipxe.efi", TFTPServer: "10.9.0.1",
+		Class: "PXEClient", ServerID: "10.9.0.1", Vendor: "060108ff"}
+	with := func(a answer, typ, dst string) answer { a.Type, a.Dst = typ, dst; return a }
+	cases := []struct {
+		name string
+		req  *dhcpv4.DHCPv4
+		peer netip.AddrPort
+		port int
+		want answer
+	}{
+		{name: "pxe discover: offer", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")),
+			port: ServerPort, want: with(boot, "OFFER", "255.255.255.255:68")},
+		// Broadcast on the client's port: the client answers no ARP for
+		// the address it has not configured yet.
+		{name: "pxe request on 4011: broadcast ack", req: request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016"), dhcpv4.WithClientIP(net.ParseIP("10.9.0.40"))),
+			peer: netip.MustParseAddrPort("10.9.0.40:4011"), port: ProxyPort, want: with(boot, "ACK", "255.255.255.255:4011")},
+		{name: "plain discover: silence", req: request(dhcpv4.MessageTypeDiscover, testMAC), port: ServerPort},
+		{name: "request on 67: silence", req: request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient")), port: ServerPort},
 	}
-	req := request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016"), dhcpv4.WithClientIP(net.ParseIP("10.9.0.40")))
-	ack, dst := s.Handle(ctx, req, netip.MustParseAddrPort("10.9.0.40:4011"), ProxyPort)
-	// Broadcast on the client's port: the client answers no ARP for the
-	// address it has not configured yet.
-	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || dst.String() != "255.255.255.255:4011" {
-		t.Fatalf("proxy ack %v to %s", ack, dst)
-	}
-	// iPXE ignores a proxy reply's boot file without a next-server address.
-	for _, r := range []*dhcpv4.DHCPv4{offer, ack} {
-		if r.ServerIPAddr.IsUnspecified() {
-			t.Fatalf("proxy %s without siaddr", r.MessageType())
-		}
-	}
-	for _, r := range []*dhcpv4.DHCPv4{request(dhcpv4.MessageTypeDiscover, testMAC), request(dhcpv4.MessageTypeRequest, testMAC, withArch(7), withClass("PXEClient"))} {
-		if resp, _ := s.Handle(ctx, r, netip.AddrPort{}, ServerPort); resp != nil {
-			t.Fatalf("proxy answered %s", r.Summary())
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := summarize(s.Handle(ctx, tc.req, tc.peer, tc.port))
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("answer (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
