@@ -3,7 +3,9 @@
 // before they are acknowledged) or a proxyDHCP server beside an existing
 // one, both handing PXE firmware, iPXE and UEFI HTTP boot clients the boot
 // file or URL that suits them. Replies are built by a chain of small
-// handlers, one per concern.
+// handlers, one per concern. The Allocator hands out addresses from memory
+// and keeps leases through a LeaseStorage (the store package's SQLite);
+// Reservations applies the reservation rule to the machine records.
 package dhcp
 
 import (

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"matchbox/dhcp"
 	"matchbox/matchbox"
 	"matchbox/tftp"
 )
@@ -82,25 +84,44 @@ func (s *services) startTFTP(t *tftpOptions) error {
 	return nil
 }
 
+// leaseFinder finds the stored lease on an address (the store's
+// LeaseByIP).
+type leaseFinder interface {
+	LeaseByIP(ctx context.Context, ip netip.Addr) (dhcp.Lease, bool, error)
+}
+
+// tftpClients names the MAC behind a TFTP client's address: as the DHCP
+// server saw it (either mode; nil when DHCP is off), else as leased by
+// authoritative DHCP, before a restart included.
+type tftpClients struct {
+	seen   func(netip.Addr) (string, bool)
+	leases leaseFinder
+}
+
+// mac returns the client's MAC, false when no one knows the address.
+func (c tftpClients) mac(ctx context.Context, ip netip.Addr) (string, bool, error) {
+	if c.seen != nil {
+		if mac, ok := c.seen(ip); ok {
+			return mac, true, nil
+		}
+	}
+	lease, found, err := c.leases.LeaseByIP(ctx, ip)
+	if err != nil || !found {
+		return "", false, err
+	}
+	return lease.MAC, true, nil
+}
+
 // recordTFTP puts a transfer on the timeline of the machine using the
-// client's address: as the DHCP server saw it (either mode), or as leased
-// by authoritative DHCP before a restart. Transfers from other addresses
-// are only logged.
+// client's address (see tftpClients). Transfers from other addresses are
+// only logged.
 func (s *services) recordTFTP(ctx context.Context, tr tftp.Transfer) {
-	ip := tr.RemoteAddr.Addr().Unmap()
-	mac, ok := "", false
-	if s.clientMAC != nil {
-		mac, ok = s.clientMAC(ip)
+	mac, ok, err := tftpClients{seen: s.clientMAC, leases: s.store}.mac(ctx, tr.RemoteAddr.Addr().Unmap())
+	if err != nil {
+		s.log.Debug("tftp: looking up the client's lease failed", "remote", tr.RemoteAddr, "err", err)
 	}
 	if !ok {
-		lease, found, err := s.store.LeaseByIP(ctx, ip)
-		if err != nil {
-			s.log.Debug("tftp: looking up the client's lease failed", "remote", tr.RemoteAddr, "err", err)
-		}
-		if !found {
-			return
-		}
-		mac = lease.MAC
+		return
 	}
 	detail := map[string]any{"file": tr.Filename, "bytes": tr.BytesSent, "blksize": tr.BlockSize, "duration_ms": tr.Duration.Milliseconds(), "remote": tr.RemoteAddr.String()}
 	if tr.Err != nil {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"matchbox/dhcp"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,5 +51,41 @@ func TestServeTFTP(t *testing.T) {
 	out, err := exec.Command("curl", "-sS", "--path-as-is", url+"/../secret").CombinedOutput()
 	if err == nil || bytes.Contains(out, []byte("secret")) {
 		t.Fatalf("escape served: %v %q", err, out)
+	}
+}
+
+// fakeLeases is a fixed lease table.
+type fakeLeases map[netip.Addr]string
+
+func (f fakeLeases) LeaseByIP(_ context.Context, ip netip.Addr) (dhcp.Lease, bool, error) {
+	mac, ok := f[ip]
+	return dhcp.Lease{IP: ip, MAC: mac}, ok, nil
+}
+
+func TestTFTPClients(t *testing.T) {
+	seenIP, leasedIP, bothIP, strangerIP := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("10.0.0.4")
+	seen := map[netip.Addr]string{seenIP: "52:54:00:00:00:01", bothIP: "52:54:00:00:00:03"}
+	leases := fakeLeases{leasedIP: "52:54:00:00:00:02", bothIP: "52:54:00:00:00:99"}
+	fromDHCP := func(ip netip.Addr) (string, bool) { mac, ok := seen[ip]; return mac, ok }
+	tests := []struct {
+		name    string
+		clients tftpClients
+		ip      netip.Addr
+		wantMAC string
+		wantOK  bool
+	}{
+		{"seen by DHCP", tftpClients{fromDHCP, leases}, seenIP, "52:54:00:00:00:01", true},
+		{"leased before a restart", tftpClients{fromDHCP, leases}, leasedIP, "52:54:00:00:00:02", true},
+		{"DHCP's notes win over the stored lease", tftpClients{fromDHCP, leases}, bothIP, "52:54:00:00:00:03", true},
+		{"DHCP off: stored lease", tftpClients{nil, leases}, leasedIP, "52:54:00:00:00:02", true},
+		{"unknown address", tftpClients{fromDHCP, leases}, strangerIP, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mac, ok, err := tc.clients.mac(context.Background(), tc.ip)
+			if err != nil || mac != tc.wantMAC || ok != tc.wantOK {
+				t.Fatalf("mac(%s) = %q, %v, %v; want %q, %v", tc.ip, mac, ok, err, tc.wantMAC, tc.wantOK)
+			}
+		})
 	}
 }
