@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"matchbox/api"
+	"matchbox/api/rpc"
 )
 
 // apiOptions are the flags of the REST API, served on the boot endpoints'
@@ -33,7 +34,7 @@ type apiOptions struct {
 
 func (e *apiOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&e.tokenFile, "api-token-file", "", "API bearer tokens, one `<token> <role>` per line (role read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
-	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS)")
+	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS; with TLS it also serves v0.11's gRPC API)")
 	f.StringVar(&e.certFile, "tls-cert-file", "", "TLS certificate of the API listener (--api-addr)")
 	f.StringVar(&e.keyFile, "tls-key-file", "", "TLS private key of the API listener (--api-addr)")
 	f.StringVar(&e.clientCAFile, "tls-client-ca-file", "", "CA bundle that signs API client certificates: the API then requires a verified client certificate or a bearer token")
@@ -70,8 +71,25 @@ func (s *services) startAPI(e *apiOptions) error {
 	}
 	router := mux.NewRouter()
 	a.Register(router)
+	var handler http.Handler = router
+	if tlsOn {
+		// v0.11's gRPC API (the Terraform provider's) shares the
+		// listener: HTTP/2 requests of Content-Type application/grpc.
+		g, err := rpc.New(rpc.Config{
+			Catalog:  api.RPCCatalog{Store: s.store},
+			MayWrite: func(c *x509.Certificate) bool { return api.CertificateRole(c) == api.RoleAdmin },
+			Logger:   s.log,
+		})
+		if err != nil {
+			return err
+		}
+		handler = rpc.Mux(g, router)
+		if e.clientCAFile == "" {
+			s.log.Warn("the v0.11 gRPC API on --api-addr refuses every call without --tls-client-ca-file: it requires client certificates")
+		}
+	}
 	srv := &http.Server{
-		Handler:           router,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// Bulk provisioning answers once every machine is done.
@@ -83,7 +101,7 @@ func (s *services) startAPI(e *apiOptions) error {
 		if err != nil {
 			return fmt.Errorf("API TLS: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		if e.clientCAFile != "" {
 			pem, err := os.ReadFile(e.clientCAFile)
 			if err != nil {
@@ -106,7 +124,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	s.tasks = append(s.tasks, func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() {
-			s.log.Info("matchbox API serving", "addr", ln.Addr().String(), "tls", tlsOn, "client_ca", e.clientCAFile != "")
+			s.log.Info("matchbox API serving", "addr", ln.Addr().String(), "tls", tlsOn, "client_ca", e.clientCAFile != "", "grpc", tlsOn)
 			if tlsOn {
 				errc <- srv.ServeTLS(ln, "", "")
 			} else {
