@@ -2,12 +2,16 @@
 GO ?= go
 BIN := bin/matchbox
 RUN_DIR := .run
+# Stamped into the binaries (matchbox version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X matchbox/version.version=$(VERSION) -X matchbox/version.commit=$(COMMIT)
 
 .PHONY: build run test test-short vet fuzz bench e2e clean proto
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/matchbox
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/matchbox-agent ./cmd/matchbox-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/matchbox
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/matchbox-agent ./cmd/matchbox-agent
 
 # Serve the shipped defaults (profiles/, groups/) on http://127.0.0.1:8080
 # with a SQLite database under .run/.
