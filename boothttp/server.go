@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -261,3 +262,15 @@ func (s *Server) record(sel *selection, status int, problem string) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Paths returns the boot endpoints' exact paths (/boot.ipxe, /ipxe,
+// /ignition, ...), without /assets/: the paths whose answers v0.11 signs.
+func (s *Server) Paths() []string {
+	routes, _ := s.routes()
+	paths := make([]string, 0, len(routes))
+	for p := range routes {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return paths
+}

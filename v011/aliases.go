@@ -175,6 +175,7 @@ func Resolve(in Input) (Result, error) {
 			if a.Default != "" && (a.Gate == webSSL && ssl.ok || a.Gate == "rpc-address" && rpc.ok) {
 				if _, set := in.Set[a.To]; !set {
 					res.Assign = append(res.Assign, Assignment{Flag: a.To, Value: a.Default, From: "v0.11 default of -" + a.Flag})
+					res.Used = append(res.Used, fmt.Sprintf("v0.11 default of -%s (%s) → --%s", a.Flag, a.Default, a.To))
 				}
 			}
 			continue

@@ -1,11 +1,14 @@
 // Command matchbox is the matchbox provisioning server and its client.
 //
 //	matchbox serve --data-dir DIR   serve DHCP, TFTP, HTTP boot endpoints and the API
+//	matchbox                        the same as matchbox serve, as v0.11's unit runs it
+//	matchbox version                print the version, commit and Go version
 //
 // Every flag can also be set through an environment variable named
 // MATCHBOX_ followed by the flag name in upper case with dashes as
 // underscores (--data-dir: MATCHBOX_DATA_DIR). A flag given on the command
-// line wins over the environment.
+// line wins over the environment. matchbox v0.11's flags and variables
+// (MATCHBOX_ADDRESS, MATCHBOX_DATA_PATH, ...) are aliases: see package v011.
 package main
 
 import (
@@ -16,6 +19,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"matchbox/version"
 )
 
 // exitError carries a process exit code through cobra.
@@ -35,6 +40,7 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	root := newRootCommand()
+	root.SetArgs(withServeDefault(root, os.Args[1:]))
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -52,6 +58,7 @@ func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "matchbox",
 		Short:         "Hardware-aware bare-metal provisioning: DHCP, TFTP, iPXE and first-boot configs",
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -66,7 +73,9 @@ func newRootCommand() *cobra.Command {
 		newMachineCommand(),
 		newPlanCommand(),
 		newApplyCommand(),
+		newVersionCommand(),
 	)
+	root.SetVersionTemplate("{{.Version}}\n")
 	return root
 }
 
@@ -80,7 +89,7 @@ func envName(flag string) string {
 func bindEnv(fs *pflag.FlagSet) error {
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if f.Changed || f.Annotations[v011Annotation] != nil {
 			return
 		}
 		v, ok := os.LookupEnv(envName(f.Name))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +28,9 @@ import (
 	"matchbox/boothttp"
 	"matchbox/lifecycle"
 	"matchbox/matchbox/datadir"
+	"matchbox/signing"
 	"matchbox/store"
+	"matchbox/v011"
 )
 
 // serveOptions are the flags of `matchbox serve`.
@@ -47,6 +50,8 @@ type serveOptions struct {
 	bmcRetries      int
 	bmcParallel     int
 	bmcDrivers      []string
+	// TLS of the boot listener, signatures, v0.11 aliases
+	compat compatOptions
 	// the services beside the boot endpoints
 	api  apiOptions
 	dhcp dhcpOptions
@@ -63,6 +68,9 @@ func newServeCommand() *cobra.Command {
 		Short: "Serve the boot endpoints (and DHCP, TFTP and the API when enabled)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.compat.resolveV011(cmd.Flags()); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runServe(ctx, o)
@@ -84,6 +92,7 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.bmcParallel, "bmc-parallel", 8, "BMC sessions at once in bulk actions")
 	f.StringSliceVar(&o.bmcDrivers, "bmc-driver-order", []string{"redfish", "ipmi"}, "drivers tried for BMCs that name none")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
+	o.compat.addFlags(f)
 	o.api.addFlags(f)
 	o.dhcp.addFlags(f)
 	o.tftp.addFlags(f)
@@ -91,9 +100,9 @@ func newServeCommand() *cobra.Command {
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	lv, _, err := v011.ParseLogLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -146,6 +155,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if lv, isV011, _ := v011.ParseLogLevel(o.logLevel); isV011 {
+		o.compat.logLevelNote = fmt.Sprintf("--log-level %s (logrus) → %s", o.logLevel, strings.ToLower(lv.String()))
+	}
+	o.compat.logNotes(log)
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -175,6 +188,10 @@ type services struct {
 	store    *store.Store
 	recorder *store.Recorder
 	boot     *boothttp.Server
+	// signer signs the boot endpoints' answers (.sig, .asc); nil when off.
+	signer *signing.Signer
+	// httpTLS serves the boot listener over HTTPS; nil for plain HTTP.
+	httpTLS  *tls.Config
 	registry *prometheus.Registry
 	router   *mux.Router
 	// lifecycle runs enrollment, BMC actions and provisioning.
@@ -243,6 +260,22 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		st.Close()
 		return nil, err
 	}
+	if s.signer, err = o.compat.loadSigner(); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.signer != nil {
+		log.Info("signing boot endpoints", "key", s.signer.KeyID(), "keyring", o.compat.keyRing)
+	}
+	if on, err := o.compat.httpTLS(); err != nil || on {
+		if err == nil {
+			s.httpTLS, err = loadServerTLS(o.compat.httpCertFile, o.compat.httpKeyFile)
+		}
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	// The boot endpoints are answered by s.boot.Front ahead of the router.
 	// The agent authenticates with its machine token, not an API token:
 	// its route comes before the API's.
@@ -293,8 +326,13 @@ func (s *services) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", s.opts.httpAddr, err)
 	}
+	handler := s.boot.Front(s.router)
+	if s.signer != nil {
+		handler = s.signer.Front(s.boot.Paths(), handler)
+	}
 	srv := &http.Server{
-		Handler:           s.boot.Front(s.router),
+		Handler:           handler,
+		TLSConfig:         s.httpTLS,
 		ReadHeaderTimeout: 30 * time.Second,
 		// Equal to ReadHeaderTimeout so that a request sets one read
 		// deadline, not two: bodies here are small (API, at most
@@ -337,11 +375,15 @@ func (s *services) run(ctx context.Context) error {
 		}()
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if srv.TLSConfig != nil {
+			serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	}()
-	s.log.Info("matchbox serving", "http", ln.Addr().String(), "db", s.opts.dbPath, "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
+	s.log.Info("matchbox serving", "http", ln.Addr().String(), "https", srv.TLSConfig != nil, "signed", s.signer != nil, "db", s.opts.dbPath, "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
 
 	var runErr error
 	select {

@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"matchbox/signing/signingtest"
+)
+
+// startProcess runs the built binary with exactly args and env (no
+// serve, no --http-addr added) and waits until it listens. tlsOn selects
+// the https:// scheme for s.URL.
+func startProcess(t *testing.T, args, env []string, tlsOn bool) *server {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			s.mu.Unlock()
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+		close(addr)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("server did not stop on SIGTERM; logs:\n%s", s.Logs())
+		}
+	})
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("server exited before listening; logs:\n%s", s.Logs())
+		}
+		s.URL = "http://" + a
+		if tlsOn {
+			s.URL = "https://" + a
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not start; logs:\n%s", s.Logs())
+	}
+	return s
+}
+
+// runToExit runs the binary with args and env and returns its output and
+// error; it must exit within a minute.
+func runToExit(t *testing.T, args, env []string) (string, error) {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// baseEnv is the environment a unit gets: no MATCHBOX_* of the caller's.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MATCHBOX_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// v011DataDir writes a data directory in v0.11's layout and JSON: a
+// profile with raw Ignition and a generic template, a group by MAC with
+// metadata.
+func v011DataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"profiles/node.json": `{"id": "node", "name": "node", "boot": {"kernel": "/assets/vmlinuz", "initrd": ["/assets/initrd.img"], "args": ["ignition.config.url=http://matchbox/ignition?mac=${mac:hexhyp}", "console=ttyS0"]}, "ignition_id": "node.ign", "generic_id": "node.txt"}`,
+		"groups/node1.json":  `{"id": "node1", "name": "node1", "profile": "node", "selector": {"mac": "52:54:00:a1:9c:ae"}, "metadata": {"hostname": "node1.example.com"}}`,
+		"ignition/node.ign":  "{\n  \"ignition\": {\"version\": \"3.3.0\"}\r\n}\n",
+		"generic/node.txt":   "hostname={{.hostname}}\n",
+		"assets/vmlinuz":     "kernel",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// checkBootEndpoints fetches the boot endpoints of v011DataDir's machine.
+func checkBootEndpoints(t *testing.T, client *http.Client, base string) map[string][]byte {
+	t.Helper()
+	const q = "?mac=52-54-00-a1-9c-ae"
+	want := map[string]string{
+		"/boot.ipxe":      "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}",
+		"/ipxe" + q:       "kernel /assets/vmlinuz ignition.config.url=",
+		"/ignition" + q:   "\"3.3.0\"",
+		"/generic" + q:    "hostname=node1.example.com\n",
+		"/metadata" + q:   "HOSTNAME=node1.example.com",
+		"/assets/vmlinuz": "kernel",
+	}
+	got := map[string][]byte{}
+	for path, substr := range want {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), substr) {
+			t.Errorf("GET %s: %d %q, want 200 with %q", path, resp.StatusCode, b, substr)
+		}
+		got[path] = b
+	}
+	return got
+}
+
+// unitFile is what a test needs of a systemd unit: its ExecStart and its
+// Environment= assignments, in order.
+type unitFile struct {
+	execStart []string
+	env       []string
+}
+
+var envAssignRE = regexp.MustCompile(`"([^"]*)"|(\S+)`)
+
+// parseUnit reads ExecStart= and Environment= of unit files (a unit and
+// its drop-ins, later ones adding to earlier ones as systemd does).
+func parseUnit(t *testing.T, files ...string) unitFile {
+	t.Helper()
+	var u unitFile
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			key, value, ok := strings.Cut(line, "=")
+			if !ok || strings.HasPrefix(line, "#") {
+				continue
+			}
+			switch key {
+			case "ExecStart":
+				u.execStart = strings.Fields(value)
+			case "Environment":
+				for _, m := range envAssignRE.FindAllStringSubmatch(value, -1) {
+					u.env = append(u.env, m[1]+m[2])
+				}
+			}
+		}
+	}
+	return u
+}
+
+// v011Module returns the directory of the downloaded v0.11.0 module, or
+// "" when the Go module proxy cannot be reached.
+func v011Module(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/poseidon/matchbox@v0.11.0")
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	var m struct{ Dir string }
+	if json.Unmarshal(out, &m) != nil {
+		return ""
+	}
+	return m.Dir
+}
+
+// TestV011UnitFile runs v0.11's own systemd unit (ExecStart and its
+// Environment=, with each of the drop-ins its docs give) against this
+// binary: only the binary's path, the listen ports (0) and the data
+// directory (MATCHBOX_DATA_PATH, v0.11's own variable) are substituted.
+func TestV011UnitFile(t *testing.T) {
+	unit := filepath.Join("testdata", "v0.11", "matchbox.service")
+	if mod := v011Module(t); mod != "" {
+		shipped, err := os.ReadFile(filepath.Join(mod, "contrib", "systemd", "matchbox.service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copied, _ := os.ReadFile(unit)
+		if !bytes.Equal(shipped, copied) {
+			t.Fatalf("testdata/v0.11/matchbox.service differs from v0.11.0's contrib/systemd/matchbox.service")
+		}
+	} else {
+		t.Log("Go module proxy unreachable: using the committed copy of v0.11's unit unchecked")
+	}
+	ca := newTestPKI(t)
+	for _, dropIn := range []string{"", "override-debug.conf", "override-rpc.conf"} {
+		t.Run("unit+"+dropIn, func(t *testing.T) {
+			files := []string{unit}
+			if dropIn != "" {
+				files = append(files, filepath.Join("testdata", "v0.11", dropIn))
+			}
+			u := parseUnit(t, files...)
+			if len(u.execStart) != 1 || filepath.Base(u.execStart[0]) != "matchbox" {
+				t.Fatalf("v0.11's ExecStart is %q: expected the bare binary", u.execStart)
+			}
+			data := v011DataDir(t)
+			env := append(baseEnv(), "MATCHBOX_DATA_PATH="+data, "MATCHBOX_ASSETS_PATH="+filepath.Join(data, "assets"))
+			rpc := false
+			for _, kv := range u.env {
+				k, v, _ := strings.Cut(kv, "=")
+				if k == "MATCHBOX_ADDRESS" || k == "MATCHBOX_RPC_ADDRESS" {
+					host, _, err := net.SplitHostPort(v)
+					if err != nil {
+						t.Fatalf("%s: %v", kv, err)
+					}
+					if host == "0.0.0.0" {
+						host = "127.0.0.1"
+					}
+					v = net.JoinHostPort(host, "0")
+					rpc = rpc || k == "MATCHBOX_RPC_ADDRESS"
+				}
+				env = append(env, k+"="+v)
+			}
+			if rpc {
+				// v0.11's default paths are /etc/matchbox/{server.crt,
+				// server.key,ca.crt}; its variables point elsewhere.
+				env = append(env, "MATCHBOX_CERT_FILE="+ca.serverCert, "MATCHBOX_KEY_FILE="+ca.serverKey, "MATCHBOX_CA_FILE="+ca.caCert)
+			}
+			// The binary's path is substituted; its arguments (none) kept.
+			s := startProcess(t, u.execStart[1:], env, false)
+			checkBootEndpoints(t, http.DefaultClient, s.URL)
+			logs := s.Logs()
+			for _, want := range []string{`"MATCHBOX_ADDRESS → --http-addr"`, `"MATCHBOX_DATA_PATH → --data-dir"`} {
+				if strings.Count(logs, want) != 1 {
+					t.Errorf("log does not name %s once:\n%s", want, logs)
+				}
+			}
+			if dropIn == "override-debug.conf" && !strings.Contains(logs, "level=DEBUG") {
+				t.Errorf("MATCHBOX_LOG_LEVEL=debug: no debug lines:\n%s", logs)
+			}
+			if rpc {
+				m := regexp.MustCompile(`msg="matchbox API serving" addr=(\S+) tls=true`).FindStringSubmatch(logs)
+				if m == nil {
+					t.Fatalf("MATCHBOX_RPC_ADDRESS: no TLS API listener:\n%s", logs)
+				}
+				conn, err := tls.Dial("tcp", m[1], &tls.Config{RootCAs: ca.pool, ServerName: "localhost", Certificates: []tls.Certificate{ca.client}, NextProtos: []string{"h2"}})
+				if err != nil {
+					t.Fatalf("TLS to the API listener: %v", err)
+				}
+				if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+					t.Errorf("API listener negotiated %q, want h2 (gRPC)", p)
+				}
+				conn.Close()
+			}
+		})
+	}
+}
+
+// testPKI is a CA with a server certificate for localhost and a client
+// certificate, in files.
+type testPKI struct {
+	caCert, serverCert, serverKey string
+	pool                          *x509.CertPool
+	client                        tls.Certificate
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caParsed, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caParsed, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, key
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := &testPKI{pool: x509.NewCertPool()}
+	p.pool.AddCert(caParsed)
+	p.caCert = write("ca.crt", "CERTIFICATE", caDER)
+	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth)
+	p.serverCert = write("server.crt", "CERTIFICATE", srvDER)
+	kb, _ := x509.MarshalECPrivateKey(srvKey)
+	p.serverKey = write("server.key", "EC PRIVATE KEY", kb)
+	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth)
+	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	return p
+}
+
+// TestSignedBootEndpoints serves with v0.11's -key-ring-path and
+// MATCHBOX_PASSPHRASE and checks every signature with gpgv against the
+// bytes the unsigned endpoint answers.
+func TestSignedBootEndpoints(t *testing.T) {
+	key := signingtest.Generate(t, "Key-Type: EDDSA\nKey-Curve: ed25519", "open sesame")
+	data := v011DataDir(t)
+	env := append(baseEnv(), "MATCHBOX_PASSPHRASE=open sesame")
+	s := startProcess(t, []string{"-address", "127.0.0.1:0", "-data-path", data, "-key-ring-path", key.SecretRing}, env, false)
+	bodies := checkBootEndpoints(t, http.DefaultClient, s.URL)
+	for path, body := range bodies {
+		if strings.HasPrefix(path, "/assets/") {
+			continue
+		}
+		p, q, _ := strings.Cut(path, "?")
+		for _, suffix := range []string{".sig", ".asc"} {
+			code, sig := httpGet(t, s.URL+p+suffix+"?"+q)
+			if code != http.StatusOK {
+				t.Fatalf("%s%s: %d %s", p, suffix, code, sig)
+			}
+			if out, err := key.Verify(t, body, []byte(sig)); err != nil {
+				t.Errorf("gpgv rejects %s%s: %v\n%s", p, suffix, err, out)
+			}
+		}
+	}
+	if code, _ := httpGet(t, s.URL+"/assets/vmlinuz.sig"); code != http.StatusNotFound {
+		t.Errorf("/assets/vmlinuz.sig: %d, want 404 (v0.11 signs no assets)", code)
+	}
+	if code, _ := httpGet(t, s.URL+"/ipxe.sig?mac=00:00:00:00:00:01"); code != http.StatusNotFound {
+		t.Errorf("/ipxe.sig for an unmatched machine: %d, want 404", code)
+	}
+
+	// A wrong passphrase stops the start with a clear error.
+	out, err := runToExit(t, []string{"--data-dir", data, "--http-addr", "127.0.0.1:0", "--signing-keyring", key.SecretRing}, append(baseEnv(), "MATCHBOX_PASSPHRASE=wrong"))
+	if err == nil || !strings.Contains(out, "wrong passphrase (MATCHBOX_PASSPHRASE)") || !strings.Contains(out, key.SecretRing) {
+		t.Fatalf("wrong passphrase: %v\n%s", err, out)
+	}
+}
+
+// TestHTTPSBootEndpoints serves the boot endpoints over TLS through v0.11's
+// MATCHBOX_WEB_SSL, MATCHBOX_WEB_CERT_FILE and MATCHBOX_WEB_KEY_FILE.
+func TestHTTPSBootEndpoints(t *testing.T) {
+	pki := newTestPKI(t)
+	data := v011DataDir(t)
+	env := append(baseEnv(), "MATCHBOX_ADDRESS=127.0.0.1:0", "MATCHBOX_DATA_PATH="+data, "MATCHBOX_WEB_SSL=true",
+		"MATCHBOX_WEB_CERT_FILE="+pki.serverCert, "MATCHBOX_WEB_KEY_FILE="+pki.serverKey)
+	s := startProcess(t, nil, env, true)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
+	checkBootEndpoints(t, client, s.URL)
+	if _, err := http.Get(strings.Replace(s.URL, "https:", "http:", 1) + "/boot.ipxe"); err == nil {
+		// Go's server answers plain HTTP on a TLS port with a 400.
+		resp, _ := http.Get(strings.Replace(s.URL, "https:", "http:", 1) + "/boot.ipxe")
+		if resp != nil && resp.StatusCode == http.StatusOK {
+			t.Error("plain HTTP answered on the HTTPS listener")
+		}
+	}
+}
+
+func TestV011SettingsRefused(t *testing.T) {
+	data := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"alias and flag disagree", []string{"--http-addr", "127.0.0.1:0"}, []string{"MATCHBOX_ADDRESS=0.0.0.0:8080", "MATCHBOX_DATA_PATH=" + data},
+			[]string{"MATCHBOX_ADDRESS", "--http-addr", "127.0.0.1:0", "0.0.0.0:8080"}},
+		{"alias and variable disagree", nil, []string{"MATCHBOX_DATA_PATH=/a", "MATCHBOX_DATA_DIR=" + data},
+			[]string{"MATCHBOX_DATA_PATH", "--data-dir", "MATCHBOX_DATA_DIR"}},
+		{"web ssl without its files", nil, []string{"MATCHBOX_DATA_PATH=" + data, "MATCHBOX_ADDRESS=127.0.0.1:0", "MATCHBOX_WEB_SSL=true"},
+			[]string{"/etc/matchbox/ssl/server.crt"}},
+		{"bad log level", nil, []string{"MATCHBOX_DATA_PATH=" + data, "MATCHBOX_LOG_LEVEL=loud"},
+			[]string{"--log-level", "loud"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runToExit(t, tc.args, append(baseEnv(), tc.env...))
+			if err == nil {
+				t.Fatalf("started:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("error does not name %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestVersionAndBareCommand(t *testing.T) {
+	verRE := regexp.MustCompile(`^matchbox \S+ commit \S+( \(modified\))? go1\.\d+`)
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out, err := runToExit(t, args, baseEnv())
+		if err != nil || !verRE.MatchString(out) {
+			t.Errorf("matchbox %s: %v %q", strings.Join(args, " "), err, out)
+		}
+	}
+	out, err := runToExit(t, []string{"--help"}, baseEnv())
+	if err != nil || !strings.Contains(out, "Available Commands") {
+		t.Errorf("matchbox --help: %v\n%s", err, out)
+	}
+	// Subcommands still work beside bare serve.
+	out, err = runToExit(t, []string{"serve", "--help"}, baseEnv())
+	if err != nil || !strings.Contains(out, "--http-tls-cert-file") || strings.Contains(out, "--rpc-address") {
+		t.Errorf("matchbox serve --help: %v\n%s", err, out)
+	}
+}
