@@ -41,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer, snapshot func() *matchbox.Snapshot) (
 		count("matchbox_profiles_loaded", "Profiles in the current catalog.", func(p, _, _ int) int { return p }),
 		count("matchbox_groups_loaded", "Groups in the current catalog.", func(_, g, _ int) int { return g }),
 		count("matchbox_templates_loaded", "Templates in the current catalog.", func(_, _, t int) int { return t }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "matchbox_catalog_dangling_references",
+			Help: "References of the current catalog that name missing objects: groups whose profile, profiles whose ignition or generic template does not exist.",
+		}, func() float64 { return float64(len(snapshot().Dangling())) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

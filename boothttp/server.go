@@ -209,6 +209,14 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.matchSeconds.Observe(time.Since(start).Seconds())
 		}
+		if errors.Is(err, matchbox.ErrMissingProfile) {
+			// A dangling reference: the group exists, its profile not (yet).
+			s.log.WarnContext(r.Context(), "selected group names a missing profile", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Group.Profile, "labels", "{"+labels.String()+"}", "remote", r.RemoteAddr)
+			sel.match = matchbox.Match{Group: match.Group}
+			s.record(sel, http.StatusNotFound, err.Error())
+			http.Error(w, oneLine(err.Error()), http.StatusNotFound)
+			return
+		}
 		if err != nil {
 			s.log.InfoContext(r.Context(), "no group matches", "path", r.URL.Path, "labels", "{"+labels.String()+"}", "remote", r.RemoteAddr)
 			s.record(sel, http.StatusNotFound, "no group matches")
@@ -227,6 +235,14 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			}
 		}
 		status, err := next(w, r, sel)
+		if errors.Is(err, matchbox.ErrMissingTemplate) {
+			// A dangling reference: the profile names a template not (yet) written.
+			status = http.StatusNotFound
+			s.log.WarnContext(r.Context(), "profile names a missing template", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
+			s.record(sel, status, err.Error())
+			http.Error(w, oneLine(fmt.Sprintf("profile %q: %v", match.Profile.ID, err)), status)
+			return
+		}
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
 			s.record(sel, status, err.Error())
@@ -256,7 +272,7 @@ func (s *Server) record(sel *selection, status int, problem string) {
 	}
 	if sel.match.Group != nil {
 		ev.Outcome.Group = sel.match.Group.ID
-		ev.Outcome.Profile = sel.match.Profile.ID
+		ev.Outcome.Profile = sel.match.Group.Profile
 	}
 	s.cfg.Events.Record(ev)
 }

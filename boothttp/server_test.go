@@ -41,6 +41,7 @@ func testCatalog() matchbox.Catalog {
 			{ID: "raw", Boot: matchbox.Boot{Kernel: "/k"}, IgnitionID: "raw.ign"},
 			{ID: "broken", Boot: matchbox.Boot{Kernel: "/k"}, IgnitionID: "needs-missing.yaml"},
 			{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz"}},
+			{ID: "dangling", Boot: matchbox.Boot{Kernel: "/k"}, IgnitionID: "absent.ign", GenericID: "absent"},
 		},
 		Groups: []matchbox.Group{
 			{ID: "default", Profile: "discovery"},
@@ -50,6 +51,9 @@ func testCatalog() matchbox.Catalog {
 			}},
 			{ID: "raw", Profile: "raw", Selector: map[string]string{"uuid": "raw-uuid"}},
 			{ID: "broken", Profile: "broken", Selector: map[string]string{"uuid": "broken-uuid"}},
+			// Dangling references, as single-object writes may leave them.
+			{ID: "orphan", Profile: "ghost", Selector: map[string]string{"uuid": "orphan-uuid"}},
+			{ID: "dangling", Profile: "dangling", Selector: map[string]string{"uuid": "dangling-uuid"}},
 		},
 		Templates: []matchbox.Template{
 			{Kind: matchbox.TemplateIgnition, Name: "etcd.yaml", Content: butaneTemplate},
@@ -124,6 +128,10 @@ func TestEndpoints(t *testing.T) {
 		{"ignition butane rendered", "/ignition?mac=52:54:00:a1:9c:ae&os=installed", 200, "~data:,node1.example.com"},
 		{"ignition missing key", "/ignition?uuid=broken-uuid", 500, "~map has no entry for key \"missing\""},
 		{"ignition without ignition_id", "/ignition?mac=52:54:00:00:00:09", 404, "~has no ignition_id"},
+		{"group whose profile is missing", "/ipxe?uuid=orphan-uuid", 404, "group \"orphan\" names profile \"ghost\": profile does not exist\n"},
+		{"profile whose ignition template is missing", "/ignition?uuid=dangling-uuid", 404, "profile \"dangling\": ignition template \"absent.ign\": template does not exist\n"},
+		{"profile whose generic template is missing", "/generic?uuid=dangling-uuid", 404, "profile \"dangling\": generic template \"absent\": template does not exist\n"},
+		{"profile with missing templates still boots", "/ipxe?uuid=dangling-uuid", 200, "#!ipxe\nkernel /k\nboot\n"},
 		{"generic", "/generic?mac=52-54-00-a1-9c-ae&os=x", 200, "host=node1.example.com mac=52:54:00:a1:9c:ae raw=mac=52-54-00-a1-9c-ae&os=x os=x\n"},
 		{"metadata", "/metadata?mac=52:54:00:a1:9c:ae&os=installed", 200,
 			"ETCD_INITIAL_CLUSTER=node1=http://node1:2380\nHOSTNAME=node1.example.com\nMAC=52:54:00:a1:9c:ae\nNESTED_KEY=v\nNESTED_N=3\nREQUEST_QUERY_MAC=52:54:00:a1:9c:ae\nREQUEST_QUERY_OS=installed\nREQUEST_RAW_QUERY=mac=52:54:00:a1:9c:ae&os=installed\n"},

@@ -94,7 +94,7 @@ func (s *Snapshot) StaticArgs(profileID string) bool {
 func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, error) {
 	ct, ok := s.templates[TemplateIgnition][name]
 	if !ok {
-		return nil, fmt.Errorf("ignition template %q does not exist", name)
+		return nil, fmt.Errorf("ignition template %q: %w", name, ErrMissingTemplate)
 	}
 	if ct.ignition {
 		return []byte(ct.tmpl.Content), nil
@@ -114,7 +114,7 @@ func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, err
 func (s *Snapshot) RenderGeneric(name string, data map[string]any) ([]byte, error) {
 	ct, ok := s.templates[TemplateGeneric][name]
 	if !ok {
-		return nil, fmt.Errorf("generic template %q does not exist", name)
+		return nil, fmt.Errorf("generic template %q: %w", name, ErrMissingTemplate)
 	}
 	var buf bytes.Buffer
 	if err := ct.parsed.Execute(&buf, data); err != nil {

@@ -30,6 +30,7 @@ type Snapshot struct {
 	floating  []*compiledGroup                       // groups without an indexed key, in precedence order
 	templates map[TemplateKind]map[string]*compiledTemplate
 	warnings  []string
+	dangling  []string // references naming missing objects, sorted
 }
 
 type compiledProfile struct {
@@ -56,10 +57,13 @@ func (e *ValidationError) Error() string {
 }
 
 // Build validates a catalog and indexes it. It refuses groups with identical
-// selectors, groups naming a missing profile, profiles naming a missing
-// template, invalid templates and invalid Ignition. Pairs of groups that can
+// selectors, invalid templates and invalid Ignition. Pairs of groups that can
 // tie (same priority and number of terms, compatible selectors) are accepted
-// and reported by Warnings. The catalog's values are copied.
+// and reported by Warnings. Groups naming a missing profile and profiles
+// naming a missing template are accepted too (single-object writes come in
+// any order, as matchbox v0.11 allowed) and reported by Dangling and
+// Warnings; machines they select are answered 404 with the reason. The
+// catalog's values are copied.
 func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 	s := &Snapshot{
 		profiles:  make(map[string]*compiledProfile, len(c.Profiles)),
@@ -113,12 +117,12 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 		}
 		if p.IgnitionID != "" {
 			if _, ok := s.templates[TemplateIgnition][p.IgnitionID]; !ok {
-				add("profile %q: ignition_id %q names no ignition template", p.ID, p.IgnitionID)
+				s.dangling = append(s.dangling, fmt.Sprintf("profile %q: ignition_id %q names no ignition template", p.ID, p.IgnitionID))
 			}
 		}
 		if p.GenericID != "" {
 			if _, ok := s.templates[TemplateGeneric][p.GenericID]; !ok {
-				add("profile %q: generic_id %q names no generic template", p.ID, p.GenericID)
+				s.dangling = append(s.dangling, fmt.Sprintf("profile %q: generic_id %q names no generic template", p.ID, p.GenericID))
 			}
 		}
 		s.profiles[p.ID] = cp
@@ -141,7 +145,7 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 			continue
 		}
 		if _, ok := s.profiles[g.Profile]; !ok {
-			add("group %q: profile %q does not exist", g.ID, g.Profile)
+			s.dangling = append(s.dangling, fmt.Sprintf("group %q: profile %q does not exist", g.ID, g.Profile))
 		}
 		cg := &compiledGroup{group: &g}
 		factsOK := true
@@ -197,6 +201,7 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 		}
 	}
 	s.warnings = tieWarnings(s.groups)
+	sort.Strings(s.dangling)
 	return s, nil
 }
 
@@ -382,11 +387,65 @@ func findTiesQuadratic(gs []*compiledGroup, report func(a, b *compiledGroup)) {
 	}
 }
 
-// Warnings returns the possible ties found when the snapshot was built.
-func (s *Snapshot) Warnings() []string { return append([]string(nil), s.warnings...) }
+// Warnings returns the dangling references and the possible ties found when
+// the snapshot was built.
+func (s *Snapshot) Warnings() []string {
+	out := make([]string, 0, len(s.dangling)+len(s.warnings))
+	for _, d := range s.dangling {
+		out = append(out, "dangling reference: "+d)
+	}
+	return append(out, s.warnings...)
+}
+
+// Dangling returns the references that name missing objects, sorted: groups
+// whose profile does not exist, profiles whose ignition_id or generic_id
+// names no template.
+func (s *Snapshot) Dangling() []string { return append([]string(nil), s.dangling...) }
+
+// NewDangling returns the dangling references of s that before (nil: an
+// empty catalog) does not have: those a change from before to s introduced.
+func (s *Snapshot) NewDangling(before *Snapshot) []string {
+	had := map[string]bool{}
+	if before != nil {
+		for _, d := range before.dangling {
+			had[d] = true
+		}
+	}
+	var out []string
+	for _, d := range s.dangling {
+		if !had[d] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// NoNewDangling refuses a change from before to after that introduces
+// dangling references: it returns a *ValidationError naming them, or nil.
+// Declarative writes of whole bundles (apply, data-directory import) use it;
+// single-object writes accept dangling references and warn.
+func NoNewDangling(before, after *Snapshot) error {
+	news := after.NewDangling(before)
+	if len(news) == 0 {
+		return nil
+	}
+	problems := make([]string, len(news))
+	for i, d := range news {
+		problems[i] = d + " (a bundle must leave no dangling reference)"
+	}
+	return &ValidationError{Problems: problems}
+}
 
 // ErrNoMatch is returned by Select when no group matches.
 var ErrNoMatch = errors.New("no group matches")
+
+// ErrMissingProfile is returned (wrapped) by Select when the selected group
+// names a profile that does not exist; the Match then holds the group.
+var ErrMissingProfile = errors.New("profile does not exist")
+
+// ErrMissingTemplate is returned (wrapped) by the render methods when a
+// profile names a template that does not exist.
+var ErrMissingTemplate = errors.New("template does not exist")
 
 // Match is the outcome of a selection.
 type Match struct {
@@ -396,7 +455,9 @@ type Match struct {
 
 // Select returns the first group, in precedence order, whose label terms all
 // hold for labels and whose fact terms all hold for inv (nil when the machine
-// has reported no inventory). Its cost depends on the groups that share the
+// has reported no inventory), with its profile; ErrNoMatch when there is
+// none, ErrMissingProfile (wrapped, the Match holding the group) when the
+// group's profile does not exist. Its cost depends on the groups that share the
 // request's mac, uuid, serial or hostname and on the groups without such a
 // term, not on the total number of groups.
 func (s *Snapshot) Select(labels Labels, inv *hardware.Inventory) (Match, error) {
@@ -421,7 +482,11 @@ func (s *Snapshot) Select(labels Labels, inv *hardware.Inventory) (Match, error)
 	if best == nil {
 		return Match{}, ErrNoMatch
 	}
-	return Match{Group: best.group, Profile: s.profiles[best.group.Profile].profile}, nil
+	cp, ok := s.profiles[best.group.Profile]
+	if !ok {
+		return Match{Group: best.group}, fmt.Errorf("group %q names profile %q: %w", best.group.ID, best.group.Profile, ErrMissingProfile)
+	}
+	return Match{Group: best.group, Profile: cp.profile}, nil
 }
 
 // Profile returns a profile by id.

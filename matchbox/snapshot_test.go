@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"matchbox/hardware"
 )
 
@@ -219,10 +221,6 @@ func TestBuildRejects(t *testing.T) {
 			{ID: "a", Profile: "p", Selector: map[string]string{"os": "x"}},
 			{ID: "b", Profile: "p", Selector: map[string]string{"os": "x"}, Priority: 5}}},
 			[]string{`identical selectors`}},
-		{"missing profile", Catalog{Profiles: profiles("p"), Groups: []Group{{ID: "a", Profile: "nope"}}},
-			[]string{`group "a": profile "nope" does not exist`}},
-		{"missing templates", Catalog{Profiles: []Profile{{ID: "p", IgnitionID: "x.yaml", GenericID: "y"}}},
-			[]string{`ignition_id "x.yaml" names no ignition template`, `generic_id "y" names no generic template`}},
 		{"bad mac", Catalog{Profiles: profiles("p"), Groups: []Group{{ID: "a", Profile: "p", Selector: map[string]string{"mac": "nope"}}}},
 			[]string{`group "a": selector mac: invalid MAC address "nope"`}},
 		{"bad ignition", Catalog{Profiles: []Profile{{ID: "p", IgnitionID: "x.ign"}},
@@ -249,6 +247,45 @@ func TestBuildRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDanglingReferences: a group naming a missing profile and a profile
+// naming missing templates are stored and reported; selecting the group
+// says why nothing can be served.
+func TestDanglingReferences(t *testing.T) {
+	before := mustBuild(t, Catalog{Profiles: []Profile{{ID: "p", IgnitionID: "x.yaml", GenericID: "y"}}})
+	s := mustBuild(t, Catalog{
+		Profiles: []Profile{{ID: "p", IgnitionID: "x.yaml", GenericID: "y"}},
+		Groups:   []Group{{ID: "a", Profile: "nope", Selector: map[string]string{"os": "x"}}, {ID: "d", Profile: "p"}},
+	})
+	want := []string{
+		`group "a": profile "nope" does not exist`,
+		`profile "p": generic_id "y" names no generic template`,
+		`profile "p": ignition_id "x.yaml" names no ignition template`,
+	}
+	if diff := cmp.Diff(want, s.Dangling()); diff != "" {
+		t.Errorf("Dangling (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want[:1], s.NewDangling(before)); diff != "" {
+		t.Errorf("NewDangling (-want +got):\n%s", diff)
+	}
+	if got := s.Warnings(); len(got) != 3 || got[0] != "dangling reference: "+want[0] {
+		t.Errorf("Warnings = %q, want the dangling references first", got)
+	}
+	m, err := s.Select(Labels{"os": "x"}, nil)
+	if !errors.Is(err, ErrMissingProfile) || m.Group == nil || m.Group.ID != "a" || m.Profile != nil {
+		t.Errorf("Select of a group whose profile is missing = %v, %v; want group a and ErrMissingProfile", m, err)
+	}
+	m, err = s.Select(Labels{}, nil)
+	if err != nil || m.Profile.ID != "p" {
+		t.Fatalf("Select default = %v, %v", m, err)
+	}
+	if _, err := s.RenderIgnition(m.Profile.IgnitionID, nil); !errors.Is(err, ErrMissingTemplate) {
+		t.Errorf("RenderIgnition of a missing template: %v, want ErrMissingTemplate", err)
+	}
+	if _, err := s.RenderGeneric(m.Profile.GenericID, nil); !errors.Is(err, ErrMissingTemplate) {
+		t.Errorf("RenderGeneric of a missing template: %v, want ErrMissingTemplate", err)
 	}
 }
 

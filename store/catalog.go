@@ -276,9 +276,20 @@ func (s *Store) buildSnapshot(ctx context.Context, q querier) (*matchbox.Snapsho
 // the resulting catalog. If fn fails or the catalog would be invalid,
 // nothing is written and the error says why; otherwise the transaction
 // commits and the new snapshot becomes current. It returns that snapshot.
+//
+// The resulting catalog may hold dangling references (a group naming a
+// missing profile, a profile naming a missing template): each one the write
+// introduces is logged as a warning.
 func (s *Store) UpdateCatalog(ctx context.Context, fn func(c *CatalogTx) error) (*matchbox.Snapshot, error) {
+	return s.updateCatalog(ctx, fn, nil)
+}
+
+// updateCatalog is UpdateCatalog with a check of the change from the
+// current snapshot to the new one, which can refuse it.
+func (s *Store) updateCatalog(ctx context.Context, fn func(c *CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	before := s.snap.Load()
 	var snap *matchbox.Snapshot
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		c := &CatalogTx{ctx: ctx, tx: tx, now: timestamp(s.now())}
@@ -286,13 +297,21 @@ func (s *Store) UpdateCatalog(ctx context.Context, fn func(c *CatalogTx) error) 
 			return err
 		}
 		var err error
-		snap, err = s.buildSnapshot(ctx, tx)
-		return err
+		if snap, err = s.buildSnapshot(ctx, tx); err != nil {
+			return err
+		}
+		if check != nil {
+			return check(before, snap)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.snap.Store(snap)
+	for _, d := range snap.NewDangling(before) {
+		s.log.WarnContext(ctx, "catalog holds a dangling reference", "reference", d)
+	}
 	return snap, nil
 }
 
@@ -315,10 +334,11 @@ type ImportResult struct {
 // each object is created or updated (its source recorded), and objects that
 // an earlier import brought from a file that no longer provides them are
 // deleted. Objects written through the API are left alone. Nothing is
-// written if the resulting catalog is invalid.
+// written if the resulting catalog is invalid or holds dangling references
+// the catalog did not hold before.
 func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
-	snap, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error {
+	snap, err := s.updateCatalog(ctx, func(c *CatalogTx) error {
 		seen := map[Kind]map[string]bool{}
 		for _, o := range objs {
 			id, spec, err := encodeObject(o)
@@ -361,6 +381,6 @@ func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matc
 			}
 		}
 		return nil
-	})
+	}, matchbox.NoNewDangling)
 	return res, snap, err
 }

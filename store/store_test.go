@@ -110,8 +110,19 @@ func TestCatalogVersions(t *testing.T) {
 	if _, err := put(profileObj("q"), 3); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update missing: %v", err)
 	}
-	if _, err := put(groupObj("g", "missing", nil), 0); err == nil || !strings.Contains(err.Error(), `profile "missing" does not exist`) {
+	// A dangling reference is stored and reported; an import that would add
+	// one is refused.
+	if _, err := put(groupObj("g", "missing", nil), 0); err != nil {
 		t.Fatalf("dangling group: %v", err)
+	}
+	if d := s.Snapshot().Dangling(); len(d) != 1 || !strings.Contains(d[0], `profile "missing" does not exist`) {
+		t.Fatalf("dangling references after a dangling group: %q", d)
+	}
+	if _, _, err := s.Import(ctx, []*Object{groupObj("h", "absent", map[string]string{"os": "x"})}); err == nil || !strings.Contains(err.Error(), `group "h": profile "absent" does not exist`) {
+		t.Fatalf("import of a dangling group: %v", err)
+	}
+	if _, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindGroup, "g", 0) }); err != nil {
+		t.Fatal(err)
 	}
 	tmpl := &Object{Kind: KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "a.ign", Content: `{"ignition":{"version":"3.3.0"}}`}}
 	if _, err := put(tmpl, 0); err != nil {
