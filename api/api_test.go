@@ -241,8 +241,6 @@ func TestAPIErrors(t *testing.T) {
 		{"invalid MAC", "POST", "/api/v1/machines", `{"id": "m", "macs": ["nope"]}`, nil, 400, CodeInvalidBody, "macs[0]"},
 		{"unknown machine field", "POST", "/api/v1/machines", `{"id": "m", "colour": "red"}`, nil, 400, CodeInvalidBody, "colour"},
 		{"malformed If-Match", "PUT", "/api/v1/profiles/p", `{"id": "p"}`, []string{"If-Match: soon"}, 400, CodeBadRequest, "If-Match"},
-		{"group naming a missing profile", "POST", "/api/v1/groups", `{"id": "g", "profile": "nope"}`, nil, 422, CodeInvalidCatalog, ""},
-		{"profile naming a missing template", "POST", "/api/v1/profiles", `{"id": "q", "ignition_id": "x.ign"}`, nil, 422, CodeInvalidCatalog, ""},
 		{"unknown template kind", "GET", "/api/v1/templates/butane/x", "", nil, 404, CodeNotFound, "kind"},
 		{"unknown path", "GET", "/api/v1/nothing", "", nil, 404, CodeNotFound, ""},
 		{"method not allowed", "PATCH", "/api/v1/profiles/p", `{}`, nil, 405, CodeMethodNotAllowed, ""},
@@ -265,6 +263,55 @@ func TestAPIErrors(t *testing.T) {
 	s.must(t, http.StatusOK, "GET", "/api/v1/profiles", "").decode(t, &list)
 	if len(list.Items) != 1 {
 		t.Fatalf("profiles after refused writes: %+v", list.Items)
+	}
+}
+
+// TestAPIDanglingReferences: single-object writes store references to
+// objects not yet written (as v0.11 did) and warn; reads name them; a
+// bundle that would leave one dangling is refused.
+func TestAPIDanglingReferences(t *testing.T) {
+	s := newTestServer(t, Config{})
+	warned := func(r response, want string) {
+		t.Helper()
+		for _, w := range r.header.Values("Warning") {
+			if strings.Contains(w, "dangling reference") && strings.Contains(w, want) {
+				return
+			}
+		}
+		t.Errorf("no dangling-reference warning naming %s in %q", want, r.header.Values("Warning"))
+	}
+	r := s.must(t, http.StatusCreated, "POST", "/api/v1/groups", `{"id": "g", "profile": "p"}`)
+	warned(r, `profile \"p\" does not exist`)
+	r = s.must(t, http.StatusCreated, "PUT", "/api/v1/profiles/p", `{"id": "p", "ignition_id": "p.yaml"}`)
+	warned(r, `ignition_id \"p.yaml\"`)
+	if got := r.header.Values("Warning"); len(got) != 1 {
+		t.Errorf("the profile's write warns of %q; want only the reference it introduced", got)
+	}
+	warned(s.must(t, http.StatusOK, "GET", "/api/v1/profiles", ""), `ignition_id \"p.yaml\"`)
+	warned(s.must(t, http.StatusOK, "GET", "/api/v1/profiles/p", ""), `ignition_id \"p.yaml\"`)
+	if got := s.must(t, http.StatusOK, "GET", "/api/v1/groups/g", "").header.Values("Warning"); len(got) != 0 {
+		t.Errorf("group g, whose profile exists now, warns %q", got)
+	}
+
+	// A bundle may not add a dangling reference, in plan or apply.
+	bundle := `{"files": {"groups/h.yaml": "id: h\nprofile: absent\nselector: {os: x}\n"}}`
+	for _, path := range []string{"/api/v1/plan", "/api/v1/apply"} {
+		r := s.must(t, http.StatusUnprocessableEntity, "POST", path, bundle)
+		if r.errorCode() != CodeInvalidCatalog || !strings.Contains(r.body, `profile \"absent\" does not exist`) {
+			t.Errorf("%s of a bundle with a dangling group: %s", path, r.body)
+		}
+	}
+	s.must(t, http.StatusNotFound, "GET", "/api/v1/groups/h", "")
+	// One that resolves the existing reference applies, and warns no more.
+	s.must(t, http.StatusOK, "POST", "/api/v1/apply", `{"files": {"ignition/p.yaml": "variant: flatcar\nversion: 1.0.0\n"}}`)
+	if got := s.must(t, http.StatusOK, "GET", "/api/v1/profiles", "").header.Values("Warning"); len(got) != 0 {
+		t.Errorf("warnings after the reference was resolved: %q", got)
+	}
+	// Deleting a profile a group names leaves the group, with a warning.
+	r = s.must(t, http.StatusNoContent, "DELETE", "/api/v1/profiles/p", "")
+	warned(r, `group \"g\": profile \"p\" does not exist`)
+	if d := s.store.Snapshot().Dangling(); len(d) != 1 {
+		t.Errorf("dangling references after the delete: %q", d)
 	}
 }
 

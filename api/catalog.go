@@ -93,6 +93,8 @@ func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) {
 		c.a.writeError(w, r, err)
 		return
 	}
+	// Every catalog list names the catalog's dangling references.
+	addWarnings(w, danglingWarnings(c.a.cfg.Store.Snapshot().Dangling()))
 	out := wire.List{Items: []wire.Item{}}
 	for _, o := range objs {
 		key := o.ID
@@ -138,8 +140,25 @@ func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) {
 		c.a.writeError(w, r, err)
 		return
 	}
+	// The object's own dangling references (a group's missing profile, a
+	// profile's missing templates).
+	prefix := fmt.Sprintf("%s %q: ", obj.Kind, obj.ID)
+	var own []string
+	for _, d := range c.a.cfg.Store.Snapshot().Dangling() {
+		if strings.HasPrefix(d, prefix) {
+			own = append(own, d)
+		}
+	}
+	addWarnings(w, danglingWarnings(own))
 	w.Header().Set("ETag", etag(obj.Version))
 	writeJSON(w, http.StatusOK, objectValue(obj))
+}
+
+// addWarnings adds a Warning header (code 299) for each warning.
+func addWarnings(w http.ResponseWriter, warns []string) {
+	for _, warn := range warns {
+		w.Header().Add("Warning", fmt.Sprintf("299 matchbox %q", warn))
+	}
 }
 
 func (c catalogHandlers) create(w http.ResponseWriter, r *http.Request) {
@@ -177,14 +196,12 @@ func (c catalogHandlers) replace(w http.ResponseWriter, r *http.Request) {
 
 // write stores obj in one catalog transaction and answers with it.
 func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *store.Object, warns []string, ifVersion int64) {
-	version, created, err := putObject(r.Context(), c.a.cfg.Store, obj, ifVersion)
+	version, created, dangling, err := putObject(r.Context(), c.a.cfg.Store, obj, ifVersion)
 	if err != nil {
 		c.a.writeError(w, r, err)
 		return
 	}
-	for _, warn := range warns {
-		w.Header().Add("Warning", fmt.Sprintf("299 matchbox %q", warn))
-	}
+	addWarnings(w, append(warns, danglingWarnings(dangling)...))
 	w.Header().Set("ETag", etag(version))
 	status := http.StatusOK
 	if created {
@@ -204,12 +221,15 @@ func objectPath(kind store.Kind, id string) string {
 }
 
 // putObject writes obj under the precondition ifVersion (0, a version,
-// mustExist or mustNotExist). It returns the new version and whether the
-// object was created.
-func putObject(ctx context.Context, st *store.Store, obj *store.Object, ifVersion int64) (int64, bool, error) {
+// mustExist or mustNotExist). It returns the new version, whether the
+// object was created, and the dangling references the write introduced
+// (stored: single-object writes come in any order).
+func putObject(ctx context.Context, st *store.Store, obj *store.Object, ifVersion int64) (int64, bool, []string, error) {
 	var version int64
 	var created bool
-	_, err := st.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+	var before *matchbox.Snapshot
+	snap, err := st.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+		before = st.Snapshot()
 		cur, err := tx.Get(obj.Kind, obj.ID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -225,7 +245,34 @@ func putObject(ctx context.Context, st *store.Store, obj *store.Object, ifVersio
 		version, err = tx.Put(obj, ifVersion)
 		return err
 	})
-	return version, created, err
+	if err != nil {
+		return 0, false, nil, err
+	}
+	return version, created, snap.NewDangling(before), nil
+}
+
+// deleteObject removes an object under the precondition ifVersion (0 or a
+// version). It returns the dangling references the removal introduced
+// (groups still naming a deleted profile, say): stored, as for putObject.
+func deleteObject(ctx context.Context, st *store.Store, kind store.Kind, id string, ifVersion int64) ([]string, error) {
+	var before *matchbox.Snapshot
+	snap, err := st.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+		before = st.Snapshot()
+		return tx.Delete(kind, id, ifVersion)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snap.NewDangling(before), nil
+}
+
+// danglingWarnings words dangling references as warnings.
+func danglingWarnings(refs []string) []string {
+	out := make([]string, len(refs))
+	for i, d := range refs {
+		out[i] = "dangling reference: " + d + " (stored; machines it selects are answered 404 until it is resolved)"
+	}
+	return out
 }
 
 func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) {
@@ -243,13 +290,12 @@ func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) {
 		ifVersion = 0 // If-Match: * on a delete: the object must exist, as it must anyway
 	}
 	id := mux.Vars(r)["id"]
-	_, err = c.a.cfg.Store.UpdateCatalog(r.Context(), func(tx *store.CatalogTx) error {
-		return tx.Delete(kind, id, ifVersion)
-	})
+	dangling, err := deleteObject(r.Context(), c.a.cfg.Store, kind, id, ifVersion)
 	if err != nil {
 		c.a.writeError(w, r, err)
 		return
 	}
+	addWarnings(w, danglingWarnings(dangling))
 	w.WriteHeader(http.StatusNoContent)
 }
 

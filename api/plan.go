@@ -307,6 +307,9 @@ func (a *API) plan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap, err := matchbox.Build(p.catalog, a.cfg.ParseFact)
+	if err == nil {
+		err = matchbox.NoNewDangling(a.cfg.Store.Snapshot(), snap)
+	}
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -358,7 +361,12 @@ func (a *API) applyPlan(ctx context.Context, req *wire.PlanRequest, content *dat
 				return fmt.Errorf("%s %s %q: %w", op.action, op.key.kind, op.key.id, err)
 			}
 		}
-		return nil
+		// A bundle is a whole: it may not leave references dangling.
+		after, err := matchbox.Build(p.catalog, a.cfg.ParseFact)
+		if err != nil {
+			return err
+		}
+		return matchbox.NoNewDangling(a.cfg.Store.Snapshot(), after)
 	})
 	if err != nil {
 		return nil, nil, err

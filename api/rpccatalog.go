@@ -12,7 +12,8 @@ import (
 // RPCCatalog gives v0.11's gRPC services (package rpc) the catalog through
 // the REST API's write path: each Put is the unconditional PUT of one object
 // and each Delete the unconditional DELETE, one transaction each, validated
-// the same way.
+// the same way. Dangling references are stored, as v0.11 stored them; the
+// store logs each one a write introduces.
 type RPCCatalog struct {
 	// Store holds the catalog.
 	Store *store.Store
@@ -56,14 +57,12 @@ func (c RPCCatalog) list(ctx context.Context, kind store.Kind) ([]*store.Object,
 }
 
 func (c RPCCatalog) put(ctx context.Context, obj *store.Object) error {
-	_, _, err := putObject(ctx, c.Store, obj, 0)
+	_, _, _, err := putObject(ctx, c.Store, obj, 0)
 	return rpcError(err)
 }
 
 func (c RPCCatalog) remove(ctx context.Context, kind store.Kind, id string) error {
-	_, err := c.Store.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
-		return tx.Delete(kind, id, 0)
-	})
+	_, err := deleteObject(ctx, c.Store, kind, id, 0)
 	return rpcError(err)
 }
 

@@ -32,6 +32,9 @@ type Client struct {
 	Token string
 	// HTTP is the HTTP client (http.DefaultClient when nil).
 	HTTP *http.Client
+	// Warn, when set, receives the text of each warning (Warning header,
+	// code 299) of a successful answer: dangling references, say.
+	Warn func(warning string)
 }
 
 // Error is an error answer of the API.
@@ -100,6 +103,11 @@ func (c *Client) do(ctx context.Context, method, p string, header http.Header, b
 			return "", &Error{Status: resp.StatusCode, ErrorDetail: eb.Error}
 		}
 		return "", &Error{Status: resp.StatusCode, ErrorDetail: wire.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("%s %s: %s", method, req.URL.Redacted(), strings.TrimSpace(string(data)))}}
+	}
+	if c.Warn != nil {
+		for _, h := range resp.Header.Values("Warning") {
+			c.Warn(warningText(h))
+		}
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -384,4 +392,15 @@ func ReadBundle(p string) (wire.Bundle, bool, error) {
 		}
 	}
 	return b, true, nil
+}
+
+// warningText returns the text of a Warning header value
+// (`299 matchbox "text"`), or the value itself when it is not of that form.
+func warningText(h string) string {
+	if i := strings.IndexByte(h, '"'); i >= 0 {
+		if text, err := strconv.Unquote(h[i:]); err == nil {
+			return text
+		}
+	}
+	return h
 }

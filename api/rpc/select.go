@@ -40,10 +40,12 @@ func (s selector) selectGroup(labels map[string]string) (matchbox.Match, error) 
 		l[k] = v
 	}
 	m, err := s.cfg.Catalog.Snapshot().Select(l, nil)
-	if errors.Is(err, matchbox.ErrNoMatch) {
+	switch {
+	case errors.Is(err, matchbox.ErrNoMatch):
 		return m, errNoMatchingGroup
-	}
-	if err != nil {
+	case errors.Is(err, matchbox.ErrMissingProfile):
+		return m, nil // the group, whose profile is not (yet) written
+	case err != nil:
 		return m, callError("select", err)
 	}
 	return m, nil

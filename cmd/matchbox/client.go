@@ -22,6 +22,7 @@ import (
 type clientOptions struct {
 	endpoint string
 	token    string
+	stderr   func() io.Writer // where the API's warnings are printed
 }
 
 // addClientFlags registers --endpoint and --token (MATCHBOX_ENDPOINT,
@@ -30,11 +31,14 @@ func addClientFlags(cmd *cobra.Command) *clientOptions {
 	o := &clientOptions{}
 	cmd.Flags().StringVar(&o.endpoint, "endpoint", "http://127.0.0.1:8080", "matchbox server URL")
 	cmd.Flags().StringVar(&o.token, "token", "", "API bearer token")
+	o.stderr = cmd.ErrOrStderr
 	return o
 }
 
 func (o *clientOptions) client() *client.Client {
-	return &client.Client{Endpoint: o.endpoint, Token: o.token}
+	return &client.Client{Endpoint: o.endpoint, Token: o.token, Warn: func(w string) {
+		fmt.Fprintln(o.stderr(), "warning:", w)
+	}}
 }
 
 // outputFormat checks an -o value.

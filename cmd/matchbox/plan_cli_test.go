@@ -165,6 +165,27 @@ func TestCLIPlanApply(t *testing.T) {
 			args: []string{"plan", "--prune", "-f", filepath.Join(dir, "groups", "node1.yaml")}, code: 1,
 			stderr: "--prune needs a directory",
 		},
+		{
+			name: "apply of one file",
+			args: []string{"apply", "-f", filepath.Join(dir, "groups", "node1.yaml"), "--auto-approve"}, code: 0,
+			want: []string{"Apply complete! 1 created, 0 updated, 0 deleted."},
+		},
+		{
+			name: "deleting a profile a group names leaves a dangling reference, with a warning",
+			args: []string{"delete", "profile", "etcd"}, code: 0, want: []string{"deleted profile etcd"},
+			stderr: `warning: dangling reference: group "node1": profile "etcd" does not exist`,
+		},
+		{
+			name: "get warns of dangling references",
+			args: []string{"get", "groups"}, code: 0, want: []string{"node1"},
+			stderr: `warning: dangling reference: group "node1": profile "etcd" does not exist`,
+		},
+		{
+			name:  "a bundle may not add a dangling reference",
+			files: map[string]string{"groups/other.yaml": "id: other\nprofile: etcd\nselector:\n  os: other\n"},
+			args:  []string{"plan", "-f", filepath.Join(dir, "groups", "other.yaml")}, code: 1,
+			stderr: `group "other": profile "etcd" does not exist`,
+		},
 	}
 	for _, st := range steps {
 		writeFiles(t, dir, st.files)

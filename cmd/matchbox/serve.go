@@ -145,7 +145,7 @@ func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir s
 	log.Info("imported data directory", "dir", dir, "created", res.Created, "updated", res.Updated,
 		"unchanged", res.Unchanged, "deleted", res.Deleted, "profiles", p, "groups", g, "templates", t)
 	for _, w := range snap.Warnings() {
-		log.Warn("group precedence", "warning", w)
+		log.Warn("catalog warning", "warning", w)
 	}
 	return nil
 }
