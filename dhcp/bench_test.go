@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
@@ -31,7 +32,7 @@ func BenchmarkExchange(b *testing.B) {
 	defer leases.Close()
 	rec := store.NewRecorder(st, store.RecorderConfig{Discover: true})
 	go rec.Run(ctx)
-	s, err := dhcp.New(dhcp.Config{Mode: dhcp.ModeAuthoritative, Ranges: []dhcp.Range{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}},
+	s, err := dhcp.New(dhcp.Config{Mode: dhcp.ModeAuthoritative, LeaseTime: time.Hour, Ranges: []dhcp.Range{{Start: netip.MustParseAddr("10.0.0.1"), End: netip.MustParseAddr("10.15.255.254")}},
 		Subnet: netip.MustParsePrefix("10.0.0.0/12"), ServerIP: netip.MustParsePrefix("10.0.0.0/12").Addr().Next(), Leases: leases, Events: rec})
 	if err != nil {
 		b.Fatal(err)

@@ -90,7 +90,7 @@ type Config struct {
 	DNS []netip.Addr
 	// Domain is the domain name handed to clients.
 	Domain string
-	// LeaseTime is the lease duration (default 1h).
+	// LeaseTime is the lease duration, at least MinLeaseTime.
 	LeaseTime time.Duration
 	// BootURL is matchbox's HTTP base URL, http://ADDR:PORT (required to
 	// chain iPXE to boot.ipxe and for UEFI HTTP boot).
@@ -218,8 +218,8 @@ func fieldErr(field, format string, args ...any) error {
 // *FieldError: a mode of proxy or authoritative, an interface (or, for a
 // server that only handles packets, a server address), IPv4 ranges (start
 // <= end, at least one in authoritative mode), IPv4 subnet, router, server
-// address and name servers, a lease of at least MinLeaseTime (zero: the
-// default), an http(s) boot URL and named boot files. It is the one check
+// address and name servers, a lease of at least MinLeaseTime, an http(s)
+// boot URL and named boot files. It is the one check
 // of a DHCP configuration: New runs it. Values that depend on the
 // interface (the subnet ranges must fall in) are checked by Listen.
 func (cfg *Config) Validate() error {
@@ -265,7 +265,7 @@ func (cfg *Config) Validate() error {
 			return fieldErr(fmt.Sprintf("DNS[%d]", i), "%s: want an IPv4 address", a)
 		}
 	}
-	if cfg.LeaseTime != 0 && cfg.LeaseTime < MinLeaseTime {
+	if cfg.LeaseTime < MinLeaseTime {
 		return fieldErr("LeaseTime", "%s: want at least %s", cfg.LeaseTime, MinLeaseTime)
 	}
 	if cfg.BootURL != "" && !strings.HasPrefix(cfg.BootURL, "http://") && !strings.HasPrefix(cfg.BootURL, "https://") {
@@ -281,9 +281,6 @@ func (cfg *Config) Validate() error {
 
 // setDefaults fills the defaults that need no interface.
 func (cfg *Config) setDefaults() {
-	if cfg.LeaseTime <= 0 {
-		cfg.LeaseTime = time.Hour
-	}
 	if cfg.ServedTTL <= 0 {
 		cfg.ServedTTL = 2 * time.Minute
 	}

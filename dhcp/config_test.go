@@ -12,7 +12,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	a := netip.MustParseAddr
 	base := func() Config {
-		return Config{Mode: ModeAuthoritative, Interface: "eth9", Ranges: []Range{{Start: a("10.0.0.100"), End: a("10.0.0.200")}}}
+		return Config{Mode: ModeAuthoritative, Interface: "eth9", LeaseTime: time.Hour, Ranges: []Range{{Start: a("10.0.0.100"), End: a("10.0.0.200")}}}
 	}
 	tests := []struct {
 		name      string
@@ -22,7 +22,6 @@ func TestConfigValidate(t *testing.T) {
 		{"valid", func(*Config) {}, ""},
 		{"proxy without ranges", func(c *Config) { c.Mode, c.Ranges = ModeProxy, nil }, ""},
 		{"packets only: server address, no interface", func(c *Config) { c.Interface, c.ServerIP = "", a("10.0.0.1") }, ""},
-		{"zero lease time is the default", func(c *Config) { c.LeaseTime = 0 }, ""},
 		{"mode off", func(c *Config) { c.Mode = ModeOff }, "Mode"},
 		{"unknown mode", func(c *Config) { c.Mode = "on" }, "Mode"},
 		{"no interface", func(c *Config) { c.Interface = "" }, "Interface"},
@@ -35,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"IPv6 server address", func(c *Config) { c.ServerIP = a("fd00::1") }, "ServerIP"},
 		{"IPv6 name server", func(c *Config) { c.DNS = []netip.Addr{a("10.0.0.53"), a("::1")} }, "DNS[1]"},
 		{"short lease", func(c *Config) { c.LeaseTime = 30 * time.Second }, "LeaseTime"},
+		{"no lease time", func(c *Config) { c.LeaseTime = 0 }, "LeaseTime"},
 		{"boot URL without scheme", func(c *Config) { c.BootURL = "10.0.0.1:8080" }, "BootURL"},
 		{"boot file without name", func(c *Config) { c.BootFiles = map[iana.Arch]string{7: ""} }, "BootFiles"},
 	}

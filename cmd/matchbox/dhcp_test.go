@@ -31,6 +31,7 @@ func TestDHCPFlagErrors(t *testing.T) {
 		{"bad router", func(d *dhcpOptions) { d.router = "x" }, "--dhcp-router"},
 		{"bad dns", func(d *dhcpOptions) { d.dns = []string{"10.0.0.1", "::1"} }, "--dhcp-dns"},
 		{"short lease", func(d *dhcpOptions) { d.leaseTime = time.Second }, "--dhcp-lease-time"},
+		{"no lease time", func(d *dhcpOptions) { d.leaseTime = 0 }, "--dhcp-lease-time"},
 		{"bad boot url", func(d *dhcpOptions) { d.bootURL = "10.0.0.1:8080" }, "--boot-url"},
 		{"bad boot file", func(d *dhcpOptions) { d.bootFiles = []string{"ipxe.efi"} }, "--dhcp-boot-file"},
 		{"bad arch", func(d *dhcpOptions) { d.bootFiles = []string{"sparc=x"} }, "--dhcp-boot-file"},
