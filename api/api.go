@@ -33,7 +33,7 @@ const DefaultMaxBodyBytes = 4 << 20
 // Config configures the API.
 type Config struct {
 	// Store holds the catalog and machines.
-	Store *store.Store
+	Store Store
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
 	// Tokens are the accepted bearer tokens; nil serves loopback clients

@@ -79,7 +79,7 @@ func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) {
 	}
 	profileFilter := r.URL.Query().Get("profile")
 	var objs []*store.Object
-	err = c.a.cfg.Store.ViewCatalog(r.Context(), func(tx *store.CatalogTx) error {
+	err = c.a.cfg.Store.ViewCatalog(r.Context(), func(tx store.CatalogTx) error {
 		for _, k := range kinds {
 			found, err := tx.List(k)
 			if err != nil {
@@ -131,7 +131,7 @@ func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) {
 	}
 	id := mux.Vars(r)["id"]
 	var obj *store.Object
-	err = c.a.cfg.Store.ViewCatalog(r.Context(), func(tx *store.CatalogTx) error {
+	err = c.a.cfg.Store.ViewCatalog(r.Context(), func(tx store.CatalogTx) error {
 		var err error
 		obj, err = tx.Get(kind, id)
 		return err
@@ -224,11 +224,11 @@ func objectPath(kind store.Kind, id string) string {
 // mustExist or mustNotExist). It returns the new version, whether the
 // object was created, and the dangling references the write introduced
 // (stored: single-object writes come in any order).
-func putObject(ctx context.Context, st *store.Store, obj *store.Object, ifVersion int64) (int64, bool, []string, error) {
+func putObject(ctx context.Context, st Catalog, obj *store.Object, ifVersion int64) (int64, bool, []string, error) {
 	var version int64
 	var created bool
 	var before *matchbox.Snapshot
-	snap, err := st.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+	snap, err := st.UpdateCatalog(ctx, func(tx store.CatalogTx) error {
 		before = st.Snapshot()
 		cur, err := tx.Get(obj.Kind, obj.ID)
 		switch {
@@ -254,9 +254,9 @@ func putObject(ctx context.Context, st *store.Store, obj *store.Object, ifVersio
 // deleteObject removes an object under the precondition ifVersion (0 or a
 // version). It returns the dangling references the removal introduced
 // (groups still naming a deleted profile, say): stored, as for putObject.
-func deleteObject(ctx context.Context, st *store.Store, kind store.Kind, id string, ifVersion int64) ([]string, error) {
+func deleteObject(ctx context.Context, st Catalog, kind store.Kind, id string, ifVersion int64) ([]string, error) {
 	var before *matchbox.Snapshot
-	snap, err := st.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+	snap, err := st.UpdateCatalog(ctx, func(tx store.CatalogTx) error {
 		before = st.Snapshot()
 		return tx.Delete(kind, id, ifVersion)
 	})

@@ -78,7 +78,7 @@ func desiredObjects(c *datadir.Content) (map[objectKey]*store.Object, map[object
 }
 
 // makePlan compares the bundle with the current catalog (read through tx).
-func makePlan(tx *store.CatalogTx, req *wire.PlanRequest, content *datadir.Content) (*planned, error) {
+func makePlan(tx store.CatalogTx, req *wire.PlanRequest, content *datadir.Content) (*planned, error) {
 	desired, files, err := desiredObjects(content)
 	if err != nil {
 		return nil, err
@@ -297,7 +297,7 @@ func (a *API) plan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p *planned
-	err = a.cfg.Store.ViewCatalog(r.Context(), func(tx *store.CatalogTx) error {
+	err = a.cfg.Store.ViewCatalog(r.Context(), func(tx store.CatalogTx) error {
 		var err error
 		p, err = makePlan(tx, req, content)
 		return err
@@ -339,7 +339,7 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request) {
 // client reviewed, nothing.
 func (a *API) applyPlan(ctx context.Context, req *wire.PlanRequest, content *datadir.Content) (*planned, *matchbox.Snapshot, error) {
 	var p *planned
-	snap, err := a.cfg.Store.UpdateCatalog(ctx, func(tx *store.CatalogTx) error {
+	snap, err := a.cfg.Store.UpdateCatalog(ctx, func(tx store.CatalogTx) error {
 		var err error
 		if p, err = makePlan(tx, req, content); err != nil {
 			return err

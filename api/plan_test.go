@@ -154,7 +154,7 @@ func mustJSON(t *testing.T, v any) string {
 func catalogState(t *testing.T, st *store.Store) string {
 	t.Helper()
 	var lines []string
-	err := st.ViewCatalog(context.Background(), func(tx *store.CatalogTx) error {
+	err := st.ViewCatalog(context.Background(), func(tx store.CatalogTx) error {
 		for _, k := range catalogKinds {
 			objs, err := tx.List(k)
 			if err != nil {

@@ -16,7 +16,7 @@ import (
 // store logs each one a write introduces.
 type RPCCatalog struct {
 	// Store holds the catalog.
-	Store *store.Store
+	Store Catalog
 }
 
 var _ rpc.Catalog = RPCCatalog{}
@@ -38,7 +38,7 @@ func rpcError(err error) error {
 
 func (c RPCCatalog) get(ctx context.Context, kind store.Kind, id string) (*store.Object, error) {
 	var obj *store.Object
-	err := c.Store.ViewCatalog(ctx, func(tx *store.CatalogTx) error {
+	err := c.Store.ViewCatalog(ctx, func(tx store.CatalogTx) error {
 		var err error
 		obj, err = tx.Get(kind, id)
 		return err
@@ -48,7 +48,7 @@ func (c RPCCatalog) get(ctx context.Context, kind store.Kind, id string) (*store
 
 func (c RPCCatalog) list(ctx context.Context, kind store.Kind) ([]*store.Object, error) {
 	var objs []*store.Object
-	err := c.Store.ViewCatalog(ctx, func(tx *store.CatalogTx) error {
+	err := c.Store.ViewCatalog(ctx, func(tx store.CatalogTx) error {
 		var err error
 		objs, err = tx.List(kind)
 		return err

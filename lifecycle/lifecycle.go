@@ -35,7 +35,7 @@ const (
 // Config configures a Service.
 type Config struct {
 	// Store holds machines; required.
-	Store *store.Store
+	Store Store
 	// BMC drives BMCs; nil disables power and provisioning actions.
 	BMC bmc.Client
 	// Secrets seals BMC credentials; nil refuses to store credentials.

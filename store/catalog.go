@@ -40,10 +40,29 @@ type Object struct {
 	Template *matchbox.Template
 }
 
-// CatalogTx is a catalog write transaction. The snapshot built from its
-// result is validated before the commit: a write that would leave the
-// catalog invalid (identical selectors, a missing profile) rolls back.
-type CatalogTx struct {
+// CatalogTx is a catalog transaction: what UpdateCatalog and ViewCatalog
+// hand their function. It is the catalog's seam between stores (SQLite
+// here; etcd planned): every implementation honours the same versions and
+// errors (ErrNotFound, ErrExists, ErrVersionConflict).
+type CatalogTx interface {
+	// Get returns one object, or an error wrapping ErrNotFound.
+	Get(kind Kind, id string) (*Object, error)
+	// List returns every object of a kind, ordered by id.
+	List(kind Kind) ([]*Object, error)
+	// Put creates or replaces an object. ifVersion 0 writes
+	// unconditionally; -1 requires that the object does not exist; a
+	// positive value requires the stored version to equal it. It returns
+	// the new version.
+	Put(obj *Object, ifVersion int64) (int64, error)
+	// Delete removes an object; ifVersion as for Put (0: unconditional).
+	Delete(kind Kind, id string, ifVersion int64) error
+}
+
+// sqlCatalogTx is a CatalogTx over an SQLite transaction. The snapshot
+// built from the result of a write is validated before the commit: a write
+// that would leave the catalog invalid (identical selectors, a missing
+// profile) rolls back.
+type sqlCatalogTx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	now string
@@ -69,7 +88,7 @@ func kindFilter(kind Kind) (string, []any) {
 }
 
 // Get returns one object.
-func (c *CatalogTx) Get(kind Kind, id string) (*Object, error) {
+func (c *sqlCatalogTx) Get(kind Kind, id string) (*Object, error) {
 	objs, err := listObjects(c.ctx, c.tx, kind, id)
 	if err != nil {
 		return nil, err
@@ -81,14 +100,14 @@ func (c *CatalogTx) Get(kind Kind, id string) (*Object, error) {
 }
 
 // List returns every object of a kind, ordered by id.
-func (c *CatalogTx) List(kind Kind) ([]*Object, error) {
+func (c *sqlCatalogTx) List(kind Kind) ([]*Object, error) {
 	return listObjects(c.ctx, c.tx, kind, "")
 }
 
 // Put creates or replaces an object. ifVersion 0 writes unconditionally;
 // -1 requires that the object does not exist; a positive value requires the
 // stored version to equal it. It returns the new version.
-func (c *CatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
+func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	table, idCol, err := tableOf(obj.Kind)
 	if err != nil {
 		return 0, err
@@ -136,7 +155,7 @@ func (c *CatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 }
 
 // Delete removes an object; ifVersion as for Put (0: unconditional).
-func (c *CatalogTx) Delete(kind Kind, id string, ifVersion int64) error {
+func (c *sqlCatalogTx) Delete(kind Kind, id string, ifVersion int64) error {
 	table, idCol, err := tableOf(kind)
 	if err != nil {
 		return err
@@ -280,19 +299,19 @@ func (s *Store) buildSnapshot(ctx context.Context, q querier) (*matchbox.Snapsho
 // The resulting catalog may hold dangling references (a group naming a
 // missing profile, a profile naming a missing template): each one the write
 // introduces is logged as a warning.
-func (s *Store) UpdateCatalog(ctx context.Context, fn func(c *CatalogTx) error) (*matchbox.Snapshot, error) {
+func (s *Store) UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (*matchbox.Snapshot, error) {
 	return s.updateCatalog(ctx, fn, nil)
 }
 
 // updateCatalog is UpdateCatalog with a check of the change from the
 // current snapshot to the new one, which can refuse it.
-func (s *Store) updateCatalog(ctx context.Context, fn func(c *CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
+func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	before := s.snap.Load()
 	var snap *matchbox.Snapshot
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c := &CatalogTx{ctx: ctx, tx: tx, now: timestamp(s.now())}
+		c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(s.now())}
 		if err := fn(c); err != nil {
 			return err
 		}
@@ -316,13 +335,13 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c *CatalogTx) error, 
 }
 
 // ViewCatalog runs fn against a read transaction.
-func (s *Store) ViewCatalog(ctx context.Context, fn func(c *CatalogTx) error) error {
+func (s *Store) ViewCatalog(ctx context.Context, fn func(c CatalogTx) error) error {
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&CatalogTx{ctx: ctx, tx: tx})
+	return fn(&sqlCatalogTx{ctx: ctx, tx: tx})
 }
 
 // ImportResult counts what an import changed.
@@ -338,7 +357,7 @@ type ImportResult struct {
 // the catalog did not hold before.
 func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
-	snap, err := s.updateCatalog(ctx, func(c *CatalogTx) error {
+	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
 		seen := map[Kind]map[string]bool{}
 		for _, o := range objs {
 			id, spec, err := encodeObject(o)

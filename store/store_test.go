@@ -53,7 +53,7 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	if _, ok := s.Snapshot().Profile("new-profile"); ok {
 		t.Fatal("snapshot changed by a refused import")
 	}
-	err = s.ViewCatalog(ctx, func(c *CatalogTx) error {
+	err = s.ViewCatalog(ctx, func(c CatalogTx) error {
 		ps, err := c.List(KindProfile)
 		if len(ps) != 1 {
 			t.Errorf("profiles after refused import: %d", len(ps))
@@ -64,7 +64,7 @@ func TestImportIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Re-import unchanged, then drop a file: its object is deleted, API objects stay.
-	if _, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { _, err := c.Put(profileObj("api-made"), -1); return err }); err != nil {
+	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { _, err := c.Put(profileObj("api-made"), -1); return err }); err != nil {
 		t.Fatal(err)
 	}
 	res, _, err = s.Import(ctx, good)
@@ -88,7 +88,7 @@ func TestCatalogVersions(t *testing.T) {
 	s, _ := openTest(t)
 	put := func(o *Object, ifv int64) (int64, error) {
 		var v int64
-		_, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error {
+		_, err := s.UpdateCatalog(ctx, func(c CatalogTx) error {
 			var err error
 			v, err = c.Put(o, ifv)
 			return err
@@ -121,7 +121,7 @@ func TestCatalogVersions(t *testing.T) {
 	if _, _, err := s.Import(ctx, []*Object{groupObj("h", "absent", map[string]string{"os": "x"})}); err == nil || !strings.Contains(err.Error(), `group "h": profile "absent" does not exist`) {
 		t.Fatalf("import of a dangling group: %v", err)
 	}
-	if _, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindGroup, "g", 0) }); err != nil {
+	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindGroup, "g", 0) }); err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &Object{Kind: KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "a.ign", Content: `{"ignition":{"version":"3.3.0"}}`}}
@@ -132,15 +132,15 @@ func TestCatalogVersions(t *testing.T) {
 	if _, err := put(tmpl, 0); err == nil || !strings.Contains(err.Error(), "invalid Ignition config") {
 		t.Fatalf("invalid ignition stored: %v", err)
 	}
-	_, err := s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 1) })
+	_, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 1) })
 	if !errors.Is(err, ErrVersionConflict) {
 		t.Fatalf("stale delete: %v", err)
 	}
-	_, err = s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 2) })
+	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 2) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.UpdateCatalog(ctx, func(c *CatalogTx) error { return c.Delete(KindProfile, "p", 0) })
+	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 0) })
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delete missing: %v", err)
 	}

@@ -1,0 +1,49 @@
+package api
+
+import (
+	"context"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// Store is what the API reads and writes: the catalog and the machines.
+// *store.Store implements it; so will any other store (etcd is planned),
+// and tests may pass a fake.
+type Store interface {
+	Catalog
+	Machines
+}
+
+// Catalog is the catalog as the API uses it: its current snapshot, and
+// read or write transactions of objects.
+type Catalog interface {
+	// Snapshot returns the current catalog.
+	Snapshot() *matchbox.Snapshot
+	// ViewCatalog runs fn against a read transaction.
+	ViewCatalog(ctx context.Context, fn func(c store.CatalogTx) error) error
+	// UpdateCatalog runs fn in one write transaction, all or nothing, and
+	// returns the resulting snapshot.
+	UpdateCatalog(ctx context.Context, fn func(c store.CatalogTx) error) (*matchbox.Snapshot, error)
+}
+
+// Machines are the machine records, timelines and inventories as the API
+// uses them.
+type Machines interface {
+	// Machine returns a machine and its version.
+	Machine(ctx context.Context, id string) (*matchbox.Machine, int64, error)
+	// ListMachines returns the machines f selects.
+	ListMachines(ctx context.Context, f store.MachineFilter) ([]*matchbox.Machine, error)
+	// MachineSummaryByID returns what the in-memory index holds of a
+	// machine (inventory included).
+	MachineSummaryByID(id string) (store.MachineSummary, bool)
+	// PutMachine creates or replaces a machine under the precondition
+	// ifVersion and returns its new version.
+	PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion int64) (int64, error)
+	// DeleteMachine removes a machine with its timeline and inventory.
+	DeleteMachine(ctx context.Context, id string, ifVersion int64) error
+	// Events returns a machine's timeline.
+	Events(ctx context.Context, machineID string, f store.EventFilter) ([]matchbox.Event, error)
+	// InventoryHistory returns a machine's inventory reports.
+	InventoryHistory(ctx context.Context, machineID string) ([]store.InventoryReport, error)
+}

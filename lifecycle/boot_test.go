@@ -1,0 +1,147 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"matchbox/hardware"
+	"matchbox/hardware/token"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// fakeStore is a Store of machines held in memory: what the lifecycle's
+// boot hooks need, without SQLite.
+type fakeStore struct {
+	mu     sync.Mutex
+	states map[string]matchbox.MachineState
+	events []string // "machine type"
+}
+
+func (f *fakeStore) Snapshot() *matchbox.Snapshot { return nil }
+
+func (f *fakeStore) MachineSummaryByID(id string) (store.MachineSummary, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.states[id]
+	return store.MachineSummary{ID: id, State: st}, ok
+}
+
+func (f *fakeStore) SetMachineState(_ context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur, ok := f.states[id]
+	if !ok {
+		return fmt.Errorf("machine %q: %w", id, store.ErrNotFound)
+	}
+	if len(from) > 0 && !slices.Contains(from, cur) {
+		return fmt.Errorf("machine %q is %s: %w", id, cur, store.ErrVersionConflict)
+	}
+	f.states[id] = state
+	return nil
+}
+
+func (f *fakeStore) SetMachineBMC(context.Context, string, string) error { return nil }
+
+func (f *fakeStore) MachineBMC(context.Context, string) (string, error) { return "", nil }
+
+func (f *fakeStore) RecordInventory(context.Context, string, hardware.Inventory) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeStore) Enroll(context.Context, string, string) (matchbox.MachineState, error) {
+	return "", nil
+}
+
+func (f *fakeStore) AppendEvents(_ context.Context, evs []matchbox.BootEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range evs {
+		f.events = append(f.events, ev.MachineID+" "+ev.Type)
+	}
+	return nil
+}
+
+// TestServed: only a provisioning machine that fetched its first-boot
+// config becomes provisioned.
+func TestServed(t *testing.T) {
+	cases := []struct {
+		name       string
+		state      matchbox.MachineState
+		event      string
+		wantState  matchbox.MachineState
+		wantEvents []string
+	}{
+		{"ignition marks provisioned", matchbox.StateProvisioning, matchbox.EventIgnition, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
+		{"generic marks provisioned", matchbox.StateProvisioning, matchbox.EventGeneric, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
+		{"ipxe script is not the config", matchbox.StateProvisioning, matchbox.EventIPXE, matchbox.StateProvisioning, nil},
+		{"ready machine stays ready", matchbox.StateReady, matchbox.EventIgnition, matchbox.StateReady, nil},
+		{"provisioned stays provisioned", matchbox.StateProvisioned, matchbox.EventIgnition, matchbox.StateProvisioned, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := &fakeStore{states: map[string]matchbox.MachineState{"m1": c.state}}
+			svc, err := New(Config{Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // the request is over: the transition must outlive it
+			svc.Served(ctx, "m1", c.state, c.event)
+			if got := st.states["m1"]; got != c.wantState {
+				t.Errorf("state %s, want %s", got, c.wantState)
+			}
+			if !slices.Equal(st.events, c.wantEvents) {
+				t.Errorf("events %q, want %q", st.events, c.wantEvents)
+			}
+		})
+	}
+}
+
+// TestTemplateVars: the agent's identity for known and unknown machines,
+// the base URL from the configuration or the request's Host.
+func TestTemplateVars(t *testing.T) {
+	auth, err := NewAgentAuth(agentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name            string
+		agent           *AgentAuth
+		bootURL         string
+		id, mac, host   string
+		wantID, wantURL string // wantID "" expects no variables
+	}{
+		{name: "known machine", agent: auth, id: "m1", mac: "52:54:00:00:00:01", host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
+		{name: "unknown machine named by its MAC", agent: auth, mac: "52:54:00:00:00:02", host: "mb:8080", wantID: "52-54-00-00-00-02", wantURL: "http://mb:8080"},
+		{name: "boot URL wins over Host", agent: auth, bootURL: "http://10.0.0.1:8080/", id: "m1", host: "mb:8080", wantID: "m1", wantURL: "http://10.0.0.1:8080"},
+		{name: "nothing names the machine", agent: auth, host: "mb:8080"},
+		{name: "no agent key", id: "m1", host: "mb:8080"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			svc, err := New(Config{Store: &fakeStore{}, Agent: c.agent, BootURL: c.bootURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vars := svc.TemplateVars(context.Background(), c.id, c.mac, c.host)
+			if c.wantID == "" {
+				if vars != nil {
+					t.Fatalf("vars %v, want none", vars)
+				}
+				return
+			}
+			if vars["machine_id"] != c.wantID || vars["matchbox_url"] != c.wantURL {
+				t.Errorf("vars %v, want machine_id %s, matchbox_url %s", vars, c.wantID, c.wantURL)
+			}
+			tok, _ := vars["agent_token"].(string)
+			if err := token.Verify(agentKey, c.wantID, tok); err != nil || !strings.HasPrefix(tok, "v1.") {
+				t.Errorf("agent_token %q does not verify for %s: %v", tok, c.wantID, err)
+			}
+		})
+	}
+}
