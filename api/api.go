@@ -83,8 +83,8 @@ func New(cfg Config) (*API, error) {
 // Routes added to r under Prefix after Register are shadowed by it.
 func (a *API) Register(r *mux.Router) {
 	var routes []*mux.Route
-	handle := func(path string, h http.HandlerFunc, methods ...string) {
-		routes = append(routes, r.Handle(Prefix+path, a.withAuth(a.limitBody(h))).Methods(methods...))
+	handle := func(path string, h handlerFunc, methods ...string) {
+		routes = append(routes, r.Handle(Prefix+path, a.withAuth(a.limitBody(a.serve(h)))).Methods(methods...))
 	}
 	handle("/openapi.json", a.getOpenAPI, http.MethodGet)
 
@@ -143,9 +143,10 @@ func (a *API) Register(r *mux.Router) {
 	})))
 }
 
-func (a *API) getOpenAPI(w http.ResponseWriter, r *http.Request) {
+func (a *API) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(a.openapi)
+	return nil
 }
 
 // limitBody caps the request body at MaxBodyBytes.

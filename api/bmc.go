@@ -20,14 +20,13 @@ import (
 // maxProvisionIDs bounds the ids of one bulk provisioning request.
 const maxProvisionIDs = 10000
 
-// needLifecycle returns the lifecycle service, or answers 501 when the server
-// runs without one.
-func (a *API) needLifecycle(w http.ResponseWriter, r *http.Request) *lifecycle.Service {
+// needLifecycle returns the lifecycle service, or a 501 not_configured
+// error when the server runs without one.
+func (a *API) needLifecycle() (*lifecycle.Service, error) {
 	if a.cfg.Lifecycle == nil {
-		a.writeError(w, r, errorf(http.StatusNotImplemented, CodeNotConfigured, "", "this server runs without BMC control"))
-		return nil
+		return nil, errorf(http.StatusNotImplemented, CodeNotConfigured, "", "this server runs without BMC control")
 	}
-	return a.cfg.Lifecycle
+	return a.cfg.Lifecycle, nil
 }
 
 // actionContext is the context BMC actions run under: a client that goes
@@ -37,15 +36,14 @@ func actionContext(r *http.Request) context.Context {
 	return context.WithoutCancel(r.Context())
 }
 
-// machineExists answers 404 and returns false when the path's machine does
-// not exist.
-func (a *API) machineExists(w http.ResponseWriter, r *http.Request) (string, bool) {
+// machineExists returns the path's machine id, or the store's error (not
+// found) when the machine does not exist.
+func (a *API) machineExists(r *http.Request) (string, error) {
 	id := mux.Vars(r)["id"]
 	if _, _, err := a.cfg.Store.Machine(r.Context(), id); err != nil {
-		a.writeError(w, r, err)
-		return id, false
+		return id, err
 	}
-	return id, true
+	return id, nil
 }
 
 // quoted matches the values YAML decoding errors quote.
@@ -71,89 +69,81 @@ func decodeCredentialBody(r *http.Request, v any) error {
 // validCipherSuite matches IPMI cipher suite numbers.
 var validCipherSuite = regexp.MustCompile(`^[0-9]{1,2}$`)
 
-func (a *API) putBMC(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) putBMC(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
-	id, ok := a.machineExists(w, r)
-	if !ok {
-		return
+	id, err := a.machineExists(r)
+	if err != nil {
+		return err
 	}
 	var b wire.BMCSettings
 	if err := decodeCredentialBody(r, &b); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	switch {
 	case b.Address == "":
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "address", "field address: the BMC's host name or IP address is required"))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "address", "field address: the BMC's host name or IP address is required")
 	case b.Port < 0 || b.Port > 65535:
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "port", "field port %d: want 1 to 65535, or 0 for the driver's default", b.Port))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "port", "field port %d: want 1 to 65535, or 0 for the driver's default", b.Port)
 	case b.Driver != bmc.DriverAuto && b.Driver != bmc.DriverIPMI && b.Driver != bmc.DriverRedfish:
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "driver", "field driver %q: want ipmi, redfish or empty (try the server's driver order)", b.Driver))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "driver", "field driver %q: want ipmi, redfish or empty (try the server's driver order)", b.Driver)
 	case b.CipherSuite != "" && !validCipherSuite.MatchString(b.CipherSuite):
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "cipher_suite", "field cipher_suite %q: want an IPMI cipher suite number (3, 17)", b.CipherSuite))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "cipher_suite", "field cipher_suite %q: want an IPMI cipher suite number (3, 17)", b.CipherSuite)
 	case b.Password != "" && b.Username == "":
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "username", "field username: required with a password"))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "username", "field username: required with a password")
 	}
 	ctx := r.Context()
-	err := lc.SetBMC(ctx, id, lifecycle.BMCConfig{
+	err = lc.SetBMC(ctx, id, lifecycle.BMCConfig{
 		Address: b.Address, Port: b.Port, Driver: b.Driver, CipherSuite: b.CipherSuite, Insecure: b.Insecure,
 		Username: b.Username, Password: b.Password,
 	})
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	view, err := lc.BMC(ctx, id)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	a.log.InfoContext(ctx, "machine BMC set", "machine", id, "address", view.Address, "port", view.Port, "driver", view.Driver, "has_credentials", view.HasCredentials)
 	writeJSON(w, http.StatusOK, bmcView(view))
+	return nil
 }
 
 func bmcView(v lifecycle.BMCView) wire.BMC {
 	return wire.BMC{Address: v.Address, Port: v.Port, Driver: v.Driver, CipherSuite: v.CipherSuite, Insecure: v.Insecure, HasCredentials: v.HasCredentials}
 }
 
-func (a *API) getBMC(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) getBMC(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	id := mux.Vars(r)["id"]
 	view, err := lc.BMC(r.Context(), id)
 	if errors.Is(err, lifecycle.ErrNoBMC) {
-		a.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "", "machine %q has no BMC", id))
-		return
+		return errorf(http.StatusNotFound, CodeNotFound, "", "machine %q has no BMC", id)
 	}
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, bmcView(view))
+	return nil
 }
 
-func (a *API) deleteBMC(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) deleteBMC(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	id := mux.Vars(r)["id"]
 	if err := lc.DeleteBMC(r.Context(), id); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	a.log.InfoContext(r.Context(), "machine BMC removed", "machine", id)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // resultOf converts a BMC result to its wire form.
@@ -166,15 +156,14 @@ func resultOf(res bmc.Result) *wire.BMCResult {
 	}
 }
 
-func (a *API) machinePower(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) machinePower(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	var b wire.PowerRequest
 	if err := decodeBody(r, &b); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	id := mux.Vars(r)["id"]
 	ctx := actionContext(r)
@@ -182,71 +171,66 @@ func (a *API) machinePower(w http.ResponseWriter, r *http.Request) {
 	case "status":
 		state, err := lc.PowerStatus(ctx, id)
 		if err != nil {
-			a.writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, wire.PowerStatus{Power: string(state)})
 	case bmc.ActionOn, bmc.ActionOff, bmc.ActionCycle, bmc.ActionReset, bmc.ActionSoft:
 		res, err := lc.SetPower(ctx, id, action)
 		if err != nil {
-			a.writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, resultOf(res))
 	default:
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "action", "field action %q: want on, off, cycle, reset, soft or status", b.Action))
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "action", "field action %q: want on, off, cycle, reset, soft or status", b.Action)
 	}
+	return nil
 }
 
-func (a *API) machineBootDevice(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) machineBootDevice(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	var b wire.BootDeviceRequest
 	if err := decodeBody(r, &b); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	if b.Device != bmc.BootPXE && b.Device != bmc.BootDisk {
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeInvalidBody, "device", "field device %q: want pxe or disk", b.Device))
-		return
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "device", "field device %q: want pxe or disk", b.Device)
 	}
 	res, err := lc.SetBootDevice(actionContext(r), mux.Vars(r)["id"], bmc.BootOptions{Device: b.Device, Persistent: b.Persistent, EFI: b.EFI})
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, resultOf(res))
+	return nil
 }
 
-func (a *API) provisionMachine(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) provisionMachine(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	res, err := lc.Provision(actionContext(r), mux.Vars(r)["id"])
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, resultOf(res))
+	return nil
 }
 
-func (a *API) provisionMachines(w http.ResponseWriter, r *http.Request) {
-	lc := a.needLifecycle(w, r)
-	if lc == nil {
-		return
+func (a *API) provisionMachines(w http.ResponseWriter, r *http.Request) error {
+	lc, err := a.needLifecycle()
+	if err != nil {
+		return err
 	}
 	var b wire.ProvisionRequest
 	if err := decodeBody(r, &b); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	ids, err := a.provisionTargets(r.Context(), b)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	out := wire.ProvisionAnswer{Outcomes: make([]wire.ProvisionOutcome, 0, len(ids))}
 	for _, o := range lc.ProvisionAll(actionContext(r), ids) {
@@ -265,6 +249,7 @@ func (a *API) provisionMachines(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.InfoContext(r.Context(), "bulk provisioning", "machines", len(ids), "succeeded", out.Succeeded, "failed", out.Failed)
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // provisionTargets resolves a bulk provisioning request to machine ids:
@@ -309,15 +294,14 @@ func (a *API) provisionTargets(ctx context.Context, b wire.ProvisionRequest) ([]
 	return ids, nil
 }
 
-func (a *API) machineInventory(w http.ResponseWriter, r *http.Request) {
-	id, ok := a.machineExists(w, r)
-	if !ok {
-		return
+func (a *API) machineInventory(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.machineExists(r)
+	if err != nil {
+		return err
 	}
 	hist, err := a.cfg.Store.InventoryHistory(r.Context(), id)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	out := wire.Inventory{History: make([]wire.InventoryReport, len(hist))}
 	for i, h := range hist {
@@ -327,6 +311,7 @@ func (a *API) machineInventory(w http.ResponseWriter, r *http.Request) {
 		out.Current = sum.Inventory
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // decodeBody reads and strictly decodes a JSON or YAML request body.

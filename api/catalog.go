@@ -58,23 +58,20 @@ func objectValue(o *store.Object) any {
 	return o.Template
 }
 
-func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) {
+func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) error {
 	kind, err := c.kindOf(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	limit, after, err := page(r, 1000, 1000)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	kinds := []store.Kind{kind}
 	if kind == "" {
 		kinds = []store.Kind{store.KindIgnition, store.KindGeneric}
 		if after != "" && !strings.Contains(after, "/") {
-			c.a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "after", "after %q: the list of every template pages with after=<kind>/<name>", after))
-			return
+			return errorf(http.StatusBadRequest, CodeBadRequest, "after", "after %q: the list of every template pages with after=<kind>/<name>", after)
 		}
 	}
 	profileFilter := r.URL.Query().Get("profile")
@@ -90,8 +87,7 @@ func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	// Every catalog list names the catalog's dangling references.
 	addWarnings(w, danglingWarnings(c.a.cfg.Store.Snapshot().Dangling()))
@@ -114,6 +110,7 @@ func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, objectItem(o))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func cursorOf(it wire.Item, withKind bool) string {
@@ -123,11 +120,10 @@ func cursorOf(it wire.Item, withKind bool) string {
 	return it.ID
 }
 
-func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) {
+func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) error {
 	kind, err := c.kindOf(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	id := mux.Vars(r)["id"]
 	var obj *store.Object
@@ -137,8 +133,7 @@ func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	// The object's own dangling references (a group's missing profile, a
 	// profile's missing templates).
@@ -152,6 +147,7 @@ func (c catalogHandlers) get(w http.ResponseWriter, r *http.Request) {
 	addWarnings(w, danglingWarnings(own))
 	w.Header().Set("ETag", etag(obj.Version))
 	writeJSON(w, http.StatusOK, objectValue(obj))
+	return nil
 }
 
 // addWarnings adds a Warning header (code 299) for each warning.
@@ -161,45 +157,39 @@ func addWarnings(w http.ResponseWriter, warns []string) {
 	}
 }
 
-func (c catalogHandlers) create(w http.ResponseWriter, r *http.Request) {
+func (c catalogHandlers) create(w http.ResponseWriter, r *http.Request) error {
 	kind, err := c.kindOf(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	obj, warns, err := decodeObject(r, kind, "")
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
-	c.write(w, r, obj, warns, mustNotExist)
+	return c.write(w, r, obj, warns, mustNotExist)
 }
 
-func (c catalogHandlers) replace(w http.ResponseWriter, r *http.Request) {
+func (c catalogHandlers) replace(w http.ResponseWriter, r *http.Request) error {
 	kind, err := c.kindOf(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	ifVersion, err := precondition(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	obj, warns, err := decodeObject(r, kind, mux.Vars(r)["id"])
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
-	c.write(w, r, obj, warns, ifVersion)
+	return c.write(w, r, obj, warns, ifVersion)
 }
 
 // write stores obj in one catalog transaction and answers with it.
-func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *store.Object, warns []string, ifVersion int64) {
+func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *store.Object, warns []string, ifVersion int64) error {
 	version, created, dangling, err := putObject(r.Context(), c.a.cfg.Store, obj, ifVersion)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	addWarnings(w, append(warns, danglingWarnings(dangling)...))
 	w.Header().Set("ETag", etag(version))
@@ -209,6 +199,7 @@ func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *stor
 		w.Header().Set("Location", objectPath(obj.Kind, obj.ID))
 	}
 	writeJSON(w, status, objectValue(obj))
+	return nil
 }
 
 // objectPath is the API path of a catalog object.
@@ -275,16 +266,14 @@ func danglingWarnings(refs []string) []string {
 	return out
 }
 
-func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) {
+func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) error {
 	kind, err := c.kindOf(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	ifVersion, err := precondition(r)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	if ifVersion < 0 {
 		ifVersion = 0 // If-Match: * on a delete: the object must exist, as it must anyway
@@ -292,11 +281,11 @@ func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	dangling, err := deleteObject(r.Context(), c.a.cfg.Store, kind, id, ifVersion)
 	if err != nil {
-		c.a.writeError(w, r, err)
-		return
+		return err
 	}
 	addWarnings(w, danglingWarnings(dangling))
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // decodeObject reads a catalog object from the request body. pathID is the

@@ -123,6 +123,21 @@ func classify(err error) *apiError {
 	return errorf(http.StatusInternalServerError, CodeInternal, "", "internal error: %v", err)
 }
 
+// handlerFunc is an API handler that returns its failure rather than
+// writing it: serve writes the answer the error classifies as.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// serve adapts h to http.Handler: an error h returns is answered with its
+// status and JSON body (code, message, field), as writeError does. h must
+// not have written anything when it returns an error.
+func (a *API) serve(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
 // writeError answers with err's status and JSON body.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)

@@ -72,23 +72,20 @@ func decodeMachine(r *http.Request, pathID string) (*matchbox.Machine, error) {
 	}, nil
 }
 
-func (a *API) listMachines(w http.ResponseWriter, r *http.Request) {
+func (a *API) listMachines(w http.ResponseWriter, r *http.Request) error {
 	limit, after, err := page(r, 500, 1000)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	f := store.MachineFilter{After: after, Limit: limit + 1, State: matchbox.MachineState(q.Get("state"))}
 	if f.State != "" && !f.State.Valid() {
-		a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "state", "state %q: want discovered, ready, provisioning, provisioned or failed", f.State))
-		return
+		return errorf(http.StatusBadRequest, CodeBadRequest, "state", "state %q: want discovered, ready, provisioning, provisioned or failed", f.State)
 	}
 	for _, l := range q["label"] {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "label", "label %q: want key=value", l))
-			return
+			return errorf(http.StatusBadRequest, CodeBadRequest, "label", "label %q: want key=value", l)
 		}
 		if f.Label == nil {
 			f.Label = map[string]string{}
@@ -97,8 +94,7 @@ func (a *API) listMachines(w http.ResponseWriter, r *http.Request) {
 	}
 	ms, err := a.cfg.Store.ListMachines(r.Context(), f)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	out := wire.List{Items: []wire.Item{}}
 	for i, m := range ms {
@@ -109,16 +105,17 @@ func (a *API) listMachines(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, wire.Item{ID: m.ID, Machine: a.machineView(m)})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (a *API) getMachine(w http.ResponseWriter, r *http.Request) {
+func (a *API) getMachine(w http.ResponseWriter, r *http.Request) error {
 	m, v, err := a.cfg.Store.Machine(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("ETag", etag(v))
 	writeJSON(w, http.StatusOK, a.machineView(m))
+	return nil
 }
 
 // machineView adds the summary of the machine's last inventory to m.
@@ -130,32 +127,29 @@ func (a *API) machineView(m *matchbox.Machine) *wire.Machine {
 	return out
 }
 
-func (a *API) createMachine(w http.ResponseWriter, r *http.Request) {
+func (a *API) createMachine(w http.ResponseWriter, r *http.Request) error {
 	m, err := decodeMachine(r, "")
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
-	a.putMachine(w, r, m, mustNotExist)
+	return a.putMachine(w, r, m, mustNotExist)
 }
 
-func (a *API) replaceMachine(w http.ResponseWriter, r *http.Request) {
+func (a *API) replaceMachine(w http.ResponseWriter, r *http.Request) error {
 	ifVersion, err := precondition(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	m, err := decodeMachine(r, mux.Vars(r)["id"])
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
-	a.putMachine(w, r, m, ifVersion)
+	return a.putMachine(w, r, m, ifVersion)
 }
 
 // putMachine writes m under the precondition ifVersion and answers with the
 // stored machine.
-func (a *API) putMachine(w http.ResponseWriter, r *http.Request, m *matchbox.Machine, ifVersion int64) {
+func (a *API) putMachine(w http.ResponseWriter, r *http.Request, m *matchbox.Machine, ifVersion int64) error {
 	ctx := r.Context()
 	created := false
 	if ifVersion == mustExist || ifVersion == 0 {
@@ -164,8 +158,7 @@ func (a *API) putMachine(w http.ResponseWriter, r *http.Request, m *matchbox.Mac
 		case err == nil && ifVersion == mustExist:
 			ifVersion = cur
 		case err != nil && ifVersion == mustExist:
-			a.writeError(w, r, fmt.Errorf("machine %q does not exist, If-Match cannot hold: %w", m.ID, store.ErrVersionConflict))
-			return
+			return fmt.Errorf("machine %q does not exist, If-Match cannot hold: %w", m.ID, store.ErrVersionConflict)
 		case err != nil:
 			created = true
 		}
@@ -174,10 +167,9 @@ func (a *API) putMachine(w http.ResponseWriter, r *http.Request, m *matchbox.Mac
 		created = true
 	}
 	if _, err := a.cfg.Store.PutMachine(ctx, m, ifVersion); err != nil {
-		a.writeError(w, r, preconditionError(err, ifVersion))
-		return
+		return preconditionError(err, ifVersion)
 	}
-	a.answerMachine(ctx, w, r, m.ID, created)
+	return a.answerMachine(ctx, w, r, m.ID, created)
 }
 
 // preconditionError turns "not found" under an If-Match into the failed
@@ -189,11 +181,10 @@ func preconditionError(err error, ifVersion int64) error {
 	return err
 }
 
-func (a *API) answerMachine(ctx context.Context, w http.ResponseWriter, r *http.Request, id string, created bool) {
+func (a *API) answerMachine(ctx context.Context, w http.ResponseWriter, r *http.Request, id string, created bool) error {
 	m, v, err := a.cfg.Store.Machine(ctx, id)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("ETag", etag(v))
 	status := http.StatusOK
@@ -202,56 +193,51 @@ func (a *API) answerMachine(ctx context.Context, w http.ResponseWriter, r *http.
 		w.Header().Set("Location", Prefix+"/machines/"+id)
 	}
 	writeJSON(w, status, a.machineView(m))
+	return nil
 }
 
-func (a *API) deleteMachine(w http.ResponseWriter, r *http.Request) {
+func (a *API) deleteMachine(w http.ResponseWriter, r *http.Request) error {
 	ifVersion, err := precondition(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	if ifVersion < 0 {
 		ifVersion = 0
 	}
 	if err := a.cfg.Store.DeleteMachine(r.Context(), mux.Vars(r)["id"], ifVersion); err != nil {
-		a.writeError(w, r, preconditionError(err, ifVersion))
-		return
+		return preconditionError(err, ifVersion)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // modifyMachine reads a machine, applies change and writes it back under
 // the version read (or the If-Match version, which must equal it).
-func (a *API) modifyMachine(w http.ResponseWriter, r *http.Request, change func(m *matchbox.Machine) error) {
+func (a *API) modifyMachine(w http.ResponseWriter, r *http.Request, change func(m *matchbox.Machine) error) error {
 	ifVersion, err := precondition(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	id := mux.Vars(r)["id"]
 	m, cur, err := a.cfg.Store.Machine(ctx, id)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	if ifVersion > 0 && ifVersion != cur {
-		a.writeError(w, r, fmt.Errorf("machine %q is at version %d, not %d: %w", id, cur, ifVersion, store.ErrVersionConflict))
-		return
+		return fmt.Errorf("machine %q is at version %d, not %d: %w", id, cur, ifVersion, store.ErrVersionConflict)
 	}
 	if err := change(m); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	if _, err := a.cfg.Store.PutMachine(ctx, m, cur); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
-	a.answerMachine(ctx, w, r, id, false)
+	return a.answerMachine(ctx, w, r, id, false)
 }
 
-func (a *API) setMachineLabels(w http.ResponseWriter, r *http.Request) {
-	a.modifyMachine(w, r, func(m *matchbox.Machine) error {
+func (a *API) setMachineLabels(w http.ResponseWriter, r *http.Request) error {
+	return a.modifyMachine(w, r, func(m *matchbox.Machine) error {
 		data, format, err := readBody(r, false)
 		if err != nil {
 			return err
@@ -270,8 +256,8 @@ func (a *API) setMachineLabels(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (a *API) setMachineState(w http.ResponseWriter, r *http.Request) {
-	a.modifyMachine(w, r, func(m *matchbox.Machine) error {
+func (a *API) setMachineState(w http.ResponseWriter, r *http.Request) error {
+	return a.modifyMachine(w, r, func(m *matchbox.Machine) error {
 		data, format, err := readBody(r, false)
 		if err != nil {
 			return err
@@ -288,7 +274,7 @@ func (a *API) setMachineState(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (a *API) machineEvents(w http.ResponseWriter, r *http.Request) {
+func (a *API) machineEvents(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := mux.Vars(r)["id"]
 	q := r.URL.Query()
@@ -296,37 +282,32 @@ func (a *API) machineEvents(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "limit", "limit %q: want a number from 1 to 1000", s))
-			return
+			return errorf(http.StatusBadRequest, CodeBadRequest, "limit", "limit %q: want a number from 1 to 1000", s)
 		}
 		f.Limit = n
 	}
 	if s := q.Get("after"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "after", "after %q: want an event id", s))
-			return
+			return errorf(http.StatusBadRequest, CodeBadRequest, "after", "after %q: want an event id", s)
 		}
 		f.AfterID = n
 	}
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			a.writeError(w, r, errorf(http.StatusBadRequest, CodeBadRequest, "since", "since %q: want an RFC 3339 time (2006-01-02T15:04:05Z)", s))
-			return
+			return errorf(http.StatusBadRequest, CodeBadRequest, "since", "since %q: want an RFC 3339 time (2006-01-02T15:04:05Z)", s)
 		}
 		f.Since = t
 	}
 	if _, _, err := a.cfg.Store.Machine(ctx, id); err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	limit := f.Limit
 	f.Limit++
 	evs, err := a.cfg.Store.Events(ctx, id, f)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	out := wire.EventList{Events: evs}
 	if len(evs) > limit {
@@ -337,4 +318,5 @@ func (a *API) machineEvents(w http.ResponseWriter, r *http.Request) {
 		out.Events = []matchbox.Event{}
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }

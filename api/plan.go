@@ -290,11 +290,10 @@ func readPlanRequest(r *http.Request) (*wire.PlanRequest, *datadir.Content, erro
 	return req, content, nil
 }
 
-func (a *API) plan(w http.ResponseWriter, r *http.Request) {
+func (a *API) plan(w http.ResponseWriter, r *http.Request) error {
 	req, content, err := readPlanRequest(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	var p *planned
 	err = a.cfg.Store.ViewCatalog(r.Context(), func(tx store.CatalogTx) error {
@@ -303,35 +302,33 @@ func (a *API) plan(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	snap, err := matchbox.Build(p.catalog, a.cfg.ParseFact)
 	if err == nil {
 		err = matchbox.NoNewDangling(a.cfg.Store.Snapshot(), snap)
 	}
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	p.plan.Warnings = append(p.plan.Warnings, snap.Warnings()...)
 	writeJSON(w, http.StatusOK, p.plan)
+	return nil
 }
 
-func (a *API) apply(w http.ResponseWriter, r *http.Request) {
+func (a *API) apply(w http.ResponseWriter, r *http.Request) error {
 	req, content, err := readPlanRequest(r)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	p, snap, err := a.applyPlan(r.Context(), req, content)
 	if err != nil {
-		a.writeError(w, r, err)
-		return
+		return err
 	}
 	p.plan.Applied = true
 	p.plan.Warnings = append(p.plan.Warnings, snap.Warnings()...)
 	writeJSON(w, http.StatusOK, p.plan)
+	return nil
 }
 
 // applyPlan makes the plan and writes it in one catalog transaction: all of
