@@ -49,15 +49,6 @@ func LoadTokens(path string) (*Tokens, error) {
 	return t, nil
 }
 
-// NewTokens returns a token set parsed from r; name is used in errors.
-func NewTokens(r io.Reader, name string) (*Tokens, error) {
-	entries, err := parseTokens(r, name)
-	if err != nil {
-		return nil, err
-	}
-	return &Tokens{entries: entries}, nil
-}
-
 // Reload reads the tokens file again. On error the current set is kept.
 func (t *Tokens) Reload() error {
 	if t.path == "" {

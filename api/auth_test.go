@@ -78,11 +78,22 @@ func TestTokensReload(t *testing.T) {
 	}
 }
 
-func TestAPIAuthRoles(t *testing.T) {
-	tokens, err := NewTokens(strings.NewReader(adminToken+" admin\n"+readToken+" read\n"), "tokens")
+// testTokens loads a tokens file of the given lines.
+func testTokens(t *testing.T, lines string) *Tokens {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(p, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadTokens(p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tokens
+}
+
+func TestAPIAuthRoles(t *testing.T) {
+	tokens := testTokens(t, adminToken+" admin\n"+readToken+" read\n")
 	s := newTestServer(t, Config{Tokens: tokens})
 	profile := `{"id": "p", "boot": {"kernel": "/k"}}`
 	bundle := `{"files": {"profiles/q.yaml": "id: q\n"}}`

@@ -463,10 +463,7 @@ func TestBMCEndpointsWithoutLifecycle(t *testing.T) {
 }
 
 func TestBMCRoles(t *testing.T) {
-	tokens, err := NewTokens(strings.NewReader("reader-token-0123456789 read\nadmin-token-0123456789 admin\n"), "tokens")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tokens := testTokens(t, "reader-token-0123456789 read\nadmin-token-0123456789 admin\n")
 	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "m.db")})
 	if err != nil {
 		t.Fatal(err)

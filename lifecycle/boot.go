@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"matchbox/agent/token"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -15,7 +16,7 @@ import (
 // request addressed, used when Config.BootURL is empty. It returns nil
 // without an agent key or anything naming the machine.
 func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
-	if s.cfg.Agent == nil {
+	if s.cfg.AgentKey == nil {
 		return nil
 	}
 	if id == "" && mac != "" {
@@ -28,7 +29,11 @@ func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[stri
 	if base == "" {
 		base = "http://" + host
 	}
-	return s.cfg.Agent.Vars(id, base)
+	return map[string]any{
+		"machine_id":   id,
+		"agent_token":  token.Issue(s.cfg.AgentKey, id),
+		"matchbox_url": strings.TrimSuffix(base, "/"),
+	}
 }
 
 // Served is told of a boot endpoint's successful answer to a known

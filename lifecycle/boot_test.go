@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"matchbox/agent/token"
 	"matchbox/hardware"
-	"matchbox/hardware/token"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -105,26 +105,22 @@ func TestServed(t *testing.T) {
 // TestTemplateVars: the agent's identity for known and unknown machines,
 // the base URL from the configuration or the request's Host.
 func TestTemplateVars(t *testing.T) {
-	auth, err := NewAgentAuth(agentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cases := []struct {
 		name            string
-		agent           *AgentAuth
+		agent           []byte
 		bootURL         string
 		id, mac, host   string
 		wantID, wantURL string // wantID "" expects no variables
 	}{
-		{name: "known machine", agent: auth, id: "m1", mac: "52:54:00:00:00:01", host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
-		{name: "unknown machine named by its MAC", agent: auth, mac: "52:54:00:00:00:02", host: "mb:8080", wantID: "52-54-00-00-00-02", wantURL: "http://mb:8080"},
-		{name: "boot URL wins over Host", agent: auth, bootURL: "http://10.0.0.1:8080/", id: "m1", host: "mb:8080", wantID: "m1", wantURL: "http://10.0.0.1:8080"},
-		{name: "nothing names the machine", agent: auth, host: "mb:8080"},
+		{name: "known machine", agent: agentKey, id: "m1", mac: "52:54:00:00:00:01", host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
+		{name: "unknown machine named by its MAC", agent: agentKey, mac: "52:54:00:00:00:02", host: "mb:8080", wantID: "52-54-00-00-00-02", wantURL: "http://mb:8080"},
+		{name: "boot URL wins over Host", agent: agentKey, bootURL: "http://10.0.0.1:8080/", id: "m1", host: "mb:8080", wantID: "m1", wantURL: "http://10.0.0.1:8080"},
+		{name: "nothing names the machine", agent: agentKey, host: "mb:8080"},
 		{name: "no agent key", id: "m1", host: "mb:8080"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			svc, err := New(Config{Store: &fakeStore{}, Agent: c.agent, BootURL: c.bootURL})
+			svc, err := New(Config{Store: &fakeStore{}, AgentKey: c.agent, BootURL: c.bootURL})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"matchbox/agent/token"
 	"matchbox/bmc"
 	"matchbox/bmc/secret"
 	"matchbox/hardware"
@@ -44,9 +46,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Parallel bounds concurrent BMC sessions of bulk actions (default 8).
 	Parallel int
-	// Agent issues the discovery agent's per-machine tokens handed to
-	// boot templates (TemplateVars); nil hands out none.
-	Agent *AgentAuth
+	// AgentKey signs the discovery agent's per-machine tokens handed to
+	// boot templates (TemplateVars), at least token.MinKeyLen bytes; nil
+	// hands out none.
+	AgentKey []byte
 	// BootURL is matchbox's base URL as machines reach it, handed to the
 	// agent as matchbox_url; empty uses the Host each boot request
 	// addressed.
@@ -57,8 +60,10 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
-	// background provisioning started by auto-enrollment
-	wg sync.WaitGroup
+	// background provisioning started by auto-enrollment, bounded by bg
+	wg       sync.WaitGroup
+	bg       context.Context
+	bgCancel context.CancelFunc
 }
 
 // New returns a lifecycle service.
@@ -72,11 +77,24 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 8
 	}
-	return &Service{cfg: cfg, log: cfg.Logger}, nil
+	if cfg.AgentKey != nil && len(cfg.AgentKey) < token.MinKeyLen {
+		return nil, fmt.Errorf("lifecycle: agent token key has %d bytes, want at least %d", len(cfg.AgentKey), token.MinKeyLen)
+	}
+	cfg.AgentKey = bytes.Clone(cfg.AgentKey)
+	s := &Service{cfg: cfg, log: cfg.Logger}
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // Wait blocks until background provisioning started by auto-enrollment ends.
 func (s *Service) Wait() { s.wg.Wait() }
+
+// Close cancels background provisioning started by auto-enrollment and
+// waits for it to end.
+func (s *Service) Close() {
+	s.bgCancel()
+	s.wg.Wait()
+}
 
 func (s *Service) event(ctx context.Context, machineID, typ string, detail map[string]any) {
 	if err := s.cfg.Store.AppendEvents(ctx, []matchbox.BootEvent{{MachineID: machineID, Type: typ, At: time.Now(), Detail: detail}}); err != nil {
@@ -98,8 +116,8 @@ type Enrollment struct {
 // ReportInventory stores a machine's inventory and enrolls the machine into
 // the group its labels and facts select, unless only the default group
 // (no selector terms) matches. A group with auto_provision starts
-// provisioning in the background (bgCtx bounds it).
-func (s *Service) ReportInventory(ctx, bgCtx context.Context, machineID string, inv hardware.Inventory) (Enrollment, error) {
+// provisioning in the background, until Close.
+func (s *Service) ReportInventory(ctx context.Context, machineID string, inv hardware.Inventory) (Enrollment, error) {
 	st := s.cfg.Store
 	changed, err := st.RecordInventory(ctx, machineID, inv)
 	if err != nil {
@@ -134,7 +152,7 @@ func (s *Service) ReportInventory(ctx, bgCtx context.Context, machineID string, 
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if _, err := s.Provision(bgCtx, machineID); err != nil {
+			if _, err := s.Provision(s.bg, machineID); err != nil {
 				s.log.Error("auto provisioning failed", "machine", machineID, "err", err)
 			}
 		}()

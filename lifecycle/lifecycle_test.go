@@ -12,15 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
-
+	"matchbox/agent/token"
 	"matchbox/bmc"
 	"matchbox/bmc/ipmisim"
 	"matchbox/bmc/secret"
 	"matchbox/boothttp"
 	"matchbox/hardware"
 	"matchbox/hardware/facts"
-	"matchbox/hardware/token"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -38,7 +36,6 @@ func parseFact(expr string) (matchbox.FactTerm, error) {
 type fixture struct {
 	st   *store.Store
 	svc  *Service
-	auth *AgentAuth
 	srv  *httptest.Server
 	path string
 	key  *secret.Key
@@ -70,26 +67,19 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := NewAgentAuth(agentKey)
+	svc, err := New(Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second, Retries: 1}), Secrets: key, AgentKey: agentKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second, Retries: 1}), Secrets: key, Agent: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bgCtx, cancel := context.WithCancel(ctx)
-	t.Cleanup(func() { cancel(); svc.Wait() })
-	r := mux.NewRouter()
-	r.Handle("/api/v1/machines/{id}/inventory", svc.InventoryHandler(auth, bgCtx)).Methods(http.MethodPost)
+	t.Cleanup(svc.Close)
 	boot, _ := boothttp.New(boothttp.Config{
 		Snapshot:  st.Snapshot,
 		Machines:  lookup{st},
 		Lifecycle: svc,
 	})
-	srv := httptest.NewServer(boot.Front(r))
+	srv := httptest.NewServer(boot.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{st: st, svc: svc, auth: auth, srv: srv, path: path, key: key}
+	return &fixture{st: st, svc: svc, srv: srv, path: path, key: key}
 }
 
 type lookup struct{ st *store.Store }
@@ -110,22 +100,14 @@ func storageInventory(mac string, disks int) hardware.Inventory {
 	return inv
 }
 
-func (f *fixture) post(t *testing.T, id, tok string, body any) (int, map[string]any) {
+// report reports inv for machine id as the agent's endpoint does.
+func (f *fixture) report(t *testing.T, id string, inv hardware.Inventory) Enrollment {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/machines/"+id+"/inventory", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	e, err := f.svc.ReportInventory(context.Background(), id, inv)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("report of %s: %v", id, err)
 	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return e
 }
 
 func (f *fixture) get(t *testing.T, path string) string {
@@ -151,34 +133,14 @@ func TestDiscoveryInventoryEnrollment(t *testing.T) {
 	}
 	tok := script[strings.Index(script, "matchbox.token=")+len("matchbox.token="):]
 	tok = strings.Fields(tok)[0]
-
-	// Refusals store nothing.
-	otherTok := token.Issue(agentKey, "52-54-00-00-00-0b")
-	for _, c := range []struct {
-		name, tok string
-		code      int
-	}{
-		{"no token", "", 401},
-		{"forged", "v1.abc.def", 403},
-		{"another machine's token", otherTok, 403},
-		{"signed with another key", token.Issue(bytes.Repeat([]byte{9}, 32), id), 403},
-	} {
-		code, body := f.post(t, id, c.tok, storageInventory(mac, 6))
-		if code != c.code {
-			t.Errorf("%s: status %d, want %d (%v)", c.name, code, c.code, body)
-		}
-	}
-	if _, _, err := f.st.Machine(context.Background(), id); err == nil {
-		t.Fatal("a refused report created the machine")
-	}
-	if code, body := f.post(t, id, tok, map[string]any{"cpu": map[string]any{"cores": "many"}}); code != 400 || !strings.Contains(body["error"].(map[string]any)["field"].(string), "cpu.cores") {
-		t.Fatalf("bad body: %d %v", code, body)
+	if err := token.Verify(agentKey, id, tok); err != nil {
+		t.Fatalf("the script's token does not verify for %s: %v", id, err)
 	}
 
 	// A good report enrolls the machine by its facts.
-	code, body := f.post(t, id, tok, storageInventory(mac, 6))
-	if code != 200 || body["state"] != "ready" || body["group"] != "storage" || body["changed"] != true {
-		t.Fatalf("report: %d %v", code, body)
+	e := f.report(t, id, storageInventory(mac, 6))
+	if e.State != matchbox.StateReady || e.Group != "storage" || !e.Changed {
+		t.Fatalf("report: %+v", e)
 	}
 	sum, _ := f.st.LookupMachine(mac, "")
 	if sum.Inventory == nil || len(sum.Inventory.Disks) != 6 || sum.State != matchbox.StateReady {
@@ -189,10 +151,9 @@ func TestDiscoveryInventoryEnrollment(t *testing.T) {
 		t.Fatalf("enrolled machine got %q", script)
 	}
 	// Same facts again: no history entry; a changed disk shows in the history.
-	f.post(t, id, tok, storageInventory(mac, 6))
-	code, body = f.post(t, id, tok, storageInventory(mac, 5))
-	if code != 200 || body["changed"] != true {
-		t.Fatalf("changed report: %d %v", code, body)
+	f.report(t, id, storageInventory(mac, 6))
+	if e := f.report(t, id, storageInventory(mac, 5)); !e.Changed {
+		t.Fatalf("changed report: %+v", e)
 	}
 	hist, err := f.st.InventoryHistory(context.Background(), id)
 	if err != nil || len(hist) != 2 || len(hist[0].Inventory.Disks) != 6 || len(hist[1].Inventory.Disks) != 5 {
@@ -205,9 +166,8 @@ func TestDiscoveryInventoryEnrollment(t *testing.T) {
 	// A small machine matches only the default group: it stays discovered.
 	small := "52:54:00:00:00:0c"
 	smallID := store.MachineIDFromMAC(small)
-	code, body = f.post(t, smallID, token.Issue(agentKey, smallID), storageInventory(small, 1))
-	if code != 200 || body["state"] != "discovered" || body["group"] != nil {
-		t.Fatalf("small machine: %d %v", code, body)
+	if e := f.report(t, smallID, storageInventory(small, 1)); e.State != matchbox.StateDiscovered || e.Group != "" {
+		t.Fatalf("small machine: %+v", e)
 	}
 }
 
@@ -277,9 +237,8 @@ func TestProvisionAgainstIPMISim(t *testing.T) {
 		t.Fatal(err)
 	}
 	// auto_provision on the storage group: the report starts provisioning.
-	code, body := f.post(t, id, token.Issue(agentKey, id), storageInventory(mac, 4))
-	if code != 200 || body["provisioning"] != true {
-		t.Fatalf("report: %d %v", code, body)
+	if e := f.report(t, id, storageInventory(mac, 4)); !e.Provisioning {
+		t.Fatalf("report: %+v", e)
 	}
 	f.svc.Wait()
 	sum, _ := f.st.LookupMachine(mac, "")

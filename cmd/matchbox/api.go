@@ -42,7 +42,9 @@ func (e *apiOptions) addFlags(f *pflag.FlagSet) {
 }
 
 // startAPI builds the API from its flags and serves it: routes on s.router,
-// or its own listener as a task of s.
+// or its own listener as a task of s. The discovery agent's report is
+// routed on s.router in either case, authenticated by the machine's agent
+// token, not an API token: its route comes before the API's.
 func (s *services) startAPI(e *apiOptions) error {
 	tlsOn := e.certFile != "" || e.keyFile != "" || e.clientCAFile != ""
 	if tlsOn && (e.certFile == "" || e.keyFile == "") {
@@ -63,6 +65,9 @@ func (s *services) startAPI(e *apiOptions) error {
 	}
 	a, err := api.New(cfg)
 	if err != nil {
+		return err
+	}
+	if err := a.RegisterAgent(s.router, api.AgentConfig{Key: s.agentKey, Inventories: s.lifecycle}); err != nil {
 		return err
 	}
 	if e.addr == "" {

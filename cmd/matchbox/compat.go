@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"matchbox/signing"
-	"matchbox/v011"
+	v011 "matchbox/v011"
 	"matchbox/version"
 )
 

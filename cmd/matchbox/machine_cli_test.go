@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"matchbox/agent/token"
 	"matchbox/bmc/ipmisim"
 	"matchbox/hardware"
-	"matchbox/hardware/token"
 )
 
 func postJSON(t *testing.T, url, bearer string, body any) (int, string) {

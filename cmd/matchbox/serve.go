@@ -30,7 +30,7 @@ import (
 	"matchbox/matchbox/datadir"
 	"matchbox/signing"
 	"matchbox/store"
-	"matchbox/v011"
+	v011 "matchbox/v011"
 )
 
 // serveOptions are the flags of `matchbox serve`.
@@ -196,13 +196,11 @@ type services struct {
 	router   *mux.Router
 	// lifecycle runs enrollment, BMC actions and provisioning.
 	lifecycle *lifecycle.Service
-	agentAuth *lifecycle.AgentAuth
+	// agentKey signs and verifies the discovery agent's tokens.
+	agentKey []byte
 	// clientMAC maps a client address to its MAC as DHCP saw it (nil when
 	// DHCP is off); TFTP uses it to put transfers on timelines.
 	clientMAC func(netip.Addr) (string, bool)
-	// bgCtx bounds background work (auto provisioning); cancelled at shutdown.
-	bgCtx    context.Context
-	bgCancel context.CancelFunc
 	// background tasks started by run, each stopping when ctx ends
 	tasks []func(ctx context.Context) error
 }
@@ -227,20 +225,19 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		st.Close()
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
-	secrets, agentAuth, err := loadKeys(o)
+	secrets, agentKey, err := loadKeys(o)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	s.agentAuth = agentAuth
+	s.agentKey = agentKey
 	s.lifecycle, err = lifecycle.New(lifecycle.Config{
 		Store:    st,
 		BMC:      bmc.New(bmc.Config{Timeout: o.bmcTimeout, Retries: o.bmcRetries, DriverOrder: o.bmcDrivers, Logger: log}),
 		Secrets:  secrets,
 		Logger:   log,
 		Parallel: o.bmcParallel,
-		Agent:    agentAuth,
+		AgentKey: agentKey,
 		BootURL:  o.dhcp.bootURL,
 	})
 	if err != nil {
@@ -276,10 +273,8 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 			return nil, err
 		}
 	}
-	// The boot endpoints are answered by s.boot.Front ahead of the router.
-	// The agent authenticates with its machine token, not an API token:
-	// its route comes before the API's.
-	s.router.Handle("/api/v1/machines/{id}/inventory", s.lifecycle.InventoryHandler(s.agentAuth, s.bgCtx)).Methods(http.MethodPost)
+	// The boot endpoints are answered by s.boot.Front ahead of the router;
+	// the discovery agent's report is routed by startAPI.
 	s.router.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	s.router.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
 	if err := s.startAPI(&o.api); err != nil {
@@ -308,11 +303,8 @@ func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *services) close() {
-	if s.bgCancel != nil {
-		s.bgCancel()
-	}
 	if s.lifecycle != nil {
-		s.lifecycle.Wait()
+		s.lifecycle.Close()
 	}
 	if s.boot != nil {
 		s.boot.Close()
