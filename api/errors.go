@@ -16,7 +16,10 @@ import (
 	"matchbox/store"
 )
 
-// Stable error codes of the API.
+// Stable error codes of the API. They are listed once, here (and in
+// agent.go for the agent's report); TestErrorCodesDocumented finds every
+// Code constant in the package's source and checks that openapi.yaml's
+// enum and docs/api.md list it.
 const (
 	CodeBadRequest       = "bad_request"
 	CodeInvalidBody      = "invalid_body"
@@ -53,14 +56,6 @@ const (
 	// CodeNotConfigured: the server runs without BMC control.
 	CodeNotConfigured = "not_configured"
 )
-
-// ErrorCodes returns every error code of the API.
-func ErrorCodes() []string {
-	return []string{CodeBadRequest, CodeInvalidBody, CodeInvalidBundle, CodeUnauthorized, CodeForbidden, CodeNotFound,
-		CodeMethodNotAllowed, CodeAlreadyExists, CodeVersionConflict, CodePlanStale, CodeTooLarge, CodeUnsupportedType,
-		CodeInvalidCatalog, CodeInternal, CodeNoSecretKey, CodeNoBMC, CodeBMCAuth, CodeBMCUnreachable, CodeBMCBootNotApplied,
-		CodeBMCFailed, CodeNotConfigured}
-}
 
 // apiError is an error with the status and body it answers with.
 type apiError struct {

@@ -2,10 +2,16 @@ package api
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -141,20 +147,127 @@ func TestDocsCoverOpenAPI(t *testing.T) {
 			}
 		}
 	}
-	spec, err := OpenAPIJSON()
+}
+
+// apiErrorCodes reads the package's source as a newcomer would: the Code
+// constants it declares (name → value), the names used outside their
+// declaration, and the error codes written as literals instead of
+// constants (errorf calls, Code fields), by position.
+func apiErrorCodes(t *testing.T) (declared map[string]string, used map[string]bool, literals []string) {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes := ErrorCodes()
-	if len(codes) < 21 {
-		t.Fatalf("ErrorCodes lists %d codes", len(codes))
-	}
-	for _, code := range codes {
-		if !strings.Contains(doc, "`"+code+"`") {
-			t.Errorf("docs/api.md does not list the error code %s", code)
+	declared, used = map[string]string{}, map[string]bool{}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
 		}
-		if !strings.Contains(string(spec), code) {
-			t.Errorf("openapi.yaml does not list the error code %s", code)
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decl := map[*ast.Ident]bool{}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, id := range vs.Names {
+					if !strings.HasPrefix(id.Name, "Code") || i >= len(vs.Values) {
+						continue
+					}
+					lit, ok := vs.Values[i].(*ast.BasicLit)
+					if !ok {
+						t.Errorf("%s: %s is not a string literal", fset.Position(id.Pos()), id.Name)
+						continue
+					}
+					v, _ := strconv.Unquote(lit.Value)
+					declared[id.Name] = v
+					decl[id] = true
+				}
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.Ident:
+				if strings.HasPrefix(n.Name, "Code") && !decl[n] {
+					used[n.Name] = true
+				}
+			case *ast.CallExpr:
+				if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "errorf" && len(n.Args) > 1 {
+					if _, ok := n.Args[1].(*ast.BasicLit); ok {
+						literals = append(literals, fset.Position(n.Pos()).String())
+					}
+				}
+			case *ast.KeyValueExpr:
+				if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Code" {
+					if _, ok := n.Value.(*ast.BasicLit); ok {
+						literals = append(literals, fset.Position(n.Pos()).String())
+					}
+				}
+			}
+			return true
+		})
+	}
+	return declared, used, literals
+}
+
+// TestErrorCodesDocumented checks from the outside that every error code
+// the code can answer is a declared constant, and that openapi.yaml's enum
+// and docs/api.md list exactly those: a code added to the source and not
+// to the documents, or left in the documents after its removal, fails.
+func TestErrorCodesDocumented(t *testing.T) {
+	declared, used, literals := apiErrorCodes(t)
+	if len(declared) == 0 {
+		t.Fatal("no Code constant found in the package's source")
+	}
+	for _, pos := range literals {
+		t.Errorf("%s: an error code written as a literal, not a Code constant", pos)
+	}
+	for name := range declared {
+		if !used[name] {
+			t.Errorf("%s is declared but no error answers with it", name)
+		}
+	}
+	b, err := OpenAPIJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	enum := doc.Components.Schemas["ErrorDetail"].Properties["code"].Enum
+	md, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]bool{}
+	for name, v := range declared {
+		values[v] = true
+		if !slices.Contains(enum, v) {
+			t.Errorf("openapi.yaml: ErrorDetail.code's enum lacks %s (%s)", v, name)
+		}
+		if !strings.Contains(string(md), "`"+v+"`") {
+			t.Errorf("docs/api.md does not list the error code %s (%s)", v, name)
+		}
+	}
+	for _, v := range enum {
+		if !values[v] {
+			t.Errorf("openapi.yaml: ErrorDetail.code's enum lists %s, which no Code constant declares", v)
 		}
 	}
 }
