@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 
 	"matchbox/hardware"
@@ -55,8 +56,9 @@ func (r Reservations) LookupMachine(_ context.Context, mac, uuid string) (Machin
 	if uuid != "" {
 		labels["uuid"] = uuid
 	}
+	// A group whose profile is not (yet) written still reserves its address.
 	match, err := r.Catalog().Select(labels, rec.Inventory)
-	if err != nil || match.Group.Selector["mac"] != mac {
+	if (err != nil && !errors.Is(err, matchbox.ErrMissingProfile)) || match.Group.Selector["mac"] != mac {
 		return out, ok
 	}
 	if s, isString := match.Group.Metadata["ip"].(string); isString {

@@ -21,6 +21,7 @@ func TestReservations(t *testing.T) {
 		badGroupIP    = "52:54:00:00:00:06"
 		numericIP     = "52:54:00:00:00:07"
 		recordAndBoth = "52:54:00:00:00:08"
+		danglingGroup = "52:54:00:00:00:09"
 	)
 	records := map[string]MachineRecord{
 		withRecordIP:  {Machine: Machine{ID: "m1", State: matchbox.StateReady}, ReservedIP: "10.0.0.5"},
@@ -44,6 +45,7 @@ func TestReservations(t *testing.T) {
 			group("g6", badGroupIP, map[string]any{"ip": "fd00::6"}),
 			group("g7", numericIP, map[string]any{"ip": 7}),
 			group("g8", recordAndBoth, map[string]any{"ip": "10.0.0.80"}),
+			{ID: "g9", Profile: "not-yet-written", Selector: map[string]string{"mac": danglingGroup}, Metadata: map[string]any{"ip": "10.0.0.90"}},
 		},
 	}, nil)
 	if err != nil {
@@ -66,6 +68,7 @@ func TestReservations(t *testing.T) {
 		{"no record: the mac group's metadata ip, known", groupOnly, Machine{IP: ip("10.0.0.40")}, true},
 		{"record ip wins over the group's", recordAndBoth, Machine{ID: "m8", IP: ip("10.0.0.8")}, true},
 		{"default group reserves nothing", unknown, Machine{}, false},
+		{"a group whose profile is missing still reserves", danglingGroup, Machine{IP: ip("10.0.0.90")}, true},
 		{"IPv6 metadata ip is no reservation", badGroupIP, Machine{}, false},
 		{"metadata ip that is not a string is no reservation", numericIP, Machine{}, false},
 	}
