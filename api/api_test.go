@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -302,6 +303,14 @@ func TestAPIDanglingReferences(t *testing.T) {
 		}
 	}
 	s.must(t, http.StatusNotFound, "GET", "/api/v1/groups/h", "")
+	// A plan that adds none lists those the catalog holds among its warnings.
+	var plan wire.Plan
+	s.must(t, http.StatusOK, "POST", "/api/v1/plan", `{"files": {"generic/other": "x"}}`).decode(t, &plan)
+	if !slices.ContainsFunc(plan.Warnings, func(w string) bool {
+		return strings.Contains(w, `dangling reference: profile "p": ignition_id "p.yaml"`)
+	}) {
+		t.Errorf("plan warnings %q do not name the catalog's dangling reference", plan.Warnings)
+	}
 	// One that resolves the existing reference applies, and warns no more.
 	s.must(t, http.StatusOK, "POST", "/api/v1/apply", `{"files": {"ignition/p.yaml": "variant: flatcar\nversion: 1.0.0\n"}}`)
 	if got := s.must(t, http.StatusOK, "GET", "/api/v1/profiles", "").header.Values("Warning"); len(got) != 0 {
