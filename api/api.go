@@ -21,7 +21,6 @@ import (
 
 	"matchbox/lifecycle"
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // Prefix is the path prefix of every API route.
@@ -88,7 +87,7 @@ func (a *API) Register(r *mux.Router) {
 	}
 	handle("/openapi.json", a.getOpenAPI, http.MethodGet)
 
-	for _, kind := range []store.Kind{store.KindProfile, store.KindGroup} {
+	for _, kind := range []matchbox.Kind{matchbox.KindProfile, matchbox.KindGroup} {
 		c := catalogHandlers{a: a, kind: kind}
 		coll := "/" + string(kind) + "s"
 		handle(coll, c.list, http.MethodGet)

@@ -10,7 +10,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"testing/fstest"
 
 	"matchbox/api/wire"
 	"matchbox/matchbox/datadir"
@@ -18,9 +17,6 @@ import (
 
 // MaxBundleFiles is the most files a bundle may hold.
 const MaxBundleFiles = 10000
-
-// bundleFolders are the folders a bundle file may be in.
-var bundleFolders = map[string]bool{"profiles": true, "groups": true, "ignition": true, "generic": true}
 
 // decodePlanRequest reads the JSON body of a plan or apply request.
 func decodePlanRequest(r io.Reader) (*wire.PlanRequest, error) {
@@ -55,21 +51,21 @@ func DecodeBundle(b wire.Bundle) (*datadir.Content, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	fsys := fstest.MapFS{}
+	files := make(map[string]string, len(names))
 	var problems []string
 	for _, name := range names {
 		if err := checkBundlePath(name); err != nil {
 			problems = append(problems, fmt.Sprintf("%q: %v", name, err))
 			continue
 		}
-		fsys[name] = &fstest.MapFile{Data: []byte(b.Files[name]), Mode: 0o644}
+		files[name] = b.Files[name]
 	}
 	if len(problems) > 0 {
 		e := errorf(http.StatusBadRequest, CodeInvalidBundle, firstFile(problems), "invalid bundle: %s", strings.Join(problems, "; "))
 		e.detail.Problems = problems
 		return nil, e
 	}
-	content, err := datadir.ReadFS(fsys)
+	content, err := datadir.ReadFiles(files)
 	if err != nil {
 		problems = splitJoined(err)
 		e := errorf(http.StatusBadRequest, CodeInvalidBundle, "", "invalid bundle: %s", strings.Join(problems, "; "))
@@ -90,7 +86,7 @@ func checkBundlePath(name string) error {
 	}
 	dir, file := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
-	if !bundleFolders[dir] || strings.Contains(dir, "/") {
+	if _, ok := datadir.KindOf(dir); !ok {
 		return errors.New("want profiles/NAME, groups/NAME, ignition/NAME or generic/NAME")
 	}
 	if file == "" || strings.HasPrefix(file, ".") {

@@ -21,12 +21,12 @@ import (
 // empty) the kind comes from the {kind} path variable.
 type catalogHandlers struct {
 	a    *API
-	kind store.Kind
+	kind matchbox.Kind
 }
 
 // kindOf returns the kind a request is about. For templates it is the
 // {kind} path variable, or "" for the list of every template.
-func (c catalogHandlers) kindOf(r *http.Request) (store.Kind, error) {
+func (c catalogHandlers) kindOf(r *http.Request) (matchbox.Kind, error) {
 	if c.kind != "" {
 		return c.kind, nil
 	}
@@ -37,9 +37,9 @@ func (c catalogHandlers) kindOf(r *http.Request) (store.Kind, error) {
 			return "", nil
 		}
 	}
-	switch store.Kind(k) {
-	case store.KindIgnition, store.KindGeneric:
-		return store.Kind(k), nil
+	switch matchbox.Kind(k) {
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
+		return matchbox.Kind(k), nil
 	}
 	return "", errorf(http.StatusNotFound, CodeNotFound, "kind", "template kind %q does not exist: use ignition or generic", k)
 }
@@ -67,9 +67,9 @@ func (c catalogHandlers) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	kinds := []store.Kind{kind}
+	kinds := []matchbox.Kind{kind}
 	if kind == "" {
-		kinds = []store.Kind{store.KindIgnition, store.KindGeneric}
+		kinds = []matchbox.Kind{matchbox.TemplateIgnition, matchbox.TemplateGeneric}
 		if after != "" && !strings.Contains(after, "/") {
 			return errorf(http.StatusBadRequest, CodeBadRequest, "after", "after %q: the list of every template pages with after=<kind>/<name>", after)
 		}
@@ -203,9 +203,9 @@ func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *stor
 }
 
 // objectPath is the API path of a catalog object.
-func objectPath(kind store.Kind, id string) string {
+func objectPath(kind matchbox.Kind, id string) string {
 	switch kind {
-	case store.KindIgnition, store.KindGeneric:
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
 		return Prefix + "/templates/" + string(kind) + "/" + id
 	}
 	return Prefix + "/" + string(kind) + "s/" + id
@@ -245,7 +245,7 @@ func putObject(ctx context.Context, st Catalog, obj *store.Object, ifVersion int
 // deleteObject removes an object under the precondition ifVersion (0 or a
 // version). It returns the dangling references the removal introduced
 // (groups still naming a deleted profile, say): stored, as for putObject.
-func deleteObject(ctx context.Context, st Catalog, kind store.Kind, id string, ifVersion int64) ([]string, error) {
+func deleteObject(ctx context.Context, st Catalog, kind matchbox.Kind, id string, ifVersion int64) ([]string, error) {
 	var before *matchbox.Snapshot
 	snap, err := st.UpdateCatalog(ctx, func(tx store.CatalogTx) error {
 		before = st.Snapshot()
@@ -290,8 +290,8 @@ func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) error {
 
 // decodeObject reads a catalog object from the request body. pathID is the
 // id the path names ("" for a create); a body naming another id is refused.
-func decodeObject(r *http.Request, kind store.Kind, pathID string) (*store.Object, []string, error) {
-	isTemplate := kind == store.KindIgnition || kind == store.KindGeneric
+func decodeObject(r *http.Request, kind matchbox.Kind, pathID string) (*store.Object, []string, error) {
+	isTemplate := kind == matchbox.TemplateIgnition || kind == matchbox.TemplateGeneric
 	data, format, err := readBody(r, isTemplate)
 	if err != nil {
 		return nil, nil, err
@@ -301,13 +301,13 @@ func decodeObject(r *http.Request, kind store.Kind, pathID string) (*store.Objec
 	var warns []string
 	var bodyID string
 	switch kind {
-	case store.KindProfile:
+	case matchbox.KindProfile:
 		p, w, err := datadir.DecodeProfile(data, file, pathID)
 		if err != nil {
 			return nil, w, err
 		}
 		obj.Profile, warns, bodyID = p, w, p.ID
-	case store.KindGroup:
+	case matchbox.KindGroup:
 		g, w, err := datadir.DecodeGroup(data, file, pathID)
 		if err != nil {
 			return nil, w, err
@@ -320,10 +320,10 @@ func decodeObject(r *http.Request, kind store.Kind, pathID string) (*store.Objec
 		} else if err := decodeStrict(data, format, t); err != nil {
 			return nil, nil, err
 		}
-		if t.Kind != "" && store.Kind(t.Kind) != kind {
+		if t.Kind != "" && t.Kind != kind {
 			return nil, nil, errorf(http.StatusBadRequest, CodeInvalidBody, "kind", "field kind %q differs from the kind %q the path names", t.Kind, kind)
 		}
-		t.Kind = matchbox.TemplateKind(kind)
+		t.Kind = kind
 		if t.Name == "" {
 			t.Name = pathID
 		}

@@ -19,11 +19,11 @@ import (
 
 // catalogKinds are the catalog kinds in plan order: templates first, as
 // profiles name them, then profiles, which groups name.
-var catalogKinds = [...]store.Kind{store.KindIgnition, store.KindGeneric, store.KindProfile, store.KindGroup}
+var catalogKinds = [...]matchbox.Kind{matchbox.TemplateIgnition, matchbox.TemplateGeneric, matchbox.KindProfile, matchbox.KindGroup}
 
 // objectKey identifies a catalog object.
 type objectKey struct {
-	kind store.Kind
+	kind matchbox.Kind
 	id   string
 }
 
@@ -56,17 +56,12 @@ func desiredObjects(c *datadir.Content) (map[objectKey]*store.Object, map[object
 		}
 		objs[k], files[k] = o, file
 	}
-	for i := range c.Profiles {
-		e := &c.Profiles[i]
-		add(&store.Object{Kind: store.KindProfile, ID: e.Value.ID, Profile: &e.Value}, e.File)
-	}
-	for i := range c.Groups {
-		e := &c.Groups[i]
-		add(&store.Object{Kind: store.KindGroup, ID: e.Value.ID, Group: &e.Value}, e.File)
-	}
-	for i := range c.Templates {
-		e := &c.Templates[i]
-		add(&store.Object{Kind: store.Kind(e.Value.Kind), ID: e.Value.Name, Template: &e.Value}, e.File)
+	for _, o := range store.ObjectsOf(c) {
+		file := o.Source
+		// Applied objects belong to the API, not to a data-directory
+		// file: an import never deletes them.
+		o.Source = ""
+		add(o, file)
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
@@ -101,7 +96,7 @@ func makePlan(tx store.CatalogTx, req *wire.PlanRequest, content *datadir.Conten
 			keys = append(keys, k)
 		}
 	}
-	rank := map[store.Kind]int{}
+	rank := map[matchbox.Kind]int{}
 	for i, k := range catalogKinds {
 		rank[k] = i
 	}

@@ -36,7 +36,7 @@ func rpcError(err error) error {
 	return err
 }
 
-func (c RPCCatalog) get(ctx context.Context, kind store.Kind, id string) (*store.Object, error) {
+func (c RPCCatalog) get(ctx context.Context, kind matchbox.Kind, id string) (*store.Object, error) {
 	var obj *store.Object
 	err := c.Store.ViewCatalog(ctx, func(tx store.CatalogTx) error {
 		var err error
@@ -46,7 +46,7 @@ func (c RPCCatalog) get(ctx context.Context, kind store.Kind, id string) (*store
 	return obj, rpcError(err)
 }
 
-func (c RPCCatalog) list(ctx context.Context, kind store.Kind) ([]*store.Object, error) {
+func (c RPCCatalog) list(ctx context.Context, kind matchbox.Kind) ([]*store.Object, error) {
 	var objs []*store.Object
 	err := c.Store.ViewCatalog(ctx, func(tx store.CatalogTx) error {
 		var err error
@@ -61,14 +61,14 @@ func (c RPCCatalog) put(ctx context.Context, obj *store.Object) error {
 	return rpcError(err)
 }
 
-func (c RPCCatalog) remove(ctx context.Context, kind store.Kind, id string) error {
+func (c RPCCatalog) remove(ctx context.Context, kind matchbox.Kind, id string) error {
 	_, err := deleteObject(ctx, c.Store, kind, id, 0)
 	return rpcError(err)
 }
 
 // Profile returns a profile by id.
 func (c RPCCatalog) Profile(ctx context.Context, id string) (*matchbox.Profile, error) {
-	obj, err := c.get(ctx, store.KindProfile, id)
+	obj, err := c.get(ctx, matchbox.KindProfile, id)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (c RPCCatalog) Profile(ctx context.Context, id string) (*matchbox.Profile, 
 
 // Profiles returns every profile, ordered by id.
 func (c RPCCatalog) Profiles(ctx context.Context) ([]*matchbox.Profile, error) {
-	objs, err := c.list(ctx, store.KindProfile)
+	objs, err := c.list(ctx, matchbox.KindProfile)
 	out := make([]*matchbox.Profile, 0, len(objs))
 	for _, o := range objs {
 		out = append(out, o.Profile)
@@ -87,17 +87,17 @@ func (c RPCCatalog) Profiles(ctx context.Context) ([]*matchbox.Profile, error) {
 
 // PutProfile creates or replaces a profile.
 func (c RPCCatalog) PutProfile(ctx context.Context, p *matchbox.Profile) error {
-	return c.put(ctx, &store.Object{Kind: store.KindProfile, ID: p.ID, Profile: p})
+	return c.put(ctx, &store.Object{Kind: matchbox.KindProfile, ID: p.ID, Profile: p})
 }
 
 // DeleteProfile removes a profile.
 func (c RPCCatalog) DeleteProfile(ctx context.Context, id string) error {
-	return c.remove(ctx, store.KindProfile, id)
+	return c.remove(ctx, matchbox.KindProfile, id)
 }
 
 // Group returns a group by id.
 func (c RPCCatalog) Group(ctx context.Context, id string) (*matchbox.Group, error) {
-	obj, err := c.get(ctx, store.KindGroup, id)
+	obj, err := c.get(ctx, matchbox.KindGroup, id)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (c RPCCatalog) Group(ctx context.Context, id string) (*matchbox.Group, erro
 
 // Groups returns every group, ordered by id.
 func (c RPCCatalog) Groups(ctx context.Context) ([]*matchbox.Group, error) {
-	objs, err := c.list(ctx, store.KindGroup)
+	objs, err := c.list(ctx, matchbox.KindGroup)
 	out := make([]*matchbox.Group, 0, len(objs))
 	for _, o := range objs {
 		out = append(out, o.Group)
@@ -116,17 +116,17 @@ func (c RPCCatalog) Groups(ctx context.Context) ([]*matchbox.Group, error) {
 
 // PutGroup creates or replaces a group.
 func (c RPCCatalog) PutGroup(ctx context.Context, g *matchbox.Group) error {
-	return c.put(ctx, &store.Object{Kind: store.KindGroup, ID: g.ID, Group: g})
+	return c.put(ctx, &store.Object{Kind: matchbox.KindGroup, ID: g.ID, Group: g})
 }
 
 // DeleteGroup removes a group.
 func (c RPCCatalog) DeleteGroup(ctx context.Context, id string) error {
-	return c.remove(ctx, store.KindGroup, id)
+	return c.remove(ctx, matchbox.KindGroup, id)
 }
 
 // Template returns a template by kind and name.
 func (c RPCCatalog) Template(ctx context.Context, kind matchbox.TemplateKind, name string) (*matchbox.Template, error) {
-	obj, err := c.get(ctx, store.Kind(kind), name)
+	obj, err := c.get(ctx, kind, name)
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +135,12 @@ func (c RPCCatalog) Template(ctx context.Context, kind matchbox.TemplateKind, na
 
 // PutTemplate creates or replaces a template.
 func (c RPCCatalog) PutTemplate(ctx context.Context, t *matchbox.Template) error {
-	return c.put(ctx, &store.Object{Kind: store.Kind(t.Kind), ID: t.Name, Template: t})
+	return c.put(ctx, &store.Object{Kind: t.Kind, ID: t.Name, Template: t})
 }
 
 // DeleteTemplate removes a template.
 func (c RPCCatalog) DeleteTemplate(ctx context.Context, kind matchbox.TemplateKind, name string) error {
-	return c.remove(ctx, store.Kind(kind), name)
+	return c.remove(ctx, kind, name)
 }
 
 // Snapshot returns the store's current snapshot.

@@ -51,13 +51,13 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	objs := []*store.Object{
-		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz", Args: []string{"matchbox.id={{.machine_id}}", "matchbox.token={{.agent_token}}"}}}},
-		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "storage", Boot: matchbox.Boot{Kernel: "/assets/storage/vmlinuz"}, IgnitionID: "storage.ign"}},
-		{Kind: store.KindProfile, Profile: &matchbox.Profile{ID: "compute", Boot: matchbox.Boot{Kernel: "/assets/compute/vmlinuz"}}},
-		{Kind: store.KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "storage.ign", Content: `{"ignition":{"version":"3.3.0"}}`}},
-		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "default", Profile: "discovery"}},
-		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "storage", Profile: "storage", Facts: []string{"disk.count >= 4"}, AutoProvision: autoProvision}},
-		{Kind: store.KindGroup, Group: &matchbox.Group{ID: "compute", Profile: "compute", Facts: []string{"cpu.cores >= 32", "memory.bytes >= 256GiB"}}},
+		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz", Args: []string{"matchbox.id={{.machine_id}}", "matchbox.token={{.agent_token}}"}}}},
+		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "storage", Boot: matchbox.Boot{Kernel: "/assets/storage/vmlinuz"}, IgnitionID: "storage.ign"}},
+		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "compute", Boot: matchbox.Boot{Kernel: "/assets/compute/vmlinuz"}}},
+		{Kind: matchbox.TemplateIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "storage.ign", Content: `{"ignition":{"version":"3.3.0"}}`}},
+		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "default", Profile: "discovery"}},
+		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "storage", Profile: "storage", Facts: []string{"disk.count >= 4"}, AutoProvision: autoProvision}},
+		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "compute", Profile: "compute", Facts: []string{"cpu.cores >= 32", "memory.bytes >= 256GiB"}}},
 	}
 	if _, _, err := st.Import(ctx, objs); err != nil {
 		t.Fatal(err)

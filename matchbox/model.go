@@ -60,15 +60,28 @@ type Group struct {
 	AutoProvision bool `json:"auto_provision,omitempty" yaml:"auto_provision,omitempty"`
 }
 
-// TemplateKind tells which endpoint a template serves.
-type TemplateKind string
+// Kind names a kind of catalog object: profile, group, or one of the
+// template kinds. The store, the API and the data directory all use it.
+type Kind string
 
 const (
+	// KindProfile is a Profile.
+	KindProfile Kind = "profile"
+	// KindGroup is a Group.
+	KindGroup Kind = "group"
 	// TemplateIgnition is an Ignition JSON config or a Butane YAML template.
-	TemplateIgnition TemplateKind = "ignition"
+	TemplateIgnition Kind = "ignition"
 	// TemplateGeneric is a generic text template.
-	TemplateGeneric TemplateKind = "generic"
+	TemplateGeneric Kind = "generic"
 )
+
+// TemplateKind is the Kind of a template, TemplateIgnition or
+// TemplateGeneric: which endpoint it serves.
+type TemplateKind = Kind
+
+// Kinds returns every catalog object kind, in the order a data directory
+// is read: profiles, groups, then templates.
+func Kinds() []Kind { return []Kind{KindProfile, KindGroup, TemplateIgnition, TemplateGeneric} }
 
 // Template is a named first-boot config or generic template.
 type Template struct {

@@ -10,17 +10,6 @@ import (
 	"matchbox/matchbox"
 )
 
-// Kind names a catalog object kind.
-type Kind string
-
-// Catalog object kinds.
-const (
-	KindProfile  Kind = "profile"
-	KindGroup    Kind = "group"
-	KindIgnition Kind = "ignition"
-	KindGeneric  Kind = "generic"
-)
-
 // Errors returned by catalog writes; test with errors.Is.
 var (
 	ErrNotFound        = errors.New("not found")
@@ -30,7 +19,7 @@ var (
 
 // Object is one stored catalog object with its version and origin.
 type Object struct {
-	Kind    Kind
+	Kind    matchbox.Kind
 	ID      string // profile or group id, template name
 	Version int64
 	Source  string // data-directory file it was imported from, or ""
@@ -46,16 +35,16 @@ type Object struct {
 // errors (ErrNotFound, ErrExists, ErrVersionConflict).
 type CatalogTx interface {
 	// Get returns one object, or an error wrapping ErrNotFound.
-	Get(kind Kind, id string) (*Object, error)
+	Get(kind matchbox.Kind, id string) (*Object, error)
 	// List returns every object of a kind, ordered by id.
-	List(kind Kind) ([]*Object, error)
+	List(kind matchbox.Kind) ([]*Object, error)
 	// Put creates or replaces an object. ifVersion 0 writes
 	// unconditionally; -1 requires that the object does not exist; a
 	// positive value requires the stored version to equal it. It returns
 	// the new version.
 	Put(obj *Object, ifVersion int64) (int64, error)
 	// Delete removes an object; ifVersion as for Put (0: unconditional).
-	Delete(kind Kind, id string, ifVersion int64) error
+	Delete(kind matchbox.Kind, id string, ifVersion int64) error
 }
 
 // sqlCatalogTx is a CatalogTx over an SQLite transaction. The snapshot
@@ -68,27 +57,27 @@ type sqlCatalogTx struct {
 	now string
 }
 
-func tableOf(kind Kind) (table, idCol string, err error) {
+func tableOf(kind matchbox.Kind) (table, idCol string, err error) {
 	switch kind {
-	case KindProfile:
+	case matchbox.KindProfile:
 		return "profiles", "id", nil
-	case KindGroup:
+	case matchbox.KindGroup:
 		return "groups", "id", nil
-	case KindIgnition, KindGeneric:
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
 		return "templates", "name", nil
 	}
 	return "", "", fmt.Errorf("unknown kind %q", kind)
 }
 
-func kindFilter(kind Kind) (string, []any) {
-	if kind == KindIgnition || kind == KindGeneric {
+func kindFilter(kind matchbox.Kind) (string, []any) {
+	if kind == matchbox.TemplateIgnition || kind == matchbox.TemplateGeneric {
 		return " AND kind = ?", []any{string(kind)}
 	}
 	return "", nil
 }
 
 // Get returns one object.
-func (c *sqlCatalogTx) Get(kind Kind, id string) (*Object, error) {
+func (c *sqlCatalogTx) Get(kind matchbox.Kind, id string) (*Object, error) {
 	objs, err := listObjects(c.ctx, c.tx, kind, id)
 	if err != nil {
 		return nil, err
@@ -100,7 +89,7 @@ func (c *sqlCatalogTx) Get(kind Kind, id string) (*Object, error) {
 }
 
 // List returns every object of a kind, ordered by id.
-func (c *sqlCatalogTx) List(kind Kind) ([]*Object, error) {
+func (c *sqlCatalogTx) List(kind matchbox.Kind) ([]*Object, error) {
 	return listObjects(c.ctx, c.tx, kind, "")
 }
 
@@ -124,7 +113,7 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 		if ifVersion > 0 {
 			return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, ErrNotFound)
 		}
-		if obj.Kind == KindIgnition || obj.Kind == KindGeneric {
+		if obj.Kind == matchbox.TemplateIgnition || obj.Kind == matchbox.TemplateGeneric {
 			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO templates (kind, name, content, version, source, updated_at) VALUES (?, ?, ?, 1, ?, ?)", string(obj.Kind), id, spec, obj.Source, c.now)
 		} else {
 			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO "+table+" (id, spec, version, source, updated_at) VALUES (?, ?, 1, ?, ?)", id, spec, obj.Source, c.now)
@@ -155,7 +144,7 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 }
 
 // Delete removes an object; ifVersion as for Put (0: unconditional).
-func (c *sqlCatalogTx) Delete(kind Kind, id string, ifVersion int64) error {
+func (c *sqlCatalogTx) Delete(kind matchbox.Kind, id string, ifVersion int64) error {
 	table, idCol, err := tableOf(kind)
 	if err != nil {
 		return err
@@ -183,17 +172,17 @@ func (c *sqlCatalogTx) Delete(kind Kind, id string, ifVersion int64) error {
 func encodeObject(obj *Object) (id, spec string, err error) {
 	var v any
 	switch obj.Kind {
-	case KindProfile:
+	case matchbox.KindProfile:
 		if obj.Profile == nil {
 			return "", "", errors.New("profile object without profile")
 		}
 		id, v = obj.Profile.ID, obj.Profile
-	case KindGroup:
+	case matchbox.KindGroup:
 		if obj.Group == nil {
 			return "", "", errors.New("group object without group")
 		}
 		id, v = obj.Group.ID, obj.Group
-	case KindIgnition, KindGeneric:
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
 		if obj.Template == nil {
 			return "", "", errors.New("template object without template")
 		}
@@ -212,7 +201,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func listObjects(ctx context.Context, q querier, kind Kind, id string) ([]*Object, error) {
+func listObjects(ctx context.Context, q querier, kind matchbox.Kind, id string) ([]*Object, error) {
 	table, idCol, err := tableOf(kind)
 	if err != nil {
 		return nil, err
@@ -241,14 +230,14 @@ func listObjects(ctx context.Context, q querier, kind Kind, id string) ([]*Objec
 		}
 		o := &Object{Kind: kind, ID: oid, Version: version, Source: source}
 		switch kind {
-		case KindProfile:
+		case matchbox.KindProfile:
 			o.Profile = new(matchbox.Profile)
 			err = json.Unmarshal([]byte(spec), o.Profile)
-		case KindGroup:
+		case matchbox.KindGroup:
 			o.Group = new(matchbox.Group)
 			err = json.Unmarshal([]byte(spec), o.Group)
 		default:
-			o.Template = &matchbox.Template{Kind: matchbox.TemplateKind(kind), Name: oid, Content: spec}
+			o.Template = &matchbox.Template{Kind: kind, Name: oid, Content: spec}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("decode stored %s %q: %w", kind, oid, err)
@@ -264,16 +253,16 @@ func listObjects(ctx context.Context, q querier, kind Kind, id string) ([]*Objec
 // loadCatalog reads the whole catalog through q.
 func loadCatalog(ctx context.Context, q querier) (matchbox.Catalog, error) {
 	var c matchbox.Catalog
-	for _, kind := range []Kind{KindProfile, KindGroup, KindIgnition, KindGeneric} {
+	for _, kind := range matchbox.Kinds() {
 		objs, err := listObjects(ctx, q, kind, "")
 		if err != nil {
 			return c, err
 		}
 		for _, o := range objs {
 			switch kind {
-			case KindProfile:
+			case matchbox.KindProfile:
 				c.Profiles = append(c.Profiles, *o.Profile)
-			case KindGroup:
+			case matchbox.KindGroup:
 				c.Groups = append(c.Groups, *o.Group)
 			default:
 				c.Templates = append(c.Templates, *o.Template)
@@ -358,7 +347,7 @@ type ImportResult struct {
 func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
 	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
-		seen := map[Kind]map[string]bool{}
+		seen := map[matchbox.Kind]map[string]bool{}
 		for _, o := range objs {
 			id, spec, err := encodeObject(o)
 			if err != nil {
@@ -385,7 +374,7 @@ func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matc
 				return err
 			}
 		}
-		for _, kind := range []Kind{KindProfile, KindGroup, KindIgnition, KindGeneric} {
+		for _, kind := range matchbox.Kinds() {
 			existing, err := c.List(kind)
 			if err != nil {
 				return err

@@ -23,11 +23,11 @@ func openTest(t *testing.T) (*Store, string) {
 }
 
 func profileObj(id string) *Object {
-	return &Object{Kind: KindProfile, Profile: &matchbox.Profile{ID: id, Boot: matchbox.Boot{Kernel: "/k"}}}
+	return &Object{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: id, Boot: matchbox.Boot{Kernel: "/k"}}}
 }
 
 func groupObj(id, profile string, sel map[string]string) *Object {
-	return &Object{Kind: KindGroup, Group: &matchbox.Group{ID: id, Profile: profile, Selector: sel}}
+	return &Object{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: id, Profile: profile, Selector: sel}}
 }
 
 func TestImportIsAllOrNothing(t *testing.T) {
@@ -54,7 +54,7 @@ func TestImportIsAllOrNothing(t *testing.T) {
 		t.Fatal("snapshot changed by a refused import")
 	}
 	err = s.ViewCatalog(ctx, func(c CatalogTx) error {
-		ps, err := c.List(KindProfile)
+		ps, err := c.List(matchbox.KindProfile)
 		if len(ps) != 1 {
 			t.Errorf("profiles after refused import: %d", len(ps))
 		}
@@ -121,10 +121,10 @@ func TestCatalogVersions(t *testing.T) {
 	if _, _, err := s.Import(ctx, []*Object{groupObj("h", "absent", map[string]string{"os": "x"})}); err == nil || !strings.Contains(err.Error(), `group "h": profile "absent" does not exist`) {
 		t.Fatalf("import of a dangling group: %v", err)
 	}
-	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindGroup, "g", 0) }); err != nil {
+	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(matchbox.KindGroup, "g", 0) }); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &Object{Kind: KindIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "a.ign", Content: `{"ignition":{"version":"3.3.0"}}`}}
+	tmpl := &Object{Kind: matchbox.TemplateIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "a.ign", Content: `{"ignition":{"version":"3.3.0"}}`}}
 	if _, err := put(tmpl, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +132,15 @@ func TestCatalogVersions(t *testing.T) {
 	if _, err := put(tmpl, 0); err == nil || !strings.Contains(err.Error(), "invalid Ignition config") {
 		t.Fatalf("invalid ignition stored: %v", err)
 	}
-	_, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 1) })
+	_, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(matchbox.KindProfile, "p", 1) })
 	if !errors.Is(err, ErrVersionConflict) {
 		t.Fatalf("stale delete: %v", err)
 	}
-	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 2) })
+	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(matchbox.KindProfile, "p", 2) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(KindProfile, "p", 0) })
+	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(matchbox.KindProfile, "p", 0) })
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delete missing: %v", err)
 	}

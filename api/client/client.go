@@ -22,6 +22,7 @@ import (
 
 	"matchbox/api/wire"
 	"matchbox/matchbox"
+	"matchbox/matchbox/datadir"
 )
 
 // Client calls a matchbox API.
@@ -330,9 +331,6 @@ func (c *Client) ProvisionMany(ctx context.Context, req wire.ProvisionRequest) (
 	return &out, nil
 }
 
-// bundleFolders are the folders of a data directory a bundle holds (read only).
-var bundleFolders = []string{"profiles", "groups", "ignition", "generic"}
-
 // ReadBundle builds a bundle from a data directory (its profiles/, groups/,
 // ignition/ and generic/ folders) or from one file. A file in one of those
 // folders keeps its folder; another file is a profile or a group, told by
@@ -349,10 +347,7 @@ func ReadBundle(p string) (wire.Bundle, bool, error) {
 			return b, false, fmt.Errorf("read bundle: %w", err)
 		}
 		folder := filepath.Base(filepath.Dir(p))
-		known := false
-		for _, f := range bundleFolders {
-			known = known || f == folder
-		}
+		_, known := datadir.KindOf(folder)
 		if !known {
 			folder = "profiles"
 			var top map[string]any
@@ -366,7 +361,7 @@ func ReadBundle(p string) (wire.Bundle, bool, error) {
 		return b, false, nil
 	}
 	fsys := os.DirFS(p)
-	for _, folder := range bundleFolders {
+	for _, folder := range datadir.Folders() {
 		entries, err := fs.ReadDir(fsys, folder)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

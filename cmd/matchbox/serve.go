@@ -124,20 +124,7 @@ func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir s
 	for _, w := range content.Warnings {
 		log.Warn("data directory", "warning", w)
 	}
-	var objs []*store.Object
-	for i := range content.Profiles {
-		e := &content.Profiles[i]
-		objs = append(objs, &store.Object{Kind: store.KindProfile, Profile: &e.Value, Source: e.File})
-	}
-	for i := range content.Groups {
-		e := &content.Groups[i]
-		objs = append(objs, &store.Object{Kind: store.KindGroup, Group: &e.Value, Source: e.File})
-	}
-	for i := range content.Templates {
-		e := &content.Templates[i]
-		objs = append(objs, &store.Object{Kind: store.Kind(e.Value.Kind), Template: &e.Value, Source: e.File})
-	}
-	res, snap, err := st.Import(ctx, objs)
+	res, snap, err := st.Import(ctx, store.ObjectsOf(content))
 	if err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
 	}

@@ -52,6 +52,37 @@ func (e *FileError) Error() string {
 
 func (e *FileError) Unwrap() error { return e.Err }
 
+// Folder returns the folder of a data directory that holds objects of
+// kind k: profiles, groups, ignition or generic.
+func Folder(k matchbox.Kind) string {
+	switch k {
+	case matchbox.KindProfile, matchbox.KindGroup:
+		return string(k) + "s"
+	}
+	return string(k)
+}
+
+// Folders returns the folders of a data directory, in the order they are
+// read: profiles, groups, ignition, generic.
+func Folders() []string {
+	var out []string
+	for _, k := range matchbox.Kinds() {
+		out = append(out, Folder(k))
+	}
+	return out
+}
+
+// KindOf returns the kind of objects folder holds; false for a folder that
+// is not one of Folders.
+func KindOf(folder string) (matchbox.Kind, bool) {
+	for _, k := range matchbox.Kinds() {
+		if Folder(k) == folder {
+			return k, true
+		}
+	}
+	return "", false
+}
+
 // Read reads the data directory dir. A missing sub-folder is empty; any bad
 // file fails the whole read, with every problem listed.
 func Read(dir string) (*Content, error) {
@@ -60,26 +91,54 @@ func Read(dir string) (*Content, error) {
 
 // ReadFS reads a data directory from fsys.
 func ReadFS(fsys fs.FS) (*Content, error) {
+	return read(func(folder string) ([]string, error) { return listFiles(fsys, folder) },
+		func(name string) ([]byte, error) { return fs.ReadFile(fsys, name) })
+}
+
+// ReadFiles reads a data directory given as its files: contents by path
+// relative to the directory (folder/name, slash-separated), as a bundle
+// holds them. Files outside the folders, in sub-folders of them, hidden or
+// editor backups are ignored, as ReadFS ignores them.
+func ReadFiles(files map[string]string) (*Content, error) {
+	return read(func(folder string) ([]string, error) {
+		var names []string
+		for name := range files {
+			dir, base := path.Split(name)
+			if dir == folder+"/" && !skipped(base) {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		return names, nil
+	}, func(name string) ([]byte, error) { return []byte(files[name]), nil })
+}
+
+// read reads a data directory whose folders list gives the files of
+// (sorted, folder/name) and readFile reads.
+func read(list func(folder string) ([]string, error), readFile func(name string) ([]byte, error)) (*Content, error) {
 	c := &Content{}
 	var errs []error
-	for _, sub := range []string{"profiles", "groups"} {
-		names, err := listFiles(fsys, sub)
+	for _, kind := range matchbox.Kinds() {
+		names, err := list(Folder(kind))
 		if err != nil {
 			return nil, err
 		}
 		for _, name := range names {
-			ext := strings.ToLower(path.Ext(name))
-			if ext != ".json" && ext != ".yaml" && ext != ".yml" {
-				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: skipped (not .json, .yaml or .yml)", name))
-				continue
+			if kind == matchbox.KindProfile || kind == matchbox.KindGroup {
+				ext := strings.ToLower(path.Ext(name))
+				if ext != ".json" && ext != ".yaml" && ext != ".yml" {
+					c.Warnings = append(c.Warnings, fmt.Sprintf("%s: skipped (not .json, .yaml or .yml)", name))
+					continue
+				}
 			}
-			data, err := fs.ReadFile(fsys, name)
+			data, err := readFile(name)
 			if err != nil {
 				errs = append(errs, &FileError{File: name, Err: err})
 				continue
 			}
 			stem := strings.TrimSuffix(path.Base(name), path.Ext(name))
-			if sub == "profiles" {
+			switch kind {
+			case matchbox.KindProfile:
 				p, warns, err := DecodeProfile(data, name, stem)
 				c.Warnings = append(c.Warnings, warns...)
 				if err != nil {
@@ -87,7 +146,7 @@ func ReadFS(fsys fs.FS) (*Content, error) {
 					continue
 				}
 				c.Profiles = append(c.Profiles, Entry[matchbox.Profile]{Value: *p, File: name})
-			} else {
+			case matchbox.KindGroup:
 				g, warns, err := DecodeGroup(data, name, stem)
 				c.Warnings = append(c.Warnings, warns...)
 				if err != nil {
@@ -95,29 +154,17 @@ func ReadFS(fsys fs.FS) (*Content, error) {
 					continue
 				}
 				c.Groups = append(c.Groups, Entry[matchbox.Group]{Value: *g, File: name})
+			default:
+				base := path.Base(name)
+				if err := matchbox.ValidateTemplateName(base); err != nil {
+					errs = append(errs, &FileError{File: name, Err: err})
+					continue
+				}
+				c.Templates = append(c.Templates, Entry[matchbox.Template]{
+					Value: matchbox.Template{Kind: kind, Name: base, Content: string(data)},
+					File:  name,
+				})
 			}
-		}
-	}
-	for _, kind := range []matchbox.TemplateKind{matchbox.TemplateIgnition, matchbox.TemplateGeneric} {
-		names, err := listFiles(fsys, string(kind))
-		if err != nil {
-			return nil, err
-		}
-		for _, name := range names {
-			data, err := fs.ReadFile(fsys, name)
-			if err != nil {
-				errs = append(errs, &FileError{File: name, Err: err})
-				continue
-			}
-			base := path.Base(name)
-			if err := matchbox.ValidateTemplateName(base); err != nil {
-				errs = append(errs, &FileError{File: name, Err: err})
-				continue
-			}
-			c.Templates = append(c.Templates, Entry[matchbox.Template]{
-				Value: matchbox.Template{Kind: kind, Name: base, Content: string(data)},
-				File:  name,
-			})
 		}
 	}
 	if len(errs) > 0 {
@@ -125,6 +172,9 @@ func ReadFS(fsys fs.FS) (*Content, error) {
 	}
 	return c, nil
 }
+
+// skipped reports whether a file name is hidden or an editor backup.
+func skipped(name string) bool { return strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") }
 
 // listFiles returns the regular files directly in sub, sorted, skipping
 // hidden files and editor backups.
@@ -139,7 +189,7 @@ func listFiles(fsys fs.FS, sub string) ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") {
+		if skipped(n) {
 			continue
 		}
 		if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
