@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -75,7 +76,8 @@ func newBMCServer(t *testing.T, opts bmcServerOptions) *bmcServer {
 	t.Cleanup(func() { st.Close() })
 	var key *secret.Key
 	if !opts.noSecretKey {
-		raw, err := secret.GenerateKey()
+		raw := make([]byte, secret.KeySize)
+		_, err := rand.Read(raw)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -142,11 +143,10 @@ func (ex *example) get(t *testing.T, target string) string {
 // selected returns the group the labels of query select.
 func (ex *example) selected(t *testing.T, query string, inv *hardware.Inventory) string {
 	t.Helper()
-	v, err := url.ParseQuery(query)
-	if err != nil {
+	if _, err := url.ParseQuery(query); err != nil {
 		t.Fatal(err)
 	}
-	labels, err := matchbox.LabelsFromQuery(v)
+	labels, err := matchbox.LabelsFromRawQuery(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +194,7 @@ func (ex *example) ignitionFor(t *testing.T, query string, inv *hardware.Invento
 	if err := ignition.Validate([]byte(body)); err != nil {
 		t.Fatalf("/ignition?%s: %v", query, err)
 	}
-	v, _ := url.ParseQuery(query)
-	labels, _ := matchbox.LabelsFromQuery(v)
+	labels, _ := matchbox.LabelsFromRawQuery(query)
 	if m, err := ex.snap.Select(labels, inv); err == nil {
 		ex.rendered[m.Profile.IgnitionID] = true
 	}
@@ -637,4 +636,24 @@ func TestMatchboxCompat(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRackHardwareUsesShippedDiscovery: the example's discovery profile is
+// the one matchbox ships (profiles/discovery.yaml at the repository root,
+// itself a data directory), linked, not copied.
+func TestRackHardwareUsesShippedDiscovery(t *testing.T) {
+	example, err := filepath.EvalSymlinks("rack-hardware/profiles/discovery.yaml")
+	if err == nil {
+		example, err = filepath.Abs(example)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := filepath.Abs("../profiles/discovery.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if example != shipped {
+		t.Fatalf("rack-hardware/profiles/discovery.yaml is %s, want a link to the shipped %s", example, shipped)
+	}
 }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -62,7 +63,8 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	if _, _, err := st.Import(ctx, objs); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := secret.GenerateKey()
+	raw := make([]byte, secret.KeySize)
+	rand.Read(raw)
 	key, err := secret.NewKey(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +209,8 @@ func TestBMCCredentialsSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st2.Close()
-	raw, _ := secret.GenerateKey()
+	raw := make([]byte, secret.KeySize)
+	rand.Read(raw)
 	other, _ := secret.NewKey(raw)
 	svc2, _ := New(Config{Store: st2, BMC: bmc.New(bmc.Config{}), Secrets: other})
 	if _, err := svc2.endpoint(ctx, id); err == nil || !strings.Contains(err.Error(), "wrong secret key") {

@@ -35,34 +35,12 @@ func NormalizeMAC(s string) (string, error) {
 // that group selectors match.
 type Labels map[string]string
 
-// LabelsFromQuery turns query parameters into labels as the boot endpoints
-// do: the first value of each key is kept, and a key named mac (any case) is
+// LabelsFromRawQuery turns a raw query string into labels as the boot
+// endpoints do, without building url.Values first (their hot path): the
+// first value of each key is kept, and a key named mac (any case) is
 // normalised, or dropped when it does not parse (the returned error says
-// why, for logging).
-func LabelsFromQuery(values url.Values) (Labels, error) {
-	labels := make(Labels, len(values))
-	var bad error
-	for key, vals := range values {
-		if len(vals) == 0 {
-			continue
-		}
-		v := vals[0]
-		if strings.EqualFold(key, "mac") {
-			mac, err := NormalizeMAC(v)
-			if err != nil {
-				bad = err
-				continue
-			}
-			v = mac
-		}
-		labels[key] = v
-	}
-	return labels, bad
-}
-
-// LabelsFromRawQuery is LabelsFromQuery on a raw query string, without
-// building url.Values first (the boot endpoints' hot path). Pairs that do not
-// unescape are skipped, as url.ParseQuery skips them.
+// why, for logging). Pairs that do not unescape are skipped, as
+// url.ParseQuery skips them.
 func LabelsFromRawQuery(raw string) (Labels, error) {
 	labels := make(Labels, strings.Count(raw, "&")+1)
 	var bad error

@@ -2,6 +2,7 @@ package matchbox
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -36,4 +37,29 @@ func FuzzLabelsFromQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+// LabelsFromQuery is the reference LabelsFromRawQuery is checked against:
+// labels from parsed query parameters, as the boot endpoints make them: the first value of each key is kept, and a key named mac (any case) is
+// normalised, or dropped when it does not parse (the returned error says
+// why, for logging).
+func LabelsFromQuery(values url.Values) (Labels, error) {
+	labels := make(Labels, len(values))
+	var bad error
+	for key, vals := range values {
+		if len(vals) == 0 {
+			continue
+		}
+		v := vals[0]
+		if strings.EqualFold(key, "mac") {
+			mac, err := NormalizeMAC(v)
+			if err != nil {
+				bad = err
+				continue
+			}
+			v = mac
+		}
+		labels[key] = v
+	}
+	return labels, bad
 }

@@ -312,13 +312,7 @@ func findTies(gs []*compiledGroup, used map[string]bool, report func(a, b *compi
 		return
 	}
 	if len(gs) <= 64 {
-		for i := range gs {
-			for j := i + 1; j < len(gs); j++ {
-				if canTie(gs[i], gs[j]) {
-					report(gs[i], gs[j])
-				}
-			}
-		}
+		findTiesQuadratic(gs, report)
 		return
 	}
 	counts := map[string]int{}
@@ -377,6 +371,8 @@ func findTies(gs []*compiledGroup, used map[string]bool, report func(a, b *compi
 	}
 }
 
+// findTiesQuadratic reports every pair in gs that canTie by comparing each
+// pair: for few groups, or groups no label key partitions.
 func findTiesQuadratic(gs []*compiledGroup, report func(a, b *compiledGroup)) {
 	for i := range gs {
 		for j := i + 1; j < len(gs); j++ {

@@ -5,7 +5,7 @@
 // rotation) coexist with values sealed today. The associated data binds a
 // sealed value to its owner (the machine id): a value copied to another
 // machine does not open. The store keeps only sealed bytes; the key lives in
-// a key file outside the store (LoadKeyFile, WriteKeyFile).
+// a key file outside the store (LoadKeyFile).
 package secret
 
 import (
@@ -61,15 +61,6 @@ func NewKey(raw []byte) (*Key, error) {
 	return &Key{aead: aead}, nil
 }
 
-// GenerateKey returns 32 random key bytes.
-func GenerateKey() ([]byte, error) {
-	k := make([]byte, KeySize)
-	if _, err := rand.Read(k); err != nil {
-		return nil, fmt.Errorf("generate secret key: %w", err)
-	}
-	return k, nil
-}
-
 // ParseKey decodes key material: 32 raw bytes, or 64 hexadecimal digits, or
 // standard/URL base64 of 32 bytes, text forms allowed a trailing newline.
 func ParseKey(b []byte) ([]byte, error) {
@@ -91,7 +82,7 @@ func ParseKey(b []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: want 32 raw bytes, 64 hex digits or base64 of 32 bytes; got %d bytes", ErrBadKey, len(b))
 }
 
-// LoadKeyFile reads a key file written by WriteKeyFile or by an operator
+// LoadKeyFile reads a key file written by an operator
 // (e.g. `head -c32 /dev/urandom | base64 > key`).
 func LoadKeyFile(path string) (*Key, error) {
 	b, err := os.ReadFile(path)
@@ -103,27 +94,6 @@ func LoadKeyFile(path string) (*Key, error) {
 		return nil, fmt.Errorf("secret key file %s: %w", path, err)
 	}
 	return NewKey(raw)
-}
-
-// WriteKeyFile generates a key and writes it to path as base64 text with
-// mode 0600. It refuses to overwrite an existing file.
-func WriteKeyFile(path string) error {
-	raw, err := GenerateKey()
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("create secret key file: %w", err)
-	}
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n"); err != nil {
-		f.Close()
-		return fmt.Errorf("write secret key file %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write secret key file %s: %w", path, err)
-	}
-	return nil
 }
 
 // Seal encrypts plaintext bound to associatedData (the machine id) with a

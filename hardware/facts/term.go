@@ -88,15 +88,6 @@ func Parse(expr string) (Term, error) {
 	return p.term()
 }
 
-// MustParse is Parse for expressions known to be valid; it panics on error.
-func MustParse(expr string) Term {
-	t, err := Parse(expr)
-	if err != nil {
-		panic(fmt.Sprintf("facts.MustParse(%q): %v", expr, err))
-	}
-	return t
-}
-
 type parser struct {
 	s   string
 	pos int

@@ -174,7 +174,10 @@ func TestString(t *testing.T) {
 }
 
 func TestKeyAndOp(t *testing.T) {
-	term := MustParse(`system.product in ("R640")`)
+	term, err := Parse(`system.product in ("R640")`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if term.Key() != "system.product" || term.Op() != OpIn {
 		t.Errorf("Key, Op = %q, %q", term.Key(), term.Op())
 	}
@@ -299,7 +302,10 @@ func TestFactsDocumented(t *testing.T) {
 		case TypeString, TypeSet:
 			expr = f.Name + " = x"
 		}
-		term := MustParse(expr)
+		term, err := Parse(expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
 		term.Eval(server())
 		term.Eval(unknown())
 	}
