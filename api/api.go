@@ -19,7 +19,6 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"matchbox/lifecycle"
 	"matchbox/matchbox"
 )
 
@@ -48,7 +47,7 @@ type Config struct {
 	MaxBodyBytes int64
 	// Lifecycle declares BMCs and runs power, boot-device and provisioning
 	// actions; nil answers those endpoints with 501 not_configured.
-	Lifecycle *lifecycle.Service
+	Lifecycle Lifecycle
 }
 
 // API is the REST API handler set.

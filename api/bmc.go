@@ -22,7 +22,7 @@ const maxProvisionIDs = 10000
 
 // needLifecycle returns the lifecycle service, or a 501 not_configured
 // error when the server runs without one.
-func (a *API) needLifecycle() (*lifecycle.Service, error) {
+func (a *API) needLifecycle() (Lifecycle, error) {
 	if a.cfg.Lifecycle == nil {
 		return nil, errorf(http.StatusNotImplemented, CodeNotConfigured, "", "this server runs without BMC control")
 	}
@@ -66,9 +66,6 @@ func decodeCredentialBody(r *http.Request, v any) error {
 	return err
 }
 
-// validCipherSuite matches IPMI cipher suite numbers.
-var validCipherSuite = regexp.MustCompile(`^[0-9]{1,2}$`)
-
 func (a *API) putBMC(w http.ResponseWriter, r *http.Request) error {
 	lc, err := a.needLifecycle()
 	if err != nil {
@@ -78,41 +75,35 @@ func (a *API) putBMC(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var b wire.BMCSettings
+	var b wire.BMC
 	if err := decodeCredentialBody(r, &b); err != nil {
 		return err
 	}
-	switch {
-	case b.Address == "":
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "address", "field address: the BMC's host name or IP address is required")
-	case b.Port < 0 || b.Port > 65535:
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "port", "field port %d: want 1 to 65535, or 0 for the driver's default", b.Port)
-	case b.Driver != bmc.DriverAuto && b.Driver != bmc.DriverIPMI && b.Driver != bmc.DriverRedfish:
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "driver", "field driver %q: want ipmi, redfish or empty (try the server's driver order)", b.Driver)
-	case b.CipherSuite != "" && !validCipherSuite.MatchString(b.CipherSuite):
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "cipher_suite", "field cipher_suite %q: want an IPMI cipher suite number (3, 17)", b.CipherSuite)
-	case b.Password != "" && b.Username == "":
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "username", "field username: required with a password")
+	if b.HasCredentials != nil {
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "has_credentials", "field has_credentials is read-only")
 	}
+	// Validated by lc.SetBMC (bmc.Endpoint.Validate): a *bmc.FieldError
+	// answers 400 invalid_body naming the field.
 	ctx := r.Context()
-	err = lc.SetBMC(ctx, id, lifecycle.BMCConfig{
+	err = lc.SetBMC(ctx, id, bmc.Endpoint{
 		Address: b.Address, Port: b.Port, Driver: b.Driver, CipherSuite: b.CipherSuite, Insecure: b.Insecure,
 		Username: b.Username, Password: b.Password,
 	})
 	if err != nil {
 		return err
 	}
-	view, err := lc.BMC(ctx, id)
+	ep, creds, err := lc.BMC(ctx, id)
 	if err != nil {
 		return err
 	}
-	a.log.InfoContext(ctx, "machine BMC set", "machine", id, "address", view.Address, "port", view.Port, "driver", view.Driver, "has_credentials", view.HasCredentials)
-	writeJSON(w, http.StatusOK, bmcView(view))
+	a.log.InfoContext(ctx, "machine BMC set", "machine", id, "address", ep.Address, "port", ep.Port, "driver", ep.Driver, "has_credentials", creds)
+	writeJSON(w, http.StatusOK, bmcView(ep, creds))
 	return nil
 }
 
-func bmcView(v lifecycle.BMCView) wire.BMC {
-	return wire.BMC{Address: v.Address, Port: v.Port, Driver: v.Driver, CipherSuite: v.CipherSuite, Insecure: v.Insecure, HasCredentials: v.HasCredentials}
+// bmcView is the API's answer for a BMC: never with credentials.
+func bmcView(ep bmc.Endpoint, hasCredentials bool) wire.BMC {
+	return wire.BMC{Address: ep.Address, Port: ep.Port, Driver: ep.Driver, CipherSuite: ep.CipherSuite, Insecure: ep.Insecure, HasCredentials: &hasCredentials}
 }
 
 func (a *API) getBMC(w http.ResponseWriter, r *http.Request) error {
@@ -121,14 +112,14 @@ func (a *API) getBMC(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := mux.Vars(r)["id"]
-	view, err := lc.BMC(r.Context(), id)
+	ep, creds, err := lc.BMC(r.Context(), id)
 	if errors.Is(err, lifecycle.ErrNoBMC) {
 		return errorf(http.StatusNotFound, CodeNotFound, "", "machine %q has no BMC", id)
 	}
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, bmcView(view))
+	writeJSON(w, http.StatusOK, bmcView(ep, creds))
 	return nil
 }
 

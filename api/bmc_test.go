@@ -163,7 +163,7 @@ func (s *bmcServer) eventTypes(t *testing.T, id string) []string {
 	return types
 }
 
-func bmcBody(t *testing.T, v wire.BMCSettings) string {
+func bmcBody(t *testing.T, v wire.BMC) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -202,10 +202,10 @@ func TestBMCActionsAgainstIPMISim(t *testing.T) {
 
 	// Declare the BMC: the answer shows it without credentials.
 	var view wire.BMC
-	s.do(t, 200, "", "PUT", "/api/v1/machines/node1/bmc", bmcBody(t, wire.BMCSettings{
+	s.do(t, 200, "", "PUT", "/api/v1/machines/node1/bmc", bmcBody(t, wire.BMC{
 		Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password,
 	})).decode(t, &view)
-	if !view.HasCredentials || view.Address != sim.Host || view.Port != sim.Port || view.Driver != "ipmi" || view.CipherSuite != "3" {
+	if !view.Credentials() || view.Address != sim.Host || view.Port != sim.Port || view.Driver != "ipmi" || view.CipherSuite != "3" {
 		t.Fatalf("PUT bmc answered %+v", view)
 	}
 	r := s.do(t, 200, "", "GET", "/api/v1/machines/node1/bmc", "")
@@ -292,7 +292,7 @@ func TestBMCActionsAgainstIPMISim(t *testing.T) {
 	}
 
 	// Wrong credentials: 502 bmc_auth, and the wrong password is not echoed.
-	s.do(t, 200, "", "PUT", "/api/v1/machines/node1/bmc", bmcBody(t, wire.BMCSettings{
+	s.do(t, 200, "", "PUT", "/api/v1/machines/node1/bmc", bmcBody(t, wire.BMC{
 		Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: "Wrong-Passw0rd-77",
 	}))
 	s.do(t, 502, CodeBMCAuth, "POST", "/api/v1/machines/node1/power", `{"action": "status"}`)
@@ -318,7 +318,7 @@ func TestBMCRedfish(t *testing.T) {
 	}{{"rf-good", good}, {"rf-ignoring", ignoring}} {
 		host, port := c.srv.HostPort()
 		s.do(t, 201, "", "POST", "/api/v1/machines", `{"id": "`+c.id+`"}`)
-		s.do(t, 200, "", "PUT", "/api/v1/machines/"+c.id+"/bmc", bmcBody(t, wire.BMCSettings{
+		s.do(t, 200, "", "PUT", "/api/v1/machines/"+c.id+"/bmc", bmcBody(t, wire.BMC{
 			Address: host, Port: port, Driver: "redfish", Insecure: true, Username: "admin", Password: password,
 		}))
 	}
@@ -360,7 +360,7 @@ func TestBMCRedfish(t *testing.T) {
 
 	// Unreachable: a closed port answers 504 bmc_unreachable.
 	s.do(t, 201, "", "POST", "/api/v1/machines", `{"id": "rf-gone"}`)
-	s.do(t, 200, "", "PUT", "/api/v1/machines/rf-gone/bmc", bmcBody(t, wire.BMCSettings{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish", Insecure: true, Username: "admin", Password: password}))
+	s.do(t, 200, "", "PUT", "/api/v1/machines/rf-gone/bmc", bmcBody(t, wire.BMC{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish", Insecure: true, Username: "admin", Password: password}))
 	s.do(t, 504, CodeBMCUnreachable, "POST", "/api/v1/machines/rf-gone/power", `{"action": "off"}`)
 
 	s.assertNoSecret(t, password, false)
@@ -398,6 +398,8 @@ func TestBMCRefusals(t *testing.T) {
 		{"bad cipher suite", "PUT", "/api/v1/machines/m1/bmc", `{"address": "h", "cipher_suite": "x"}`, 400, CodeInvalidBody, "cipher_suite", ""},
 		{"password without user", "PUT", "/api/v1/machines/m1/bmc", `{"address": "h", "password": "` + password + `"}`, 400, CodeInvalidBody, "username", ""},
 		{"unknown field", "PUT", "/api/v1/machines/m1/bmc", `{"address": "h", "passwd": "` + password + `"}`, 400, CodeInvalidBody, "passwd", ""},
+		{"read-only field", "PUT", "/api/v1/machines/m1/bmc", `{"address": "h", "has_credentials": true}`, 400, CodeInvalidBody, "has_credentials", ""},
+		{"blank address", "PUT", "/api/v1/machines/m1/bmc", `{"address": " "}`, 400, CodeInvalidBody, "address", ""},
 		{"unknown machine", "PUT", "/api/v1/machines/nope/bmc", `{"address": "h"}`, 404, CodeNotFound, "", ""},
 		{"no BMC: get", "GET", "/api/v1/machines/m1/bmc", "", 404, CodeNotFound, "", ""},
 		{"no BMC: power", "POST", "/api/v1/machines/m1/power", `{"action": "status"}`, 409, CodeNoBMC, "", ""},
@@ -440,7 +442,7 @@ func TestBMCRefusals(t *testing.T) {
 	// Without credentials a BMC is stored.
 	var view wire.BMC
 	s.do(t, 200, "", "PUT", "/api/v1/machines/m1/bmc", `{"address": "10.0.0.5", "driver": "redfish"}`).decode(t, &view)
-	if view.HasCredentials || view.Address != "10.0.0.5" {
+	if view.HasCredentials == nil || *view.HasCredentials || view.Address != "10.0.0.5" {
 		t.Fatalf("BMC without credentials: %+v", view)
 	}
 	s.do(t, 204, "", "DELETE", "/api/v1/machines/m1/bmc", "")
@@ -505,9 +507,9 @@ func TestBulkProvisionBySelector(t *testing.T) {
 	for _, m := range []struct{ id, rack string }{{"r12-a", "r12"}, {"r12-b", "r12"}, {"r12-c", "r12"}, {"r13-a", "r13"}} {
 		s.do(t, 201, "", "POST", "/api/v1/machines", `{"id": "`+m.id+`", "labels": {"rack": "`+m.rack+`"}, "state": "ready"}`)
 	}
-	s.do(t, 200, "", "PUT", "/api/v1/machines/r12-a/bmc", bmcBody(t, wire.BMCSettings{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}))
-	s.do(t, 200, "", "PUT", "/api/v1/machines/r12-b/bmc", bmcBody(t, wire.BMCSettings{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish", Username: "admin", Password: simPassword}))
-	s.do(t, 200, "", "PUT", "/api/v1/machines/r13-a/bmc", bmcBody(t, wire.BMCSettings{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish"}))
+	s.do(t, 200, "", "PUT", "/api/v1/machines/r12-a/bmc", bmcBody(t, wire.BMC{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}))
+	s.do(t, 200, "", "PUT", "/api/v1/machines/r12-b/bmc", bmcBody(t, wire.BMC{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish", Username: "admin", Password: simPassword}))
+	s.do(t, 200, "", "PUT", "/api/v1/machines/r13-a/bmc", bmcBody(t, wire.BMC{Address: "127.0.0.1", Port: closedPort(t), Driver: "redfish"}))
 
 	var ans wire.ProvisionAnswer
 	s.do(t, 200, "", "POST", "/api/v1/machines/provision", `{"selector": {"rack": "r12"}}`).decode(t, &ans)

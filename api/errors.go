@@ -98,6 +98,12 @@ func classify(err error) *apiError {
 		return errorf(http.StatusConflict, CodeCredentialsUnavailable, "", "%v: set them again with PUT %s/machines/{id}/bmc", err, Prefix)
 	case errors.Is(err, lifecycle.ErrNoBMC):
 		return errorf(http.StatusConflict, CodeNoBMC, "", "%v: declare it with PUT %s/machines/{id}/bmc", err, Prefix)
+	}
+	var bfe *bmc.FieldError
+	if errors.As(err, &bfe) {
+		return errorf(http.StatusBadRequest, CodeInvalidBody, bfe.Field, "%v", bfe)
+	}
+	switch {
 	case errors.Is(err, bmc.ErrInvalidArgument):
 		return errorf(http.StatusBadRequest, CodeInvalidBody, "", "%v", err)
 	case errors.Is(err, bmc.ErrAuth):

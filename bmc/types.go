@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -70,18 +71,40 @@ func (e Endpoint) LogValue() slog.Value {
 	return slog.StringValue(e.String())
 }
 
-// Validate reports what is missing or malformed in the endpoint.
+// FieldError is what Validate finds wrong with one field of an Endpoint.
+// It matches ErrInvalidArgument with errors.Is.
+type FieldError struct {
+	// Field is the field's name as the API spells it (address, port,
+	// driver, cipher_suite, username).
+	Field string
+	// Problem says what is wrong, naming the field.
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Problem }
+
+// Unwrap makes a FieldError match ErrInvalidArgument.
+func (e *FieldError) Unwrap() error { return ErrInvalidArgument }
+
+// validCipherSuite matches IPMI cipher suite numbers.
+var validCipherSuite = regexp.MustCompile(`^[0-9]{1,2}$`)
+
+// Validate reports the first field of the endpoint that is missing or
+// malformed, as a *FieldError. It is the one check of a BMC's settings:
+// the API and the lifecycle call it before a BMC is stored, the controller
+// before each session.
 func (e Endpoint) Validate() error {
-	if strings.TrimSpace(e.Address) == "" {
-		return fmt.Errorf("%w: endpoint has no address", ErrInvalidArgument)
-	}
-	if e.Port < 0 || e.Port > 65535 {
-		return fmt.Errorf("%w: endpoint %s has port %d outside 0-65535", ErrInvalidArgument, e, e.Port)
-	}
-	switch e.Driver {
-	case DriverAuto, DriverIPMI, DriverRedfish:
-	default:
-		return fmt.Errorf("%w: endpoint %s has unknown driver %q (want %q, %q or empty)", ErrInvalidArgument, e, e.Driver, DriverIPMI, DriverRedfish)
+	switch {
+	case strings.TrimSpace(e.Address) == "":
+		return &FieldError{"address", "field address: the BMC's host name or IP address is required"}
+	case e.Port < 0 || e.Port > 65535:
+		return &FieldError{"port", fmt.Sprintf("field port %d: want 1 to 65535, or 0 for the driver's default", e.Port)}
+	case e.Driver != DriverAuto && e.Driver != DriverIPMI && e.Driver != DriverRedfish:
+		return &FieldError{"driver", fmt.Sprintf("field driver %q: want ipmi, redfish or empty (try the server's driver order)", e.Driver)}
+	case e.CipherSuite != "" && !validCipherSuite.MatchString(e.CipherSuite):
+		return &FieldError{"cipher_suite", fmt.Sprintf("field cipher_suite %q: want an IPMI cipher suite number (3, 17)", e.CipherSuite)}
+	case e.Password != "" && e.Username == "":
+		return &FieldError{"username", "field username: required with a password"}
 	}
 	return nil
 }

@@ -203,8 +203,10 @@ func (s *Service) selectFor(sum store.MachineSummary, inv hardware.Inventory) (m
 	return best, bestErr
 }
 
-// BMCRecord is a machine's BMC as stored: credentials sealed.
-type BMCRecord struct {
+// bmcRecord is a machine's BMC as the lifecycle stores it (Store's BMC
+// record, JSON): the endpoint without credentials, and the credentials
+// sealed.
+type bmcRecord struct {
 	Address     string `json:"address"`
 	Port        int    `json:"port,omitempty"`
 	Driver      string `json:"driver,omitempty"`
@@ -213,27 +215,6 @@ type BMCRecord struct {
 	// Sealed holds username and password, AES-GCM sealed and bound to the
 	// machine id.
 	Sealed string `json:"sealed,omitempty"`
-}
-
-// BMCConfig is a BMC as an operator declares it.
-type BMCConfig struct {
-	Address     string `json:"address"`
-	Port        int    `json:"port,omitempty"`
-	Driver      string `json:"driver,omitempty"`
-	CipherSuite string `json:"cipher_suite,omitempty"`
-	Insecure    bool   `json:"insecure,omitempty"`
-	Username    string `json:"username,omitempty"`
-	Password    string `json:"password,omitempty"`
-}
-
-// BMCView is a BMC as the API shows it: never with credentials.
-type BMCView struct {
-	Address        string `json:"address"`
-	Port           int    `json:"port,omitempty"`
-	Driver         string `json:"driver,omitempty"`
-	CipherSuite    string `json:"cipher_suite,omitempty"`
-	Insecure       bool   `json:"insecure,omitempty"`
-	HasCredentials bool   `json:"has_credentials"`
 }
 
 // ErrNoSecretKey is returned when credentials are to be stored but no
@@ -253,13 +234,15 @@ type credentials struct {
 	Password string `json:"p"`
 }
 
-// SetBMC validates and stores a machine's BMC, sealing its credentials.
-func (s *Service) SetBMC(ctx context.Context, machineID string, c BMCConfig) error {
-	ep := bmc.Endpoint{Address: c.Address, Port: c.Port, Driver: c.Driver, CipherSuite: c.CipherSuite, Insecure: c.Insecure}
-	if err := ep.Validate(); err != nil {
+// SetBMC validates (bmc.Endpoint.Validate) and stores a machine's BMC,
+// sealing its credentials.
+func (s *Service) SetBMC(ctx context.Context, machineID string, c bmc.Endpoint) error {
+	if err := c.Validate(); err != nil {
 		return err
 	}
-	rec := BMCRecord{Address: c.Address, Port: c.Port, Driver: c.Driver, CipherSuite: c.CipherSuite, Insecure: c.Insecure}
+	ep := c
+	ep.Username, ep.Password = "", ""
+	rec := bmcRecord{Address: c.Address, Port: c.Port, Driver: c.Driver, CipherSuite: c.CipherSuite, Insecure: c.Insecure}
 	if c.Username != "" || c.Password != "" {
 		if s.cfg.Secrets == nil {
 			return ErrNoSecretKey
@@ -294,26 +277,32 @@ func (s *Service) DeleteBMC(ctx context.Context, machineID string) error {
 	return nil
 }
 
-// BMC returns a machine's BMC without credentials.
-func (s *Service) BMC(ctx context.Context, machineID string) (BMCView, error) {
+// BMC returns a machine's BMC without its credentials, and whether
+// credentials are stored (sealed).
+func (s *Service) BMC(ctx context.Context, machineID string) (ep bmc.Endpoint, hasCredentials bool, err error) {
 	rec, err := s.record(ctx, machineID)
 	if err != nil {
-		return BMCView{}, err
+		return bmc.Endpoint{}, false, err
 	}
-	return BMCView{Address: rec.Address, Port: rec.Port, Driver: rec.Driver, CipherSuite: rec.CipherSuite, Insecure: rec.Insecure, HasCredentials: rec.Sealed != ""}, nil
+	return rec.endpoint(), rec.Sealed != "", nil
 }
 
-func (s *Service) record(ctx context.Context, machineID string) (BMCRecord, error) {
+// endpoint is the record's endpoint without credentials.
+func (r bmcRecord) endpoint() bmc.Endpoint {
+	return bmc.Endpoint{Address: r.Address, Port: r.Port, Driver: r.Driver, CipherSuite: r.CipherSuite, Insecure: r.Insecure}
+}
+
+func (s *Service) record(ctx context.Context, machineID string) (bmcRecord, error) {
 	raw, err := s.cfg.Store.MachineBMC(ctx, machineID)
 	if err != nil {
-		return BMCRecord{}, err
+		return bmcRecord{}, err
 	}
 	if raw == "" {
-		return BMCRecord{}, fmt.Errorf("machine %q: %w", machineID, ErrNoBMC)
+		return bmcRecord{}, fmt.Errorf("machine %q: %w", machineID, ErrNoBMC)
 	}
-	var rec BMCRecord
+	var rec bmcRecord
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-		return BMCRecord{}, fmt.Errorf("decode BMC of machine %q: %w", machineID, err)
+		return bmcRecord{}, fmt.Errorf("decode BMC of machine %q: %w", machineID, err)
 	}
 	return rec, nil
 }
@@ -327,7 +316,7 @@ func (s *Service) endpoint(ctx context.Context, machineID string) (bmc.Endpoint,
 	if err != nil {
 		return bmc.Endpoint{}, err
 	}
-	ep := bmc.Endpoint{Address: rec.Address, Port: rec.Port, Driver: rec.Driver, CipherSuite: rec.CipherSuite, Insecure: rec.Insecure}
+	ep := rec.endpoint()
 	if rec.Sealed != "" {
 		if s.cfg.Secrets == nil {
 			return bmc.Endpoint{}, fmt.Errorf("machine %q: %w: they are sealed and no secret key is configured (--secret-key-file)", machineID, ErrCredentialsUnavailable)

@@ -181,12 +181,12 @@ func TestBMCCredentialsSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const password = "s3cr3t-Passw0rd-XYZ"
-	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: "127.0.0.1", Port: 623, Driver: "ipmi", Username: "admin", Password: password}); err != nil {
+	if err := f.svc.SetBMC(ctx, id, bmc.Endpoint{Address: "127.0.0.1", Port: 623, Driver: "ipmi", Username: "admin", Password: password}); err != nil {
 		t.Fatal(err)
 	}
-	view, err := f.svc.BMC(ctx, id)
-	if err != nil || !view.HasCredentials || view.Address != "127.0.0.1" {
-		t.Fatalf("view: %+v %v", view, err)
+	view, creds, err := f.svc.BMC(ctx, id)
+	if err != nil || !creds || view.Address != "127.0.0.1" || view.Username != "" || view.Password != "" {
+		t.Fatalf("view: %+v %v %v", view, creds, err)
 	}
 	b, _ := json.Marshal(view)
 	if strings.Contains(string(b), password) || strings.Contains(string(b), "admin") {
@@ -218,7 +218,7 @@ func TestBMCCredentialsSealed(t *testing.T) {
 	}
 	// Without a key, credentials are refused.
 	svc3, _ := New(Config{Store: st2})
-	if err := svc3.SetBMC(ctx, id, BMCConfig{Address: "h", Username: "u", Password: "p"}); err != ErrNoSecretKey {
+	if err := svc3.SetBMC(ctx, id, bmc.Endpoint{Address: "h", Username: "u", Password: "p"}); err != ErrNoSecretKey {
 		t.Fatalf("no key: %v", err)
 	}
 }
@@ -236,7 +236,7 @@ func TestProvisionAgainstIPMISim(t *testing.T) {
 	if _, err := f.st.PutMachine(ctx, &matchbox.Machine{ID: id, MACs: []string{mac}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}); err != nil {
+	if err := f.svc.SetBMC(ctx, id, bmc.Endpoint{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}); err != nil {
 		t.Fatal(err)
 	}
 	// auto_provision on the storage group: the report starts provisioning.
@@ -294,7 +294,7 @@ func TestProvisionAgainstIPMISim(t *testing.T) {
 		}
 	}
 	// A BMC failure marks the machine failed.
-	if err := f.svc.SetBMC(ctx, id, BMCConfig{Address: "127.0.0.1", Port: 1, Driver: "ipmi", CipherSuite: "3", Username: "u", Password: "p"}); err != nil {
+	if err := f.svc.SetBMC(ctx, id, bmc.Endpoint{Address: "127.0.0.1", Port: 1, Driver: "ipmi", CipherSuite: "3", Username: "u", Password: "p"}); err != nil {
 		t.Fatal(err)
 	}
 	svcFast, _ := New(Config{Store: f.st, BMC: bmc.New(bmc.Config{Timeout: 2 * time.Second, Retries: 0}), Secrets: f.key})

@@ -258,7 +258,7 @@ func (c *Client) Inventory(ctx context.Context, id string) (*wire.Inventory, err
 
 // SetBMC declares (replaces) a machine's BMC and returns it as stored,
 // without credentials.
-func (c *Client) SetBMC(ctx context.Context, id string, settings wire.BMCSettings) (*wire.BMC, error) {
+func (c *Client) SetBMC(ctx context.Context, id string, settings wire.BMC) (*wire.BMC, error) {
 	var b wire.BMC
 	if _, err := c.do(ctx, http.MethodPut, machinePath(id, "bmc"), nil, settings, &b); err != nil {
 		return nil, err

@@ -214,9 +214,11 @@ type Inventory struct {
 	History []InventoryReport `json:"history"`
 }
 
-// BMCSettings is the body of PUT /api/v1/machines/{id}/bmc. Username and
-// Password are write-only: no answer ever carries them.
-type BMCSettings struct {
+// BMC is a machine's BMC: the body of PUT /api/v1/machines/{id}/bmc and
+// the answer of it and of GET. Username and Password are write-only: no
+// answer ever carries them. HasCredentials is read-only: every answer
+// carries it, a request may not.
+type BMC struct {
 	// Address is the BMC's host name or IP address.
 	Address string `json:"address" yaml:"address"`
 	// Port is the BMC's port; 0 is the driver's default (623, 443).
@@ -229,18 +231,13 @@ type BMCSettings struct {
 	Insecure bool   `json:"insecure,omitempty" yaml:"insecure,omitempty"`
 	Username string `json:"username,omitempty" yaml:"username,omitempty"`
 	Password string `json:"password,omitempty" yaml:"password,omitempty"`
+	// HasCredentials tells whether credentials are stored (sealed); set
+	// in answers only.
+	HasCredentials *bool `json:"has_credentials,omitempty" yaml:"has_credentials,omitempty"`
 }
 
-// BMC is a machine's BMC as the API shows it, never with credentials.
-type BMC struct {
-	Address     string `json:"address" yaml:"address"`
-	Port        int    `json:"port,omitempty" yaml:"port,omitempty"`
-	Driver      string `json:"driver,omitempty" yaml:"driver,omitempty"`
-	CipherSuite string `json:"cipher_suite,omitempty" yaml:"cipher_suite,omitempty"`
-	Insecure    bool   `json:"insecure,omitempty" yaml:"insecure,omitempty"`
-	// HasCredentials tells whether credentials are stored (sealed).
-	HasCredentials bool `json:"has_credentials" yaml:"has_credentials"`
-}
+// Credentials reports whether an answer says credentials are stored.
+func (b *BMC) Credentials() bool { return b != nil && b.HasCredentials != nil && *b.HasCredentials }
 
 // PowerRequest is the body of POST /api/v1/machines/{id}/power.
 type PowerRequest struct {

@@ -145,7 +145,7 @@ func printMachineShow(w io.Writer, s machineShow, bmcNote string) error {
 		if b.Insecure {
 			extra = append(extra, "TLS not verified")
 		}
-		if b.HasCredentials {
+		if b.Credentials() {
 			extra = append(extra, "credentials set")
 		} else {
 			extra = append(extra, "no credentials")
@@ -203,7 +203,7 @@ func newMachineBMCCommand() *cobra.Command {
 }
 
 func newMachineBMCSetCommand() *cobra.Command {
-	var settings wire.BMCSettings
+	var settings wire.BMC
 	var passwordFile string
 	cmd := &cobra.Command{
 		Use:   "set ID --address ADDR [--port P] [--driver ipmi|redfish] [--cipher-suite N] [--insecure] --username U --password-file FILE",
@@ -241,7 +241,7 @@ func newMachineBMCSetCommand() *cobra.Command {
 			return err
 		}
 		creds := "without credentials"
-		if b.HasCredentials {
+		if b.Credentials() {
 			creds = "credentials sealed"
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "machine %s: BMC %s set (%s)\n", args[0], bmcString(b), creds)

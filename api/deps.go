@@ -1,8 +1,13 @@
 package api
 
+// This file holds the interfaces the API takes its dependencies through:
+// the store (catalog, machines) and the lifecycle. Their implementations
+// are wired in cmd/matchbox.
+
 import (
 	"context"
 
+	"matchbox/bmc"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -46,4 +51,27 @@ type Machines interface {
 	Events(ctx context.Context, machineID string, f store.EventFilter) ([]matchbox.Event, error)
 	// InventoryHistory returns a machine's inventory reports.
 	InventoryHistory(ctx context.Context, machineID string) ([]store.InventoryReport, error)
+}
+
+// Lifecycle is the machine lifecycle as the API drives it: BMCs and their
+// actions. lifecycle.Service implements it.
+type Lifecycle interface {
+	// SetBMC validates and stores a machine's BMC, sealing its
+	// credentials.
+	SetBMC(ctx context.Context, machineID string, ep bmc.Endpoint) error
+	// BMC returns a machine's BMC without credentials, and whether
+	// credentials are stored.
+	BMC(ctx context.Context, machineID string) (ep bmc.Endpoint, hasCredentials bool, err error)
+	// DeleteBMC removes a machine's BMC.
+	DeleteBMC(ctx context.Context, machineID string) error
+	// PowerStatus reads a machine's power state.
+	PowerStatus(ctx context.Context, machineID string) (bmc.PowerState, error)
+	// SetPower runs a power action.
+	SetPower(ctx context.Context, machineID string, action bmc.PowerAction) (bmc.Result, error)
+	// SetBootDevice sets a machine's boot device.
+	SetBootDevice(ctx context.Context, machineID string, opts bmc.BootOptions) (bmc.Result, error)
+	// Provision provisions one machine.
+	Provision(ctx context.Context, machineID string) (bmc.Result, error)
+	// ProvisionAll provisions machines, a bounded number at once.
+	ProvisionAll(ctx context.Context, machineIDs []string) []bmc.Outcome
 }
