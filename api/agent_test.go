@@ -86,7 +86,7 @@ func TestAgentReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &res); status != 200 || err != nil || res.MachineID != id || res.State != "discovered" {
 		t.Fatalf("good report: %d %s", status, body)
 	}
-	if sum, ok := st.MachineSummaryByID(id); !ok || sum.Inventory == nil || sum.Inventory.CPU.Cores != 8 {
+	if sum, ok := st.LookupMachineByID(id); !ok || sum.Inventory == nil || sum.Inventory.CPU.Cores != 8 {
 		t.Fatalf("stored machine: %+v, %v", sum, ok)
 	}
 }

@@ -298,7 +298,7 @@ func (a *API) machineInventory(w http.ResponseWriter, r *http.Request) error {
 	for i, h := range hist {
 		out.History[i] = wire.InventoryReport{Seq: h.Seq, ReportedAt: h.ReportedAt, Inventory: h.Inventory}
 	}
-	if sum, ok := a.cfg.Store.MachineSummaryByID(id); ok {
+	if sum, ok := a.cfg.Store.LookupMachineByID(id); ok {
 		out.Current = sum.Inventory
 	}
 	writeJSON(w, http.StatusOK, out)

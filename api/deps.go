@@ -39,9 +39,9 @@ type Machines interface {
 	Machine(ctx context.Context, id string) (*matchbox.Machine, int64, error)
 	// ListMachines returns the machines f selects.
 	ListMachines(ctx context.Context, f store.MachineFilter) ([]*matchbox.Machine, error)
-	// MachineSummaryByID returns what the in-memory index holds of a
+	// LookupMachineByID returns what the in-memory index holds of a
 	// machine (inventory included).
-	MachineSummaryByID(id string) (store.MachineSummary, bool)
+	LookupMachineByID(id string) (matchbox.Machine, bool)
 	// PutMachine creates or replaces a machine under the precondition
 	// ifVersion and returns its new version.
 	PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion int64) (int64, error)

@@ -121,7 +121,7 @@ func (a *API) getMachine(w http.ResponseWriter, r *http.Request) error {
 // machineView adds the summary of the machine's last inventory to m.
 func (a *API) machineView(m *matchbox.Machine) *wire.Machine {
 	out := &wire.Machine{Machine: *m}
-	if sum, ok := a.cfg.Store.MachineSummaryByID(m.ID); ok {
+	if sum, ok := a.cfg.Store.LookupMachineByID(m.ID); ok {
 		out.InventorySummary = wire.Summarize(sum.Inventory)
 	}
 	return out

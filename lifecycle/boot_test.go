@@ -24,11 +24,11 @@ type fakeStore struct {
 
 func (f *fakeStore) Snapshot() *matchbox.Snapshot { return nil }
 
-func (f *fakeStore) MachineSummaryByID(id string) (store.MachineSummary, bool) {
+func (f *fakeStore) LookupMachineByID(id string) (matchbox.Machine, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.states[id]
-	return store.MachineSummary{ID: id, State: st}, ok
+	return matchbox.Machine{ID: id, State: st}, ok
 }
 
 func (f *fakeStore) SetMachineState(_ context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error {

@@ -124,7 +124,7 @@ func (s *Service) ReportInventory(ctx context.Context, machineID string, inv har
 		return Enrollment{}, err
 	}
 	s.event(ctx, machineID, EventInventory, map[string]any{"changed": changed, "cpu_cores": inv.CPU.Cores, "memory_bytes": inv.Memory.Bytes, "disks": len(inv.Disks), "nics": len(inv.NICs)})
-	sum, ok := st.MachineSummaryByID(machineID)
+	sum, ok := st.LookupMachineByID(machineID)
 	if !ok {
 		return Enrollment{}, fmt.Errorf("machine %q vanished after its inventory was stored", machineID)
 	}
@@ -162,7 +162,7 @@ func (s *Service) ReportInventory(ctx context.Context, machineID string, inv har
 
 // selectFor selects the group of a machine by its stored labels, identity
 // and inventory, as a boot request from it would.
-func (s *Service) selectFor(sum store.MachineSummary, inv hardware.Inventory) (matchbox.Match, error) {
+func (s *Service) selectFor(sum matchbox.Machine, inv hardware.Inventory) (matchbox.Match, error) {
 	snap := s.cfg.Store.Snapshot()
 	base := matchbox.Labels{}
 	for k, v := range sum.Labels {
@@ -418,7 +418,7 @@ func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, 
 // ConfigFetched is called when a machine was served its first-boot config:
 // a provisioning machine becomes provisioned.
 func (s *Service) ConfigFetched(ctx context.Context, machineID, endpoint string) {
-	sum, ok := s.cfg.Store.MachineSummaryByID(machineID)
+	sum, ok := s.cfg.Store.LookupMachineByID(machineID)
 	if !ok || sum.State != matchbox.StateProvisioning {
 		return
 	}

@@ -5,7 +5,6 @@ import (
 
 	"matchbox/hardware"
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // Store is what the lifecycle reads and writes: machines, their states,
@@ -15,9 +14,9 @@ import (
 type Store interface {
 	// Snapshot returns the current catalog.
 	Snapshot() *matchbox.Snapshot
-	// MachineSummaryByID returns what the in-memory index holds of a
+	// LookupMachineByID returns what the in-memory index holds of a
 	// machine.
-	MachineSummaryByID(id string) (store.MachineSummary, bool)
+	LookupMachineByID(id string) (matchbox.Machine, bool)
 	// SetMachineState moves a machine to state, only from one of from
 	// when given (else an error wrapping store.ErrVersionConflict).
 	SetMachineState(ctx context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error

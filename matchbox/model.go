@@ -5,6 +5,7 @@ package matchbox
 
 import (
 	"fmt"
+	"matchbox/hardware"
 	"regexp"
 	"time"
 )
@@ -140,6 +141,10 @@ type Machine struct {
 	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
 	// UpdatedAt is when the record last changed.
 	UpdatedAt time.Time `json:"updated_at" yaml:"updated_at"`
+	// Inventory is the machine's last reported hardware, nil before its
+	// first report. It is not part of the machine's record on the wire
+	// (the API serves it apart, and a summary of it).
+	Inventory *hardware.Inventory `json:"-" yaml:"-"`
 }
 
 // Event is one entry of a machine's boot timeline.

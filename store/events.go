@@ -126,14 +126,14 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 		return err
 	}
 	for _, m := range created {
-		if _, existed := s.MachineSummaryByID(m.id); existed || refresh[m.id] {
+		if _, existed := s.LookupMachineByID(m.id); existed || refresh[m.id] {
 			// The id was taken by a machine declared with other MACs.
 			if err := s.refreshMachine(ctx, m.id); err != nil {
 				return err
 			}
 			continue
 		}
-		s.index.put(&MachineSummary{ID: m.id, UUID: m.uuid, State: matchbox.StateDiscovered}, []string{m.mac})
+		s.index.put(&matchbox.Machine{ID: m.id, UUID: m.uuid, MACs: []string{m.mac}, State: matchbox.StateDiscovered}, []string{m.mac})
 	}
 	for id := range refresh {
 		if err := s.refreshMachine(ctx, id); err != nil {

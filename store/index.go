@@ -10,38 +10,27 @@ import (
 	"matchbox/matchbox"
 )
 
-// MachineSummary is the in-memory view of a machine that request paths read
-// (DHCP, boot endpoints) instead of the database.
-type MachineSummary struct {
-	ID          string
-	UUID        string
-	IP          string
-	State       matchbox.MachineState
-	Labels      map[string]string
-	PXEDisabled bool
-	Inventory   *hardware.Inventory
-}
-
-// machineIndex maps MACs and UUIDs to machine summaries. Summaries are
-// immutable: a change replaces the machine's summary.
+// machineIndex maps ids, MACs and UUIDs to the machines request paths read
+// (DHCP, boot endpoints, enrollment) instead of the database. Entries are
+// immutable: a change replaces the machine's entry.
 type machineIndex struct {
 	mu     sync.RWMutex
-	byID   map[string]*MachineSummary
-	byMAC  map[string]*MachineSummary
-	byUUID map[string]*MachineSummary
+	byID   map[string]*matchbox.Machine
+	byMAC  map[string]*matchbox.Machine
+	byUUID map[string]*matchbox.Machine
 	macsOf map[string][]string
 }
 
 func newMachineIndex() *machineIndex {
 	return &machineIndex{
-		byID:   map[string]*MachineSummary{},
-		byMAC:  map[string]*MachineSummary{},
-		byUUID: map[string]*MachineSummary{},
+		byID:   map[string]*matchbox.Machine{},
+		byMAC:  map[string]*matchbox.Machine{},
+		byUUID: map[string]*matchbox.Machine{},
 		macsOf: map[string][]string{},
 	}
 }
 
-func (ix *machineIndex) put(sum *MachineSummary, macs []string) {
+func (ix *machineIndex) put(sum *matchbox.Machine, macs []string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.removeLocked(sum.ID)
@@ -79,8 +68,9 @@ func (ix *machineIndex) removeLocked(id string) {
 }
 
 // LookupMachine finds a machine by MAC (normalised) or, failing that, by
-// UUID, in memory.
-func (s *Store) LookupMachine(mac, uuid string) (MachineSummary, bool) {
+// UUID, in memory. The machine carries its inventory; its maps and slices
+// are shared with the index and must not be modified.
+func (s *Store) LookupMachine(mac, uuid string) (matchbox.Machine, bool) {
 	ix := s.index
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
@@ -94,90 +84,93 @@ func (s *Store) LookupMachine(mac, uuid string) (MachineSummary, bool) {
 			return *m, true
 		}
 	}
-	return MachineSummary{}, false
+	return matchbox.Machine{}, false
 }
 
-// MachineSummaryByID returns the in-memory summary of a machine.
-func (s *Store) MachineSummaryByID(id string) (MachineSummary, bool) {
+// LookupMachineByID finds a machine by id in memory, as LookupMachine.
+func (s *Store) LookupMachineByID(id string) (matchbox.Machine, bool) {
 	s.index.mu.RLock()
 	defer s.index.mu.RUnlock()
 	m, ok := s.index.byID[id]
 	if !ok {
-		return MachineSummary{}, false
+		return matchbox.Machine{}, false
 	}
 	return *m, true
 }
 
 // refreshMachine reloads one machine into the index after a committed write.
 func (s *Store) refreshMachine(ctx context.Context, id string) error {
-	sum, macs, err := loadSummary(ctx, s.write, id)
+	m, err := loadIndexed(ctx, s.write, id)
 	if err != nil {
 		return err
 	}
-	if sum == nil {
+	if m == nil {
 		s.index.remove(id)
 		return nil
 	}
-	s.index.put(sum, macs)
+	s.index.put(m, m.MACs)
 	return nil
 }
 
-func loadSummary(ctx context.Context, q querier, id string) (*MachineSummary, []string, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, uuid, ip, state, labels, pxe_disabled, inventory FROM machines WHERE id = ?", id)
+// indexColumns are the columns of an index entry: the machine's record and
+// its inventory.
+const indexColumns = machineColumns + ", inventory"
+
+func loadIndexed(ctx context.Context, q querier, id string) (*matchbox.Machine, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+indexColumns+" FROM machines WHERE id = ?", id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("index machine %q: %w", id, err)
+		return nil, fmt.Errorf("index machine %q: %w", id, err)
 	}
-	sums, err := scanSummaries(rows)
-	if err != nil || len(sums) == 0 {
-		return nil, nil, err
+	ms, err := scanIndexed(rows)
+	if err != nil || len(ms) == 0 {
+		return nil, err
 	}
-	m := &matchbox.Machine{ID: id}
-	if err := loadMACs(ctx, q, m); err != nil {
-		return nil, nil, err
+	if err := loadMACs(ctx, q, ms[0]); err != nil {
+		return nil, err
 	}
-	return sums[0], m.MACs, nil
+	return ms[0], nil
 }
 
-func scanSummaries(rows interface {
+// withInventory scans a machine row followed by its inventory column.
+type withInventory struct {
+	r   rowScanner
+	inv *string
+}
+
+func (w withInventory) Scan(dest ...any) error { return w.r.Scan(append(dest, w.inv)...) }
+
+func scanIndexed(rows interface {
 	Next() bool
 	Scan(...any) error
 	Close() error
 	Err() error
-}) ([]*MachineSummary, error) {
+}) ([]*matchbox.Machine, error) {
 	defer rows.Close()
-	var out []*MachineSummary
+	var out []*matchbox.Machine
 	for rows.Next() {
-		var sum MachineSummary
-		var state, labels, inv string
-		var pxeDisabled int
-		if err := rows.Scan(&sum.ID, &sum.UUID, &sum.IP, &state, &labels, &pxeDisabled, &inv); err != nil {
+		var inv string
+		m, _, err := scanMachine(withInventory{rows, &inv})
+		if err != nil {
 			return nil, fmt.Errorf("index machines: %w", err)
 		}
-		sum.State = matchbox.MachineState(state)
-		sum.PXEDisabled = pxeDisabled != 0
-		if labels != "" && labels != "{}" && labels != "null" {
-			if err := json.Unmarshal([]byte(labels), &sum.Labels); err != nil {
-				return nil, fmt.Errorf("index machine %q: labels: %w", sum.ID, err)
-			}
-		}
 		if inv != "" {
-			sum.Inventory = new(hardware.Inventory)
-			if err := json.Unmarshal([]byte(inv), sum.Inventory); err != nil {
-				return nil, fmt.Errorf("index machine %q: inventory: %w", sum.ID, err)
+			m.Inventory = new(hardware.Inventory)
+			if err := json.Unmarshal([]byte(inv), m.Inventory); err != nil {
+				return nil, fmt.Errorf("index machine %q: inventory: %w", m.ID, err)
 			}
 		}
-		out = append(out, &sum)
+		out = append(out, m)
 	}
 	return out, rows.Err()
 }
 
 // loadIndex builds the machine index from the database.
 func (s *Store) loadIndex(ctx context.Context) error {
-	rows, err := s.read.QueryContext(ctx, "SELECT id, uuid, ip, state, labels, pxe_disabled, inventory FROM machines")
+	rows, err := s.read.QueryContext(ctx, "SELECT "+indexColumns+" FROM machines")
 	if err != nil {
 		return fmt.Errorf("index machines: %w", err)
 	}
-	sums, err := scanSummaries(rows)
+	sums, err := scanIndexed(rows)
 	if err != nil {
 		return err
 	}
@@ -196,8 +189,9 @@ func (s *Store) loadIndex(ctx context.Context) error {
 	}
 	macRows.Close()
 	ix := newMachineIndex()
-	for _, sum := range sums {
-		ix.put(sum, macs[sum.ID])
+	for _, m := range sums {
+		m.MACs = macs[m.ID]
+		ix.put(m, m.MACs)
 	}
 	s.index = ix
 	return nil
