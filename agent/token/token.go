@@ -57,10 +57,18 @@ var (
 
 const version = "v1"
 
-// Issue returns a token for machineID, issued now. key must be at least
-// MinKeyLen random bytes, or Verify refuses every token made with it.
+// Granularity is the step of issue times: Issue rounds the current time
+// down to it, so that every answer rendered for a machine within one step
+// carries the same token. Repeated fetches of a boot endpoint then answer
+// the same bytes, and a detached signature fetched apart from its answer
+// (/metadata.sig after /metadata) still matches it.
+const Granularity = time.Minute
+
+// Issue returns a token for machineID, issued now (rounded down to
+// Granularity). key must be at least MinKeyLen random bytes, or Verify
+// refuses every token made with it.
 func Issue(key []byte, machineID string) string {
-	return IssueAt(key, machineID, time.Now())
+	return IssueAt(key, machineID, time.Now().Truncate(Granularity))
 }
 
 // IssueAt returns a token for machineID issued at t.

@@ -61,3 +61,29 @@ func TestIssueNowVerifies(t *testing.T) {
 		t.Errorf("token %q is not URL and command-line safe", tok)
 	}
 }
+
+// TestIssueIsStableWithinAStep checks that Issue rounds its issue time down
+// to Granularity, so that answers rendered twice carry the same token.
+func TestIssueIsStableWithinAStep(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, 32)
+	for try := 0; try < 3; try++ {
+		step := time.Now().Truncate(Granularity)
+		a, b := Issue(key, "machine-1"), Issue(key, "machine-1")
+		if !time.Now().Truncate(Granularity).Equal(step) {
+			continue // a step boundary passed between the two
+		}
+		if a != b {
+			t.Fatalf("two tokens issued within one step differ: %q, %q", a, b)
+		}
+		parts := strings.Split(a, ".")
+		issued, err := strconv.ParseInt(parts[1], 36, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if issued != step.Unix() {
+			t.Errorf("issue time %d, want %d (now rounded down to %s)", issued, step.Unix(), Granularity)
+		}
+		return
+	}
+	t.Fatal("no step without a boundary in three tries")
+}

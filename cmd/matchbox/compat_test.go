@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"matchbox/agent/token"
 	"matchbox/signing/signingtest"
 )
 
@@ -363,17 +364,14 @@ func TestSignedBootEndpoints(t *testing.T) {
 	env := append(baseEnv(), "MATCHBOX_PASSPHRASE=open sesame")
 	s := startProcess(t, []string{"-address", "127.0.0.1:0", "-data-path", data, "-key-ring-path", key.SecretRing}, env, false)
 	bodies := checkBootEndpoints(t, http.DefaultClient, s.URL)
-	for path, body := range bodies {
+	for path := range bodies {
 		if strings.HasPrefix(path, "/assets/") {
 			continue
 		}
 		p, q, _ := strings.Cut(path, "?")
 		for _, suffix := range []string{".sig", ".asc"} {
-			code, sig := httpGet(t, s.URL+p+suffix+"?"+q)
-			if code != http.StatusOK {
-				t.Fatalf("%s%s: %d %s", p, suffix, code, sig)
-			}
-			if out, err := key.Verify(t, body, []byte(sig)); err != nil {
+			body, sig := fetchSigned(t, s.URL, p, suffix, q)
+			if out, err := key.Verify(t, body, sig); err != nil {
 				t.Errorf("gpgv rejects %s%s: %v\n%s", p, suffix, err, out)
 			}
 		}
@@ -389,6 +387,27 @@ func TestSignedBootEndpoints(t *testing.T) {
 	out, err := runToExit(t, []string{"--data-dir", data, "--http-addr", "127.0.0.1:0", "--signing-keyring", key.SecretRing}, append(baseEnv(), "MATCHBOX_PASSPHRASE=wrong"))
 	if err == nil || !strings.Contains(out, "wrong passphrase (MATCHBOX_PASSPHRASE)") || !strings.Contains(out, key.SecretRing) {
 		t.Fatalf("wrong passphrase: %v\n%s", err, out)
+	}
+}
+
+// fetchSigned fetches an endpoint's answer and then its signature. Answers
+// that carry an agent token change when the token's issue time steps
+// (token.Granularity): a pair fetched across such a step is fetched again.
+func fetchSigned(t *testing.T, base, path, suffix, query string) (body, sig []byte) {
+	t.Helper()
+	for try := 0; ; try++ {
+		step := time.Now().Truncate(token.Granularity)
+		code, b := httpGet(t, base+path+"?"+query)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, code, b)
+		}
+		code, s := httpGet(t, base+path+suffix+"?"+query)
+		if code != http.StatusOK {
+			t.Fatalf("%s%s: %d %s", path, suffix, code, s)
+		}
+		if time.Now().Truncate(token.Granularity).Equal(step) || try == 2 {
+			return []byte(b), []byte(s)
+		}
 	}
 }
 
