@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -213,6 +214,11 @@ func readBody(r *http.Request, allowText bool) ([]byte, string, error) {
 const (
 	mustExist    int64 = -2
 	mustNotExist int64 = -1
+	// noVersion is the version of an entity tag this API never issues
+	// (an opaque "abc", a weak W/"3", a list): no object carries it, so
+	// the precondition fails with 412 as RFC 9110 asks of any tag that
+	// does not match.
+	noVersion int64 = math.MaxInt64
 )
 
 // precondition reads If-Match and If-None-Match: 0 when absent, a version,
@@ -231,9 +237,15 @@ func precondition(r *http.Request) (int64, error) {
 	if im == "*" {
 		return mustExist, nil
 	}
-	v, err := strconv.ParseInt(strings.Trim(im, `"`), 10, 64)
+	if len(im) < 2 || !strings.HasSuffix(im, `"`) || !(strings.HasPrefix(im, `"`) || strings.HasPrefix(im, `W/"`)) {
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "If-Match", "If-Match %q is not an entity tag (\"<version>\" or *)", im)
+	}
+	if !strings.HasPrefix(im, `"`) || strings.Contains(im, ",") {
+		return noVersion, nil // weak tags never match strongly; lists hold no tag of ours alone
+	}
+	v, err := strconv.ParseInt(im[1:len(im)-1], 10, 64)
 	if err != nil || v <= 0 {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, "If-Match", "If-Match %q is not an ETag of this API (\"<version>\")", im)
+		return noVersion, nil
 	}
 	return v, nil
 }

@@ -177,13 +177,18 @@ func TestAPICRUD(t *testing.T) {
 			if len(list.Items) != 1 || list.Items[0].ID != tt.id {
 				t.Fatalf("list: %+v", list)
 			}
-			s.must(t, http.StatusPreconditionFailed, "DELETE", item, "", `If-Match: "1"`)
+			for _, tag := range []string{`"1"`, `"abc"`, `W/"2"`, `"2", "3"`, `"-1"`} { // RFC 9110: any tag that does not match fails
+				if r := s.must(t, http.StatusPreconditionFailed, "DELETE", item, "", "If-Match: "+tag); r.errorCode() != CodeVersionConflict {
+					t.Fatalf("delete If-Match %s: %s", tag, r.body)
+				}
+			}
 			s.must(t, http.StatusNoContent, "DELETE", item, "", `If-Match: "2"`)
 			if r := s.must(t, http.StatusNotFound, "GET", item, ""); r.errorCode() != CodeNotFound {
 				t.Fatalf("get after delete: %s", r.body)
 			}
 			s.must(t, http.StatusNotFound, "DELETE", item, "")
 			s.must(t, http.StatusPreconditionFailed, "PUT", item, tt.replace, `If-Match: "2"`)
+			s.must(t, http.StatusPreconditionFailed, "PUT", item, tt.replace, `If-Match: "opaque-etag"`)
 			s.must(t, http.StatusCreated, "PUT", item, tt.replace)
 		})
 	}
