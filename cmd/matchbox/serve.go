@@ -30,6 +30,7 @@ import (
 	"matchbox/matchbox/datadir"
 	"matchbox/signing"
 	"matchbox/store"
+	"matchbox/store/location"
 	v011 "matchbox/v011"
 )
 
@@ -56,6 +57,9 @@ type serveOptions struct {
 	api  apiOptions
 	dhcp dhcpOptions
 	tftp tftpOptions
+	// storeFlags are --store and the etcd connection flags; --db and
+	// --data-dir join them in runServe.
+	storeFlags location.Flags
 }
 
 // newServeCommand returns `matchbox serve`: its flags are the boot
@@ -78,7 +82,13 @@ func newServeCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/matchbox", "data directory: profiles/, groups/, ignition/, generic/ are imported at start")
-	f.StringVar(&o.dbPath, "db", "", "SQLite database file (default <data-dir>/matchbox.db)")
+	f.StringVar(&o.dbPath, "db", "", "SQLite database file (default <data-dir>/matchbox.db); same as --store sqlite://PATH")
+	f.StringVar(&o.storeFlags.Store, "store", "", "where the state is: sqlite:///path/to.db (default: --db) or etcd://host:2379[,host:2379...]/prefix")
+	f.StringVar(&o.storeFlags.CertFile, "etcd-cert-file", "", "client certificate presented to etcd (with --etcd-key-file)")
+	f.StringVar(&o.storeFlags.KeyFile, "etcd-key-file", "", "private key of --etcd-cert-file")
+	f.StringVar(&o.storeFlags.CAFile, "etcd-ca-file", "", "CA bundle that signs etcd's server certificates (turns TLS on)")
+	f.StringVar(&o.storeFlags.Username, "etcd-username", "", "etcd user (with --etcd-password-file)")
+	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -149,9 +159,16 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if o.dbPath == "" {
-		o.dbPath = filepath.Join(o.dataDir, "matchbox.db")
+	sf := o.storeFlags
+	sf.DB, sf.DataDir = o.dbPath, o.dataDir
+	loc, err := location.Resolve(sf)
+	if err != nil {
+		return err
 	}
+	if loc.Kind != location.SQLite {
+		return fmt.Errorf("--store %s: serve does not run on etcd yet (its catalog, machines, leases and timelines are not implemented there); use --store sqlite:///path/to.db", loc)
+	}
+	o.dbPath = loc.Path
 	if o.assetsDir == "" {
 		o.assetsDir = filepath.Join(o.dataDir, "assets")
 		if _, err := os.Stat(o.assetsDir); err != nil {

@@ -176,3 +176,43 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 		t.Fatalf("database not in the data dir: %v", err)
 	}
 }
+
+// TestServeStoreFlag: --store sqlite:// serves from that file; an etcd
+// store is refused with a clear error until serve runs on it; bad store
+// flags are refused naming the flag.
+func TestServeStoreFlag(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "via-store.db")
+	s := startServer(t, "--data-dir", t.TempDir(), "--store", "sqlite://"+db, "--assets-dir", "-")
+	if code, _ := httpGet(t, s.URL+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("--store sqlite:// file not used: %v", err)
+	}
+
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"etcd not yet served", []string{"--store", "etcd://127.0.0.1:2379,127.0.0.1:22379/matchbox"}, "--store etcd://127.0.0.1:2379,127.0.0.1:22379/matchbox: serve does not run on etcd yet"},
+		{"etcd without prefix", []string{"--store", "etcd://127.0.0.1:2379"}, "without a key prefix"},
+		{"--store with --db", []string{"--store", "sqlite://" + db, "--db", db}, "--store and --db both given"},
+		{"etcd flag with sqlite", []string{"--etcd-username", "u"}, "--etcd-username given with an SQLite store"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := append([]string{"serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0"}, tc.args...)
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("err = %v, want output containing %q:\n%s", err, tc.want, out)
+			}
+		})
+	}
+}
