@@ -89,9 +89,12 @@ func bootVM(ctx context.Context, t testing.TB, m machine, hostname string, power
 }
 
 // offCheck returns a cheap "has m powered off" probe for waitSerial: it
-// asks the driver at most once a second.
+// asks the driver at most once a second, and answers true only after two
+// answers in a row said off, so that one odd answer of the driver does not
+// end a boot that is still running.
 func offCheck(m machine) func() bool {
 	var last time.Time
+	offs := 0
 	return func() bool {
 		if time.Since(last) < time.Second {
 			return false
@@ -100,7 +103,12 @@ func offCheck(m machine) func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		on, err := m.PoweredOn(ctx)
-		return err == nil && !on
+		if err == nil && !on {
+			offs++
+		} else {
+			offs = 0
+		}
+		return offs >= 2
 	}
 }
 

@@ -100,11 +100,13 @@ func (d *libvirtDriver) virsh(ctx context.Context, args ...string) (string, erro
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", d.uri}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Standard error stays apart: a warning there must not be read as
+	// part of an answer such as domstate's.
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
 	err := cmd.Run()
 	if err != nil {
-		return out.String(), fmt.Errorf("virsh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return out.String(), fmt.Errorf("virsh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()+" "+stderr.String()))
 	}
 	return out.String(), nil
 }
@@ -227,8 +229,16 @@ func (m *libvirtMachine) PoweredOn(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	state := strings.TrimSpace(out)
-	return state == "running" || state == "paused" || state == "in shutdown", nil
+	state, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	switch strings.TrimSpace(state) {
+	case "running", "paused", "in shutdown", "idle", "pmsuspended", "dying":
+		return true, nil
+	case "shut off", "crashed":
+		return false, nil
+	}
+	// Anything else is no answer: callers keep waiting rather than take
+	// a VM that is booting for one that powered off.
+	return false, fmt.Errorf("virsh domstate %s: unexpected answer %q", m.spec.Name, out)
 }
 
 func (m *libvirtMachine) SetBootDevice(dev string) {
