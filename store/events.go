@@ -194,6 +194,7 @@ type EventFilter struct {
 	Since   time.Time // events at or after
 	AfterID int64     // events with a greater id (pagination)
 	Limit   int       // 0: 1000
+	Newest  bool      // the newest Limit events (still returned oldest first)
 }
 
 // Events returns a machine's timeline, oldest first.
@@ -217,7 +218,11 @@ func (s *Store) Events(ctx context.Context, machineID string, f EventFilter) ([]
 	if limit <= 0 {
 		limit = 1000
 	}
-	q += " ORDER BY id LIMIT ?"
+	if f.Newest {
+		q = "SELECT * FROM (" + q + " ORDER BY id DESC LIMIT ?) ORDER BY id"
+	} else {
+		q += " ORDER BY id LIMIT ?"
+	}
 	args = append(args, limit)
 	rows, err := s.read.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -173,6 +173,12 @@ func TestMachinesEventsAndReopen(t *testing.T) {
 	if evs, _ := s.Events(ctx, id, EventFilter{Type: "http."}); len(evs) != 1 {
 		t.Fatalf("prefix filter: %+v", evs)
 	}
+	if evs, _ := s.Events(ctx, id, EventFilter{Newest: true, Limit: 1}); len(evs) != 1 || evs[0].Type != "http.ipxe" {
+		t.Fatalf("newest event: %+v", evs)
+	}
+	if evs, _ := s.Events(ctx, id, EventFilter{Newest: true, Limit: 5}); len(evs) != 2 || evs[0].Type != "dhcp.discover" {
+		t.Fatalf("newest events, oldest first: %+v", evs)
+	}
 	m, v, err := s.Machine(ctx, id)
 	if err != nil || m.UUID != "u1" || v != 1 {
 		t.Fatalf("machine: %+v v%d %v", m, v, err)

@@ -72,10 +72,13 @@ func (s *services) startAPI(e *apiOptions) error {
 	}
 	if e.addr == "" {
 		a.Register(s.router)
-		return nil
+		return s.registerUI(s.router, a)
 	}
 	router := mux.NewRouter()
 	a.Register(router)
+	if err := s.registerUI(router, a); err != nil {
+		return err
+	}
 	var handler http.Handler = router
 	if tlsOn {
 		// v0.11's gRPC API (the Terraform provider's) shares the

@@ -124,6 +124,12 @@ func TestServeShippedDefaults(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "kernel /assets/discovery/vmlinuz") || !strings.Contains(body, "initrd /assets/discovery/initramfs.cpio.gz") {
 		t.Fatalf("/ipxe: %d %q", code, body)
 	}
+	// The web console is served on the API's router; without a token file
+	// a loopback client is admin.
+	code, body = httpGet(t, s.URL+"/ui/")
+	if code != 200 || !strings.Contains(body, "<h1>Fleet</h1>") || !strings.Contains(body, "role: admin") {
+		t.Fatalf("/ui/: %d\n%s", code, body)
+	}
 	if code, body = httpGet(t, s.URL+"/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}

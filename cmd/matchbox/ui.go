@@ -1,0 +1,36 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"matchbox/api"
+	"matchbox/ui"
+)
+
+// registerUI serves the web console under /ui/ on the API's router r, where
+// a serves the API: the console authenticates by the API's rules and acts
+// through its handlers.
+func (s *services) registerUI(r *mux.Router, a *api.API) error {
+	c, err := ui.New(ui.Config{
+		Machines:  s.store,
+		Snapshot:  s.store.Snapshot,
+		ParseFact: parseFact,
+		BMCs:      s.lifecycle,
+		Auth:      a,
+		API:       r,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return err
+	}
+	r.Handle("/ui", httpRedirect(ui.Prefix))
+	r.PathPrefix(ui.Prefix).Handler(c)
+	return nil
+}
+
+// httpRedirect redirects every request to target.
+func httpRedirect(target string) http.Handler {
+	return http.RedirectHandler(target, http.StatusMovedPermanently)
+}

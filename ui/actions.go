@@ -1,0 +1,114 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"matchbox/api/wire"
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// backToMachine redirects to the machine page with a message.
+func backToMachine(w http.ResponseWriter, r *http.Request, id, msg string) {
+	http.Redirect(w, r, Prefix+"machines/"+url.PathEscape(id)+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+func (s *Server) provisionOne(w http.ResponseWriter, r *http.Request, u user) error {
+	id := r.PathValue("id")
+	if _, err := s.callAPI(r, u, http.MethodPost, "/machines/"+url.PathEscape(id)+"/provision", struct{}{}); err != nil {
+		return err
+	}
+	backToMachine(w, r, id, "Provisioning started.")
+	return nil
+}
+
+func (s *Server) power(w http.ResponseWriter, r *http.Request, u user) error {
+	id := r.PathValue("id")
+	action := r.PostForm.Get("action")
+	switch action {
+	case "on", "off", "cycle":
+	default:
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("power action %q: want on, off or cycle", action)}
+	}
+	if _, err := s.callAPI(r, u, http.MethodPost, "/machines/"+url.PathEscape(id)+"/power", wire.PowerRequest{Action: action}); err != nil {
+		return err
+	}
+	backToMachine(w, r, id, "Power "+action+" sent.")
+	return nil
+}
+
+func (s *Server) bootDevice(w http.ResponseWriter, r *http.Request, u user) error {
+	id := r.PathValue("id")
+	dev := r.PostForm.Get("device")
+	if _, err := s.callAPI(r, u, http.MethodPost, "/machines/"+url.PathEscape(id)+"/bootdevice", wire.BootDeviceRequest{Device: dev}); err != nil {
+		return err
+	}
+	backToMachine(w, r, id, "Next boot from "+dev+".")
+	return nil
+}
+
+func (s *Server) setLabels(w http.ResponseWriter, r *http.Request, u user) error {
+	id := r.PathValue("id")
+	labels, err := parseLabels(r.PostForm.Get("labels"))
+	if err != nil {
+		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if _, err := s.callAPI(r, u, http.MethodPut, "/machines/"+url.PathEscape(id)+"/labels", wire.Labels{Labels: labels}); err != nil {
+		return err
+	}
+	backToMachine(w, r, id, "Labels set.")
+	return nil
+}
+
+func (s *Server) setState(w http.ResponseWriter, r *http.Request, u user) error {
+	id := r.PathValue("id")
+	state := matchbox.MachineState(r.PostForm.Get("state"))
+	if _, err := s.callAPI(r, u, http.MethodPut, "/machines/"+url.PathEscape(id)+"/state", wire.StateChange{State: state}); err != nil {
+		return err
+	}
+	backToMachine(w, r, id, "State set to "+string(state)+".")
+	return nil
+}
+
+// provisionSelector provisions every machine whose labels include the
+// form's: a first post shows how many that is and asks to confirm; the
+// confirming post provisions them if the count still holds.
+func (s *Server) provisionSelector(w http.ResponseWriter, r *http.Request, u user) error {
+	raw := r.PostForm.Get("labels")
+	labels, err := parseLabels(raw)
+	if err != nil {
+		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	if len(labels) == 0 {
+		return &httpError{status: http.StatusBadRequest, msg: "provisioning by selector needs at least one label"}
+	}
+	ms, err := s.cfg.Machines.ListMachines(r.Context(), store.MachineFilter{Label: labels})
+	if err != nil {
+		return err
+	}
+	if r.PostForm.Get("confirm") != "yes" || r.PostForm.Get("count") != strconv.Itoa(len(ms)) {
+		var sample []string
+		for i := 0; i < len(ms) && i < 5; i++ {
+			sample = append(sample, ms[i].ID)
+		}
+		return s.render(w, "confirm", map[string]any{"User": u, "Title": "Confirm provisioning", "Labels": raw, "Count": len(ms), "Sample": sample})
+	}
+	body, err := s.callAPI(r, u, http.MethodPost, "/machines/provision", wire.ProvisionRequest{Selector: labels})
+	if err != nil {
+		return err
+	}
+	var ans wire.ProvisionAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return fmt.Errorf("decode provisioning answer: %w", err)
+	}
+	http.Redirect(w, r, Prefix+"?labels="+url.QueryEscape(raw), http.StatusSeeOther)
+	s.log.InfoContext(r.Context(), "console bulk provisioning", "machines", len(ms), "succeeded", ans.Succeeded, "failed", ans.Failed)
+	return nil
+}

@@ -1,0 +1,310 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"matchbox/api"
+	"matchbox/hardware"
+	"matchbox/hardware/facts"
+	"matchbox/matchbox"
+	"matchbox/store"
+	"matchbox/ui"
+)
+
+const (
+	adminToken = "admin-token-0123456789"
+	readToken  = "read-token-0123456789ab"
+)
+
+func parseFact(expr string) (matchbox.FactTerm, error) {
+	t, err := facts.Parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// console is the API and the console on one test server over a real store.
+type console struct {
+	srv   *httptest.Server
+	store *store.Store
+}
+
+func newConsole(t testing.TB, withTokens bool) *console {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db"), Synchronous: "NORMAL", ParseFact: parseFact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := api.Config{Store: st, ParseFact: parseFact}
+	if withTokens {
+		path := filepath.Join(dir, "tokens")
+		if err := os.WriteFile(path, []byte(adminToken+" admin\n"+readToken+" read\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Tokens, err = api.LoadTokens(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := api.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	a.Register(r)
+	c, err := ui.New(ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.PathPrefix(ui.Prefix).Handler(c)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &console{srv: srv, store: st}
+}
+
+func (c *console) putMachine(t testing.TB, m *matchbox.Machine) {
+	t.Helper()
+	if _, err := c.store.PutMachine(context.Background(), m, -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// browser is an HTTP client with cookies that does not follow redirects.
+func (c *console) browser(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func do(t *testing.T, cl *http.Client, method, u string, form url.Values) (int, string, http.Header) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token in page:\n%s", page)
+	}
+	return m[1]
+}
+
+func (c *console) login(t *testing.T, token string) (*http.Client, string) {
+	t.Helper()
+	cl := c.browser(t)
+	status, _, h := do(t, cl, "POST", c.srv.URL+"/ui/login", url.Values{"token": {token}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("login: status %d", status)
+	}
+	cookie := h.Get("Set-Cookie")
+	for _, want := range []string{"HttpOnly", "SameSite=Strict", "Path=/ui/", "Max-Age="} {
+		if !strings.Contains(cookie, want) {
+			t.Errorf("session cookie %q lacks %s", cookie, want)
+		}
+	}
+	if strings.Contains(cookie, token) {
+		t.Errorf("session cookie carries the API token")
+	}
+	_, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/", nil)
+	return cl, csrfOf(t, page)
+}
+
+func TestLoginRolesAndCSRF(t *testing.T) {
+	c := newConsole(t, true)
+	c.putMachine(t, &matchbox.Machine{ID: "m1", MACs: []string{"52:54:00:00:00:01"}, State: matchbox.StateReady, Labels: map[string]string{"rack": "r1"}})
+
+	anon := c.browser(t)
+	if status, _, h := do(t, anon, "GET", c.srv.URL+"/ui/", nil); status != http.StatusSeeOther || h.Get("Location") != "/ui/login" {
+		t.Fatalf("anonymous fleet: status %d to %q, want 303 to /ui/login", status, h.Get("Location"))
+	}
+	if status, _, _ := do(t, anon, "POST", c.srv.URL+"/ui/login", url.Values{"token": {"not-a-valid-token-at-all"}}); status != http.StatusUnauthorized {
+		t.Fatalf("bad token: status %d, want 401", status)
+	}
+	if status, _, _ := do(t, anon, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"state": {"failed"}}); status != http.StatusUnauthorized {
+		t.Fatalf("anonymous action: status %d, want 401", status)
+	}
+
+	reader, readCSRF := c.login(t, readToken)
+	for _, path := range []string{"/ui/", "/ui/machines/m1", "/ui/groups"} {
+		status, page, _ := do(t, reader, "GET", c.srv.URL+path, nil)
+		if status != http.StatusOK {
+			t.Fatalf("read %s: status %d", path, status)
+		}
+		for _, action := range []string{`action="/ui/machines/m1/`, `action="/ui/provision"`} {
+			if strings.Contains(page, action) {
+				t.Errorf("read role sees an action form (%s) on %s", action, path)
+			}
+		}
+	}
+	if status, _, _ := do(t, reader, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"csrf": {readCSRF}, "state": {"failed"}}); status != http.StatusForbidden {
+		t.Errorf("read role action: status %d, want 403", status)
+	}
+
+	admin, adminCSRF := c.login(t, adminToken)
+	_, page, _ := do(t, admin, "GET", c.srv.URL+"/ui/machines/m1", nil)
+	if !strings.Contains(page, `action="/ui/machines/m1/state"`) {
+		t.Fatalf("admin sees no state form")
+	}
+	for _, tc := range []struct {
+		name string
+		csrf []string
+	}{
+		{"no CSRF token", nil},
+		{"another session's CSRF token", []string{readCSRF}},
+		{"an empty CSRF token", []string{""}},
+	} {
+		if status, _, _ := do(t, admin, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"csrf": tc.csrf, "state": {"failed"}}); status != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", tc.name, status)
+		}
+	}
+	if m, _, _ := c.store.Machine(context.Background(), "m1"); m.State != matchbox.StateReady {
+		t.Fatalf("a refused action changed the machine: state %s", m.State)
+	}
+	status, _, h := do(t, admin, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"csrf": {adminCSRF}, "state": {"failed"}})
+	if status != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/ui/machines/m1?") {
+		t.Fatalf("admin set state: status %d to %q", status, h.Get("Location"))
+	}
+	if m, _, _ := c.store.Machine(context.Background(), "m1"); m.State != matchbox.StateFailed {
+		t.Fatalf("state after the admin's action: %s, want failed", m.State)
+	}
+	// The API's validation answers through the console.
+	if status, body, _ := do(t, admin, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"csrf": {adminCSRF}, "state": {"bogus"}}); status != http.StatusBadRequest || !strings.Contains(body, "bogus") {
+		t.Errorf("bad state: status %d %q, want 400 naming it", status, body)
+	}
+	status, _, _ = do(t, admin, "POST", c.srv.URL+"/ui/machines/m1/labels", url.Values{"csrf": {adminCSRF}, "labels": {"rack=r2\nrole=worker"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("set labels: status %d", status)
+	}
+	if m, _, _ := c.store.Machine(context.Background(), "m1"); m.Labels["rack"] != "r2" || m.Labels["role"] != "worker" {
+		t.Fatalf("labels after the admin's action: %v", m.Labels)
+	}
+
+	// Logging out ends the session.
+	if status, _, _ := do(t, admin, "POST", c.srv.URL+"/ui/logout", url.Values{"csrf": {adminCSRF}}); status != http.StatusSeeOther {
+		t.Fatalf("logout: status %d", status)
+	}
+	if status, _, _ := do(t, admin, "GET", c.srv.URL+"/ui/", nil); status != http.StatusSeeOther {
+		t.Fatalf("after logout: status %d, want a redirect to the login page", status)
+	}
+}
+
+func TestLoopbackRuleWithoutTokens(t *testing.T) {
+	c := newConsole(t, false)
+	c.putMachine(t, &matchbox.Machine{ID: "m1", State: matchbox.StateReady})
+	cl := c.browser(t)
+	status, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/machines/m1", nil)
+	if status != http.StatusOK || !strings.Contains(page, `action="/ui/machines/m1/state"`) {
+		t.Fatalf("loopback client: status %d, admin forms shown: %v", status, strings.Contains(page, "/state"))
+	}
+	if status, _, _ := do(t, cl, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"state": {"failed"}}); status != http.StatusForbidden {
+		t.Errorf("loopback action without CSRF: status %d, want 403", status)
+	}
+	if status, _, _ := do(t, cl, "POST", c.srv.URL+"/ui/machines/m1/state", url.Values{"csrf": {csrfOf(t, page)}, "state": {"failed"}}); status != http.StatusSeeOther {
+		t.Errorf("loopback action: status %d, want 303", status)
+	}
+}
+
+func TestFleetFilters(t *testing.T) {
+	c := newConsole(t, true)
+	ctx := context.Background()
+	for i, mem := range []uint64{16 << 30, 128 << 30, 256 << 30} {
+		id := fmt.Sprintf("m%d", i)
+		c.putMachine(t, &matchbox.Machine{ID: id, State: matchbox.StateReady, Labels: map[string]string{"rack": fmt.Sprint("r", i%2)}})
+		if _, err := c.store.RecordInventory(ctx, id, hardware.Inventory{System: hardware.System{Vendor: "QEMU"}, Memory: hardware.Memory{Bytes: mem}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.putMachine(t, &matchbox.Machine{ID: "m9", State: matchbox.StateFailed})
+	cl, _ := c.login(t, readToken)
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"m0", "m1", "m2", "m9"}},
+		{"?state=failed", []string{"m9"}},
+		{"?labels=rack%3Dr0", []string{"m0", "m2"}},
+		{"?facts=" + url.QueryEscape("memory.bytes >= 64GiB"), []string{"m1", "m2"}},
+		{"?facts=" + url.QueryEscape("memory.bytes >= 64GiB") + "&labels=rack%3Dr0", []string{"m2"}},
+	}
+	rowRE := regexp.MustCompile(`<td><a href="/ui/machines/([^"]+)">`)
+	for _, tc := range tests {
+		_, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/"+tc.query, nil)
+		var got []string
+		for _, m := range rowRE.FindAllStringSubmatch(page, -1) {
+			got = append(got, m[1])
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("fleet%s: %v, want %v", tc.query, got, tc.want)
+		}
+	}
+	_, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/?facts="+url.QueryEscape("memory.bytes >>= 1"), nil)
+	if !strings.Contains(page, `class="error"`) {
+		t.Errorf("a malformed fact filter shows no error")
+	}
+}
+
+func TestMachineStreamLive(t *testing.T) {
+	c := newConsole(t, true)
+	c.putMachine(t, &matchbox.Machine{ID: "m1", State: matchbox.StateReady})
+	cl, _ := c.login(t, readToken)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.srv.URL+"/ui/machines/m1/stream?after=0", nil)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("stream Content-Type %q", ct)
+	}
+	if err := c.store.AppendEvents(ctx, []matchbox.BootEvent{{MachineID: "m1", Type: "bmc.power", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, `"type":"bmc.power"`) || !strings.Contains(line, `"state":"ready"`) {
+				t.Fatalf("stream event %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("stream ended without the event: %v", sc.Err())
+}
