@@ -109,7 +109,7 @@ func wantCode(t *testing.T, what string, err error, want codes.Code) {
 // trailing blanks, tabs, non-ASCII, JSON with odd spacing.
 const (
 	rawIgnition = "{ \"ignition\" : {\"version\":\"3.4.0\"},\r\n  \"storage\": {\"files\": [{\"path\": \"/etc/motd\", \"contents\": {\"source\": \"data:,h%C3%A9\"}}]}  }  \n\n"
-	butaneTmpl  = "variant: flatcar\nversion: 1.0.0\npassd:\n  users:\n    - name: core\t\n# é {{.mac}}   \n"
+	butaneTmpl  = "variant: flatcar\nversion: 1.0.0\npasswd:\n  users:\n    - name: core\t\n# é {{.mac}}   \n"
 	genericTmpl = "mac={{.mac}}\r\nno final newline"
 )
 

@@ -105,6 +105,11 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if obj.Template != nil {
+		if err := checkTemplate(obj); err != nil {
+			return 0, err
+		}
+	}
 	where, args := kindFilter(obj.Kind)
 	var cur int64
 	err = c.tx.QueryRowContext(c.ctx, "SELECT version FROM "+table+" WHERE "+idCol+" = ?"+where, append([]any{id}, args...)...).Scan(&cur)
@@ -391,4 +396,24 @@ func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matc
 		return nil
 	}, matchbox.NoNewDangling)
 	return res, snap, err
+}
+
+// checkTemplate applies the write-time check of a template (strict Butane
+// with sample data) and reports a refusal as a validation problem, located
+// at file:line when the template comes from a data-directory file.
+func checkTemplate(obj *Object) error {
+	err := matchbox.CheckTemplate(obj.Template)
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var te *matchbox.TemplateError
+	if obj.Source != "" && errors.As(err, &te) {
+		if te.Line > 0 {
+			msg = fmt.Sprintf("%s:%d: %v", obj.Source, te.Line, te.Err)
+		} else {
+			msg = fmt.Sprintf("%s: %v", obj.Source, te.Err)
+		}
+	}
+	return &matchbox.ValidationError{Problems: []string{msg}}
 }

@@ -327,3 +327,23 @@ func flushRecorder(t *testing.T, rec *Recorder) {
 	cancel()
 	<-done
 }
+
+func TestTemplatesCheckedWhenWritten(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	bad := &Object{Kind: matchbox.TemplateIgnition, Source: "ignition/worker.yaml", Template: &matchbox.Template{
+		Kind: matchbox.TemplateIgnition, Name: "worker.yaml", Content: "variant: fcos\nversion: 1.5.0\nstorage:\n  filez: []\n"}}
+	_, _, err := s.Import(ctx, []*Object{bad})
+	if err == nil || !strings.Contains(err.Error(), "ignition/worker.yaml:4: invalid Butane config") || !strings.Contains(err.Error(), "filez") {
+		t.Fatalf("import err = %v, want ignition/worker.yaml:4 naming filez", err)
+	}
+	bad.Source = ""
+	_, err = s.UpdateCatalog(ctx, func(c CatalogTx) error { _, err := c.Put(bad, 0); return err })
+	var ve *matchbox.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("put err = %v, want a validation error", err)
+	}
+	if _, ok := s.Snapshot().Template(matchbox.TemplateIgnition, "worker.yaml"); ok {
+		t.Fatal("refused template stored")
+	}
+}

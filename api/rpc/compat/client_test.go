@@ -22,7 +22,7 @@ import (
 // Templates whose bytes any re-encoding would change.
 const (
 	rawIgnition = "{ \"ignition\" : {\"version\":\"3.4.0\"},\r\n  \"storage\": {\"files\": [{\"path\": \"/etc/motd\", \"contents\": {\"source\": \"data:,h%C3%A9\"}}]}  }  \n\n"
-	butaneTmpl  = "variant: flatcar\nversion: 1.0.0\npassd:\n  users:\n    - name: core\t\n# é {{.mac}}   \n"
+	butaneTmpl  = "variant: flatcar\nversion: 1.0.0\npasswd:\n  users:\n    - name: core\t\n# é {{.mac}}   \n"
 	genericTmpl = "mac={{.mac}}\r\nno final newline"
 )
 
