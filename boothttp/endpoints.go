@@ -151,7 +151,12 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
-		s.log.WarnContext(r.Context(), "asset refused", "path", name, "err", err)
+		cause := err // without the name: it is logged once, as path
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		s.log.WarnContext(r.Context(), "asset refused", "path", name, "err", cause)
 		http.Error(w, "asset not available", http.StatusForbidden)
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -30,10 +29,12 @@ type apiOptions struct {
 	keyFile      string
 	clientCAFile string
 	maxBody      int64
+	maxConns     int
 }
 
 func (e *apiOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&e.tokenFile, "api-token-file", "", "API bearer tokens, one `<token> <role>` per line (role read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
+	f.IntVar(&e.maxConns, "api-max-conns", 0, "connections --api-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
 	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS; with TLS it also serves v0.11's gRPC API)")
 	f.StringVar(&e.certFile, "tls-cert-file", "", "TLS certificate of the API listener (--api-addr)")
 	f.StringVar(&e.keyFile, "tls-key-file", "", "TLS private key of the API listener (--api-addr)")
@@ -125,9 +126,9 @@ func (s *services) startAPI(e *apiOptions) error {
 			srv.TLSConfig.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 	}
-	ln, err := net.Listen("tcp", e.addr)
+	ln, err := s.listen("--api-addr", e.addr, "--api-max-conns", e.maxConns)
 	if err != nil {
-		return fmt.Errorf("listen on --api-addr %s: %w", e.addr, err)
+		return err
 	}
 	s.tasks = append(s.tasks, func(ctx context.Context) error {
 		errc := make(chan error, 1)

@@ -27,7 +27,9 @@ import (
 	"matchbox/bmc"
 	"matchbox/boothttp"
 	"matchbox/lifecycle"
+	"matchbox/logclip"
 	"matchbox/matchbox/datadir"
+	"matchbox/netlimit"
 	"matchbox/signing"
 	"matchbox/store"
 	"matchbox/store/location"
@@ -40,6 +42,7 @@ type serveOptions struct {
 	dbPath          string
 	assetsDir       string
 	httpAddr        string
+	httpMaxConns    int
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
@@ -91,6 +94,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
+	f.IntVar(&o.httpMaxConns, "http-max-conns", 0, "connections --http-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown waits for requests in flight")
@@ -114,7 +118,8 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	// Values are cut to logclip.Max bytes: many come from clients.
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: logclip.ReplaceAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
@@ -318,9 +323,9 @@ func (s *services) close() {
 
 // run serves until ctx ends, then shuts down gracefully.
 func (s *services) run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.opts.httpAddr)
+	ln, err := s.listen("--http-addr", s.opts.httpAddr, "--http-max-conns", s.opts.httpMaxConns)
 	if err != nil {
-		return fmt.Errorf("listen on --http-addr %s: %w", s.opts.httpAddr, err)
+		return err
 	}
 	handler := s.boot.Front(s.router)
 	if s.signer != nil {
@@ -398,6 +403,29 @@ func (s *services) run(ctx context.Context) error {
 	stopRecorder()
 	<-recDone
 	return runErr
+}
+
+// listen opens a TCP listener bounded by maxConns connections (0: a share of
+// the open-file limit), so slow clients cannot exhaust the process's files.
+func (s *services) listen(addrFlag, addr, maxFlag string, maxConns int) (net.Listener, error) {
+	if maxConns == 0 {
+		listeners := 1
+		if s.opts.api.addr != "" {
+			listeners = 2
+		}
+		maxConns = netlimit.DefaultMax(listeners)
+	}
+	inner, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s: %w", addrFlag, addr, err)
+	}
+	ln, err := netlimit.New(inner, netlimit.Config{Max: maxConns})
+	if err != nil {
+		inner.Close()
+		return nil, fmt.Errorf("%s: %w", maxFlag, err)
+	}
+	s.log.Debug("connection limit", "listener", addrFlag, "max", maxConns)
+	return ln, nil
 }
 
 // machineLookup adapts the store's machine index to the boot endpoints.
