@@ -19,18 +19,7 @@ import (
 // The interfaces api, lifecycle, dhcp and boothttp define for their own
 // needs are subsets of it.
 type Backend interface {
-	// Snapshot returns the current immutable catalog.
-	Snapshot() *matchbox.Snapshot
-	// ViewCatalog runs fn against a read transaction of the catalog.
-	ViewCatalog(ctx context.Context, fn func(c CatalogTx) error) error
-	// UpdateCatalog runs fn in one write transaction and commits only if
-	// fn succeeds and the resulting catalog is valid; it returns the new
-	// snapshot, which is current when it returns.
-	UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (*matchbox.Snapshot, error)
-	// Import writes a data directory's objects in one transaction,
-	// deleting imported objects their source no longer provides and
-	// leaving objects without a source alone.
-	Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error)
+	CatalogStore
 
 	// Machine returns a machine and its version, or an error wrapping
 	// ErrNotFound.
@@ -81,6 +70,25 @@ type Backend interface {
 
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
+}
+
+// CatalogStore is the catalog part of a Backend: profiles, groups and
+// templates in transactions, and the immutable snapshot of them.
+type CatalogStore interface {
+	// Snapshot returns the current immutable catalog.
+	Snapshot() *matchbox.Snapshot
+	// ViewCatalog runs fn against a read transaction of the catalog.
+	ViewCatalog(ctx context.Context, fn func(c CatalogTx) error) error
+	// UpdateCatalog runs fn in one write transaction and commits only if
+	// fn succeeds and the resulting catalog is valid; it returns the new
+	// snapshot, which is current when it returns. An implementation may
+	// run fn more than once (optimistic transactions retried on a
+	// conflict): fn must have no effect but through c.
+	UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (*matchbox.Snapshot, error)
+	// Import writes a data directory's objects in one transaction,
+	// deleting imported objects their source no longer provides and
+	// leaving objects without a source alone.
+	Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error)
 	// Close releases the store.
 	Close() error
 }

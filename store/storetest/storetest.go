@@ -26,9 +26,12 @@ import (
 // per subtest.
 type Open func(t *testing.T) store.Backend
 
+// OpenCatalog returns a new, empty catalog store; the suite closes it.
+type OpenCatalog func(t *testing.T) store.CatalogStore
+
 // Run runs the whole suite against the stores open returns.
 func Run(t *testing.T, open Open) {
-	t.Run("Catalog", func(t *testing.T) { RunCatalog(t, open) })
+	t.Run("Catalog", func(t *testing.T) { RunCatalog(t, func(t *testing.T) store.CatalogStore { return open(t) }) })
 	t.Run("Machines", func(t *testing.T) { RunMachines(t, open) })
 	t.Run("Leases", func(t *testing.T) { RunLeases(t, open) })
 }
@@ -36,7 +39,7 @@ func Run(t *testing.T, open Open) {
 // RunCatalog is the catalog part of the suite: object versions and
 // conflicts, transactions (all or nothing, validated whole), snapshots and
 // imports.
-func RunCatalog(t *testing.T, open Open) {
+func RunCatalog(t *testing.T, open OpenCatalog) {
 	t.Run("Versions", func(t *testing.T) { testCatalogVersions(t, open(t)) })
 	t.Run("Transactions", func(t *testing.T) { testCatalogTransactions(t, open(t)) })
 	t.Run("Import", func(t *testing.T) { testImport(t, open(t)) })
@@ -58,7 +61,7 @@ func RunLeases(t *testing.T, open Open) {
 	testLeases(t, open)
 }
 
-func closeOnCleanup(t *testing.T, s store.Backend) {
+func closeOnCleanup(t *testing.T, s interface{ Close() error }) {
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -84,7 +87,7 @@ func Template(kind matchbox.Kind, name, content string) *store.Object {
 // ign is a valid Ignition config of a version.
 func ign(version string) string { return `{"ignition":{"version":"` + version + `"}}` }
 
-func update(ctx context.Context, s store.Backend, fn func(c store.CatalogTx) error) error {
+func update(ctx context.Context, s store.CatalogStore, fn func(c store.CatalogTx) error) error {
 	_, err := s.UpdateCatalog(ctx, fn)
 	return err
 }
@@ -101,7 +104,7 @@ func checkErr(t *testing.T, what string, err, want error) {
 	}
 }
 
-func testCatalogVersions(t *testing.T, s store.Backend) {
+func testCatalogVersions(t *testing.T, s store.CatalogStore) {
 	closeOnCleanup(t, s)
 	ctx := context.Background()
 	put := func(o *store.Object, ifVersion int64) func(c store.CatalogTx) (int64, error) {
@@ -221,7 +224,7 @@ func testCatalogVersions(t *testing.T, s store.Backend) {
 // errAny stands for "some error" in step tables.
 var errAny = errors.New("any error")
 
-func testCatalogTransactions(t *testing.T, s store.Backend) {
+func testCatalogTransactions(t *testing.T, s store.CatalogStore) {
 	closeOnCleanup(t, s)
 	ctx := context.Background()
 	base := []*store.Object{Profile("p"), Group("g1", "p", map[string]string{"mac": "52:54:00:00:00:01"})}
@@ -328,7 +331,7 @@ func testCatalogTransactions(t *testing.T, s store.Backend) {
 	}
 }
 
-func testImport(t *testing.T, s store.Backend) {
+func testImport(t *testing.T, s store.CatalogStore) {
 	closeOnCleanup(t, s)
 	ctx := context.Background()
 	files := []*store.Object{Profile("p"), Group("default", "p", nil), Group("m1", "p", map[string]string{"mac": "52:54:00:00:00:01"})}

@@ -1,0 +1,555 @@
+// Package etcdstore keeps matchbox's catalog in etcd, shared by several
+// matchbox instances. Each catalog write is one etcd transaction, validated
+// whole (matchbox.Build) before it commits; every instance keeps its own
+// immutable snapshot, rebuilt from an etcd watch of the catalog's keys.
+//
+// Keys, under /<prefix>/:
+//
+//	catalog/<kind>/<id>  one object: {"version", "source", "spec"}
+//	catalog-rev          written by every catalog transaction
+//
+// A write reads the whole catalog, runs its function against that state in
+// memory, builds and validates the resulting snapshot, then commits its
+// changes in one etcd transaction on the condition that catalog-rev has not
+// moved since the read: concurrent writers (on any instance) serialise on
+// it, and a writer that lost re-reads and runs its function again.
+//
+// Only the catalog lives here so far: machines, leases and timelines are
+// not implemented on etcd yet.
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// maxAttempts bounds how often a catalog write is retried after losing to
+// a concurrent one.
+const maxAttempts = 16
+
+// Config configures a Store.
+type Config struct {
+	// Client is the etcd client; the Store does not close it.
+	Client *clientv3.Client
+	// Prefix is the key prefix of this installation, without leading or
+	// trailing slash ("matchbox").
+	Prefix string
+	// ParseFact parses hardware-fact terms of groups; nil refuses groups
+	// that have any.
+	ParseFact matchbox.FactParser
+	// Logger receives store logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the catalog on etcd. It implements store.CatalogStore and is
+// safe for concurrent use.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	cli     *clientv3.Client
+	catalog string // "/<prefix>/catalog/"
+	revKey  string // "/<prefix>/catalog-rev"
+
+	snap atomic.Pointer[matchbox.Snapshot]
+
+	mu      sync.Mutex
+	applied int64         // etcd revision the snapshot reflects
+	changed chan struct{} // closed and replaced when applied moves
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var _ store.CatalogStore = (*Store)(nil)
+
+// record is one object's stored value.
+type record struct {
+	Version int64  `json:"version"`
+	Source  string `json:"source,omitempty"`
+	Spec    string `json:"spec"`
+}
+
+// Open reads the catalog, builds the first snapshot and starts watching
+// for changes.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("open etcd store: no client")
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix == "" {
+		return nil, errors.New("open etcd store: empty key prefix")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		cfg: cfg, log: cfg.Logger, cli: cfg.Client,
+		catalog: "/" + prefix + "/catalog/",
+		revKey:  "/" + prefix + "/catalog-rev",
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	state, err := s.read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open etcd store: %w", err)
+	}
+	snap, err := matchbox.Build(state.catalog(), cfg.ParseFact)
+	if err != nil {
+		return nil, fmt.Errorf("open etcd store: stored catalog is invalid: %w", err)
+	}
+	s.snap.Store(snap)
+	s.applied = state.rev
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.watch(wctx, state)
+	return s, nil
+}
+
+// Close stops the watch. It does not close the client.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// Snapshot returns the current immutable catalog snapshot.
+func (s *Store) Snapshot() *matchbox.Snapshot { return s.snap.Load() }
+
+// state is the catalog as read at one etcd revision.
+type state struct {
+	rev       int64             // revision of the read
+	revKeyMod int64             // mod revision of catalog-rev, 0 when absent
+	recs      map[string]record // key (kind/id) → record
+}
+
+func (s *Store) read(ctx context.Context) (*state, error) {
+	resp, err := s.cli.Get(ctx, s.catalog, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	st := &state{rev: resp.Header.Revision, recs: make(map[string]record, len(resp.Kvs))}
+	for _, kv := range resp.Kvs {
+		var r record
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		st.recs[strings.TrimPrefix(string(kv.Key), s.catalog)] = r
+	}
+	// catalog-rev at the same revision as the objects.
+	rresp, err := s.cli.Get(ctx, s.revKey, clientv3.WithRev(st.rev))
+	if err != nil {
+		return nil, fmt.Errorf("read catalog revision: %w", err)
+	}
+	if len(rresp.Kvs) > 0 {
+		st.revKeyMod = rresp.Kvs[0].ModRevision
+	}
+	return st, nil
+}
+
+// catalog decodes a state into a matchbox.Catalog, each kind ordered by id.
+func (st *state) catalog() matchbox.Catalog {
+	var c matchbox.Catalog
+	keys := make([]string, 0, len(st.recs))
+	for k := range st.recs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		o, err := decode(k, st.recs[k])
+		if err != nil {
+			// Written by this package after validation: cannot happen
+			// unless someone else wrote under the prefix.
+			continue
+		}
+		switch o.Kind {
+		case matchbox.KindProfile:
+			c.Profiles = append(c.Profiles, *o.Profile)
+		case matchbox.KindGroup:
+			c.Groups = append(c.Groups, *o.Group)
+		default:
+			c.Templates = append(c.Templates, *o.Template)
+		}
+	}
+	return c
+}
+
+func objKey(kind matchbox.Kind, id string) string { return string(kind) + "/" + id }
+
+func checkKind(kind matchbox.Kind) error {
+	for _, k := range matchbox.Kinds() {
+		if k == kind {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown kind %q", kind)
+}
+
+// encode returns an object's id and stored spec.
+func encode(obj *store.Object) (id, spec string, err error) {
+	var v any
+	switch obj.Kind {
+	case matchbox.KindProfile:
+		if obj.Profile == nil {
+			return "", "", errors.New("profile object without profile")
+		}
+		id, v = obj.Profile.ID, obj.Profile
+	case matchbox.KindGroup:
+		if obj.Group == nil {
+			return "", "", errors.New("group object without group")
+		}
+		id, v = obj.Group.ID, obj.Group
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
+		if obj.Template == nil {
+			return "", "", errors.New("template object without template")
+		}
+		return obj.Template.Name, obj.Template.Content, nil
+	default:
+		return "", "", fmt.Errorf("unknown kind %q", obj.Kind)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", "", fmt.Errorf("encode %s %q: %w", obj.Kind, id, err)
+	}
+	return id, string(b), nil
+}
+
+// decode turns a stored record back into an object.
+func decode(key string, r record) (*store.Object, error) {
+	kind, id, ok := strings.Cut(key, "/")
+	if !ok {
+		return nil, fmt.Errorf("catalog key %q: no kind", key)
+	}
+	o := &store.Object{Kind: matchbox.Kind(kind), ID: id, Version: r.Version, Source: r.Source}
+	var err error
+	switch o.Kind {
+	case matchbox.KindProfile:
+		o.Profile = new(matchbox.Profile)
+		err = json.Unmarshal([]byte(r.Spec), o.Profile)
+	case matchbox.KindGroup:
+		o.Group = new(matchbox.Group)
+		err = json.Unmarshal([]byte(r.Spec), o.Group)
+	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
+		o.Template = &matchbox.Template{Kind: o.Kind, Name: id, Content: r.Spec}
+	default:
+		return nil, fmt.Errorf("catalog key %q: unknown kind", key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode stored %s %q: %w", kind, id, err)
+	}
+	return o, nil
+}
+
+// tx is a store.CatalogTx over a state read from etcd: writes change the
+// state in memory and are remembered for the commit.
+type tx struct {
+	st       *state
+	dirty    map[string]bool
+	readOnly bool
+}
+
+func (c *tx) Get(kind matchbox.Kind, id string) (*store.Object, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	r, ok := c.st.recs[objKey(kind, id)]
+	if !ok {
+		return nil, fmt.Errorf("%s %q: %w", kind, id, store.ErrNotFound)
+	}
+	return decode(objKey(kind, id), r)
+}
+
+func (c *tx) List(kind matchbox.Kind) ([]*store.Object, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	pfx := string(kind) + "/"
+	var keys []string
+	for k := range c.st.recs {
+		if strings.HasPrefix(k, pfx) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	out := make([]*store.Object, 0, len(keys))
+	for _, k := range keys {
+		o, err := decode(k, c.st.recs[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
+	if c.readOnly {
+		return 0, errors.New("write in a read transaction")
+	}
+	id, spec, err := encode(obj)
+	if err != nil {
+		return 0, err
+	}
+	k := objKey(obj.Kind, id)
+	cur, exists := c.st.recs[k]
+	switch {
+	case !exists && ifVersion > 0:
+		return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, store.ErrNotFound)
+	case exists && ifVersion == -1:
+		return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, store.ErrExists)
+	case exists && ifVersion > 0 && ifVersion != cur.Version:
+		return 0, fmt.Errorf("%s %q is at version %d, not %d: %w", obj.Kind, id, cur.Version, ifVersion, store.ErrVersionConflict)
+	}
+	v := cur.Version + 1 // 1 when new
+	c.st.recs[k] = record{Version: v, Source: obj.Source, Spec: spec}
+	c.dirty[k] = true
+	return v, nil
+}
+
+func (c *tx) Delete(kind matchbox.Kind, id string, ifVersion int64) error {
+	if c.readOnly {
+		return errors.New("write in a read transaction")
+	}
+	if err := checkKind(kind); err != nil {
+		return err
+	}
+	k := objKey(kind, id)
+	cur, exists := c.st.recs[k]
+	if !exists {
+		return fmt.Errorf("%s %q: %w", kind, id, store.ErrNotFound)
+	}
+	if ifVersion > 0 && ifVersion != cur.Version {
+		return fmt.Errorf("%s %q: %w", kind, id, store.ErrVersionConflict)
+	}
+	delete(c.st.recs, k)
+	c.dirty[k] = true
+	return nil
+}
+
+// ViewCatalog runs fn against the catalog as read at one etcd revision.
+func (s *Store) ViewCatalog(ctx context.Context, fn func(c store.CatalogTx) error) error {
+	st, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(&tx{st: st, dirty: map[string]bool{}, readOnly: true})
+}
+
+// UpdateCatalog runs fn in one write transaction: see the package
+// documentation. fn may run more than once.
+func (s *Store) UpdateCatalog(ctx context.Context, fn func(c store.CatalogTx) error) (*matchbox.Snapshot, error) {
+	return s.updateCatalog(ctx, fn, nil)
+}
+
+func (s *Store) updateCatalog(ctx context.Context, fn func(c store.CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		st, err := s.read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var before *matchbox.Snapshot
+		if check != nil {
+			if before, err = matchbox.Build(st.catalog(), s.cfg.ParseFact); err != nil {
+				return nil, fmt.Errorf("stored catalog is invalid: %w", err)
+			}
+		}
+		revKeyMod := st.revKeyMod
+		c := &tx{st: st, dirty: map[string]bool{}}
+		if err := fn(c); err != nil {
+			return nil, err
+		}
+		after, err := matchbox.Build(st.catalog(), s.cfg.ParseFact)
+		if err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(before, after); err != nil {
+				return nil, err
+			}
+		}
+		if len(c.dirty) == 0 {
+			return s.Snapshot(), nil
+		}
+		ops := make([]clientv3.Op, 0, len(c.dirty)+1)
+		for k := range c.dirty {
+			r, ok := st.recs[k]
+			if !ok {
+				ops = append(ops, clientv3.OpDelete(s.catalog+k))
+				continue
+			}
+			b, err := json.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", k, err)
+			}
+			ops = append(ops, clientv3.OpPut(s.catalog+k, string(b)))
+		}
+		ops = append(ops, clientv3.OpPut(s.revKey, ""))
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revKey), "=", revKeyMod)).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("commit catalog: %w", err)
+		}
+		if !resp.Succeeded {
+			s.log.DebugContext(ctx, "catalog write lost to a concurrent one; retrying", "attempt", attempt+1)
+			continue
+		}
+		if err := s.waitApplied(ctx, resp.Header.Revision); err != nil {
+			return nil, fmt.Errorf("catalog committed at revision %d, snapshot not yet rebuilt: %w", resp.Header.Revision, err)
+		}
+		snap := s.Snapshot()
+		for _, d := range snap.NewDangling(before) {
+			s.log.WarnContext(ctx, "catalog holds a dangling reference", "reference", d)
+		}
+		return snap, nil
+	}
+	return nil, fmt.Errorf("catalog write lost to concurrent writes %d times: %w", maxAttempts, store.ErrVersionConflict)
+}
+
+// waitApplied waits until the snapshot reflects etcd revision rev.
+func (s *Store) waitApplied(ctx context.Context, rev int64) error {
+	for {
+		s.mu.Lock()
+		applied, ch := s.applied, s.changed
+		s.mu.Unlock()
+		if applied >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// watch applies the catalog's changes, from the revision after st's, to
+// st and swaps in a snapshot rebuilt from it after each etcd revision.
+func (s *Store) watch(ctx context.Context, st *state) {
+	defer close(s.done)
+	for ctx.Err() == nil {
+		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), "/"+strings.Trim(s.cfg.Prefix, "/")+"/catalog", clientv3.WithPrefix(), clientv3.WithRev(st.rev+1), clientv3.WithProgressNotify())
+		for wresp := range wch {
+			if err := wresp.Err(); err != nil {
+				s.log.Warn("catalog watch interrupted; reading the catalog again", "err", err)
+				break
+			}
+			for _, ev := range wresp.Events {
+				key := string(ev.Kv.Key)
+				if !strings.HasPrefix(key, s.catalog) {
+					continue // catalog-rev
+				}
+				k := strings.TrimPrefix(key, s.catalog)
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(st.recs, k)
+					continue
+				}
+				var r record
+				if err := json.Unmarshal(ev.Kv.Value, &r); err != nil {
+					s.log.Error("undecodable catalog object ignored", "key", key, "err", err)
+					continue
+				}
+				st.recs[k] = r
+			}
+			if len(wresp.Events) > 0 {
+				snap, err := matchbox.Build(st.catalog(), s.cfg.ParseFact)
+				if err != nil {
+					s.log.Error("catalog in etcd is invalid; keeping the previous snapshot", "err", err)
+				} else {
+					s.snap.Store(snap)
+				}
+			}
+			st.rev = wresp.Header.Revision
+			s.setApplied(st.rev)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// The watch ended (compaction, lost leader): read everything
+		// again and resume from there.
+		fresh, err := s.read(ctx)
+		if err != nil {
+			s.log.Warn("reading the catalog again failed", "err", err)
+			continue
+		}
+		if snap, err := matchbox.Build(fresh.catalog(), s.cfg.ParseFact); err == nil {
+			s.snap.Store(snap)
+		}
+		st = fresh
+		s.setApplied(st.rev)
+	}
+}
+
+func (s *Store) setApplied(rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev > s.applied {
+		s.applied = rev
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+}
+
+// Import writes a data directory's objects in one transaction, as
+// store.Store.Import does: objects are created or updated with their
+// source, imported objects their source no longer provides are deleted,
+// objects without a source are left alone, and nothing is written when
+// the result is invalid or adds dangling references.
+func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportResult, *matchbox.Snapshot, error) {
+	var res store.ImportResult
+	snap, err := s.updateCatalog(ctx, func(c store.CatalogTx) error {
+		res = store.ImportResult{}
+		seen := map[matchbox.Kind]map[string]bool{}
+		for _, o := range objs {
+			id, spec, err := encode(o)
+			if err != nil {
+				return err
+			}
+			if seen[o.Kind] == nil {
+				seen[o.Kind] = map[string]bool{}
+			}
+			seen[o.Kind][id] = true
+			cur, err := c.Get(o.Kind, id)
+			switch {
+			case err == nil:
+				if _, curSpec, encErr := encode(cur); encErr == nil && curSpec == spec && cur.Source == o.Source {
+					res.Unchanged++
+					continue
+				}
+				res.Updated++
+			case errors.Is(err, store.ErrNotFound):
+				res.Created++
+			default:
+				return err
+			}
+			if _, err := c.Put(o, 0); err != nil {
+				return err
+			}
+		}
+		for _, kind := range matchbox.Kinds() {
+			existing, err := c.List(kind)
+			if err != nil {
+				return err
+			}
+			for _, o := range existing {
+				if o.Source != "" && !seen[kind][o.ID] {
+					if err := c.Delete(kind, o.ID, 0); err != nil {
+						return err
+					}
+					res.Deleted++
+				}
+			}
+		}
+		return nil
+	}, matchbox.NoNewDangling)
+	return res, snap, err
+}
