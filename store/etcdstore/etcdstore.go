@@ -301,6 +301,11 @@ func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if obj.Template != nil {
+		if err := checkTemplate(obj); err != nil {
+			return 0, err
+		}
+	}
 	k := objKey(obj.Kind, id)
 	cur, exists := c.st.recs[k]
 	switch {
@@ -552,4 +557,24 @@ func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportR
 		return nil
 	}, matchbox.NoNewDangling)
 	return res, snap, err
+}
+
+// checkTemplate applies the write-time check of a template, as the SQLite
+// store does, and reports a refusal as a validation problem, at file:line
+// when the template comes from a data-directory file.
+func checkTemplate(obj *store.Object) error {
+	err := matchbox.CheckTemplate(obj.Template)
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var te *matchbox.TemplateError
+	if obj.Source != "" && errors.As(err, &te) {
+		if te.Line > 0 {
+			msg = fmt.Sprintf("%s:%d: %v", obj.Source, te.Line, te.Err)
+		} else {
+			msg = fmt.Sprintf("%s: %v", obj.Source, te.Err)
+		}
+	}
+	return &matchbox.ValidationError{Problems: []string{msg}}
 }

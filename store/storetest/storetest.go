@@ -81,7 +81,7 @@ func Group(id, profile string, sel map[string]string) *store.Object {
 
 // Template returns a template object.
 func Template(kind matchbox.Kind, name, content string) *store.Object {
-	return &store.Object{Kind: kind, Template: &matchbox.Template{Name: name, Content: content}}
+	return &store.Object{Kind: kind, Template: &matchbox.Template{Kind: kind, Name: name, Content: content}}
 }
 
 // ign is a valid Ignition config of a version.
@@ -263,6 +263,13 @@ func testCatalogTransactions(t *testing.T, s store.CatalogStore) {
 			_, err := c.Put(Profile("p"), 7)
 			return err
 		}, store.ErrVersionConflict, false},
+		{"template refused by the write-time check", func(c store.CatalogTx) error {
+			if _, err := c.Put(Profile("new"), -1); err != nil {
+				return err
+			}
+			_, err := c.Put(Template(matchbox.TemplateIgnition, "bad.yaml", "variant: fcos\nversion: 1.5.0\nstorage:\n  filez: []\n"), -1)
+			return err
+		}, nil, true},
 		{"identical selectors", func(c store.CatalogTx) error {
 			if _, err := c.Put(Profile("new"), -1); err != nil {
 				return err
