@@ -49,6 +49,9 @@ type Config struct {
 	// Lifecycle declares BMCs and runs power, boot-device and provisioning
 	// actions; nil answers those endpoints with 501 not_configured.
 	Lifecycle Lifecycle
+	// Leases reads the stored DHCP leases for GET /api/v1/leases; nil
+	// answers it with 501 not_configured.
+	Leases Leases
 }
 
 // API is the REST API handler set.
@@ -120,6 +123,8 @@ func (a *API) Register(r *mux.Router) {
 	handle("/machines/{id}/power", a.machinePower, http.MethodPost)
 	handle("/machines/{id}/bootdevice", a.machineBootDevice, http.MethodPost)
 	handle("/machines/{id}/provision", a.provisionMachine, http.MethodPost)
+
+	handle("/leases", a.listLeases, http.MethodGet)
 
 	handle("/plan", a.plan, http.MethodPost)
 	handle("/apply", a.apply, http.MethodPost)

@@ -32,6 +32,9 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg.Store = st
+	if cfg.Leases == nil {
+		cfg.Leases = st
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"matchbox/bmc"
+	"matchbox/dhcp"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -74,4 +75,11 @@ type Lifecycle interface {
 	Provision(ctx context.Context, machineID string) (bmc.Result, error)
 	// ProvisionAll provisions machines, a bounded number at once.
 	ProvisionAll(ctx context.Context, machineIDs []string) []bmc.Outcome
+}
+
+// Leases are the DHCP leases as the API reads them. *store.Store
+// implements it (it is the allocator's storage).
+type Leases interface {
+	// LoadLeases returns every stored lease.
+	LoadLeases(ctx context.Context) ([]dhcp.Lease, error)
 }

@@ -152,8 +152,10 @@ func Collection(kind string) (string, error) {
 		return "/templates", nil
 	case "ignition", "generic":
 		return "/templates/" + kind, nil
+	case "lease", "leases":
+		return "/leases", nil
 	}
-	return "", fmt.Errorf("unknown kind %q: want profiles, groups, machines, templates, ignition or generic", kind)
+	return "", fmt.Errorf("unknown kind %q: want profiles, groups, machines, templates, ignition, generic or leases", kind)
 }
 
 // List fetches every page of a collection (see Collection).

@@ -124,6 +124,18 @@ type Item struct {
 	Group    *matchbox.Group    `json:"group,omitempty"`
 	Template *matchbox.Template `json:"template,omitempty"`
 	Machine  *Machine           `json:"machine,omitempty"`
+	Lease    *Lease             `json:"lease,omitempty"`
+}
+
+// Lease is a stored DHCP lease (its list item's id is its address).
+type Lease struct {
+	IP       string `json:"ip"`
+	MAC      string `json:"mac"`
+	Hostname string `json:"hostname,omitempty"`
+	// Expires is the lease's end, RFC 3339 in UTC.
+	Expires string `json:"expires"`
+	// State is bound, released or declined.
+	State string `json:"state"`
 }
 
 // List is the answer of a list request.

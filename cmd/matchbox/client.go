@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -53,14 +54,18 @@ func outputFormat(f string) error {
 func newGetCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get profiles|groups|machines|templates|ignition|generic [ID]",
-		Short: "List or show catalog objects and machines",
+		Use:   "get profiles|groups|machines|templates|ignition|generic|leases [ID]",
+		Short: "List or show catalog objects, machines and DHCP leases",
 		Long: "List the objects of a kind, or show one by its id. Templates are named\n" +
-			"ignition/NAME or generic/NAME (or use the ignition and generic kinds).",
+			"ignition/NAME or generic/NAME (or use the ignition and generic kinds).\n" +
+			"Leases are named by their address; --mac and --state filter them.",
 		Args: cobra.RangeArgs(1, 2),
 	}
 	co := addClientFlags(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide (machines: adds hardware), yaml or json")
+	var leaseMAC, leaseState string
+	cmd.Flags().StringVar(&leaseMAC, "mac", "", "leases: only those of this MAC address")
+	cmd.Flags().StringVar(&leaseState, "state", "", "leases: only those in this state (bound, released, declined)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if output != "wide" && outputFormat(output) != nil {
 			return fmt.Errorf("-o %q: want table, wide, yaml or json", output)
@@ -71,6 +76,25 @@ func newGetCommand() *cobra.Command {
 		}
 		c := co.client()
 		var items []wire.Item
+		if coll == "/leases" {
+			q := url.Values{}
+			if len(args) == 2 {
+				q.Set("ip", args[1])
+			}
+			if leaseMAC != "" {
+				q.Set("mac", leaseMAC)
+			}
+			if leaseState != "" {
+				q.Set("state", leaseState)
+			}
+			if items, err = c.List(cmd.Context(), coll, q); err != nil {
+				return err
+			}
+			if len(args) == 2 && len(items) == 0 {
+				return fmt.Errorf("no stored lease on %s", args[1])
+			}
+			return printItems(cmd.OutOrStdout(), coll, items, output, len(args) == 2)
+		}
 		if len(args) == 1 {
 			if items, err = c.List(cmd.Context(), coll, nil); err != nil {
 				return err
@@ -129,6 +153,8 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 				objs = append(objs, it.Group)
 			case it.Machine != nil:
 				objs = append(objs, it.Machine)
+			case it.Lease != nil:
+				objs = append(objs, it.Lease)
 			default:
 				objs = append(objs, it.Template)
 			}
@@ -152,6 +178,12 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 		for _, it := range items {
 			g := it.Group
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", g.ID, g.Profile, dash(matchbox.Labels(g.Selector).String()), g.Priority, it.Version, dash(it.Source))
+		}
+	case coll == "/leases":
+		fmt.Fprintln(tw, "IP\tMAC\tSTATE\tEXPIRES\tHOSTNAME")
+		for _, it := range items {
+			l := it.Lease
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.IP, l.MAC, l.State, l.Expires, dash(l.Hostname))
 		}
 	case coll == "/machines" && format == "wide":
 		printMachinesWide(tw, items)
