@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ func TestCLIMachineBMC(t *testing.T) {
 		"agent.key":  string(agentKey),
 		"bmc.pass":   sim.Password + "\n",
 	})
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	s := startServer(t, "--data-dir", filepath.Join(dir, "data"), "--assets-dir", "-", "--secret-key-file", secretKey,
 		"--agent-key-file", agentKeyFile, "--bmc-retries", "0", "--log-level", "debug")
 	env := []string{"MATCHBOX_ENDPOINT=" + s.URL}

@@ -39,6 +39,7 @@ import (
 // serveOptions are the flags of `matchbox serve`.
 type serveOptions struct {
 	dataDir         string
+	prune           pruneGuard
 	dbPath          string
 	assetsDir       string
 	httpAddr        string
@@ -85,6 +86,8 @@ func newServeCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/matchbox", "data directory: profiles/, groups/, ignition/, generic/ are imported at start")
+	f.BoolVar(&o.prune.allow, "allow-prune", false, "let the data-directory import delete more file-imported objects than --import-prune-limit allows (all of them included)")
+	f.Float64Var(&o.prune.limit, "import-prune-limit", 0.5, "largest share (0 to 1) of the file-imported objects one import may delete without --allow-prune")
 	f.StringVar(&o.dbPath, "db", "", "SQLite database file (default <data-dir>/matchbox.db); same as --store sqlite://PATH")
 	f.StringVar(&o.storeFlags.Store, "store", "", "where the state is: sqlite:///path/to.db (default: --db) or etcd://host:2379[,host:2379...]/prefix")
 	f.StringVar(&o.storeFlags.CertFile, "etcd-cert-file", "", "client certificate presented to etcd (with --etcd-key-file)")
@@ -131,7 +134,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 // importDataDir reads the data directory and writes it to the store in one
 // transaction.
-func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir string) error {
+func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir string, guard pruneGuard) error {
 	content, err := datadir.Read(dir)
 	if err != nil {
 		return fmt.Errorf("data directory %s:\n%w", dir, err)
@@ -139,9 +142,20 @@ func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir s
 	for _, w := range content.Warnings {
 		log.Warn("data directory", "warning", w)
 	}
-	res, snap, err := st.Import(ctx, store.ObjectsOf(content))
+	objs := store.ObjectsOf(content)
+	pruned, imported, err := importPrunes(ctx, st, objs)
+	if err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := guard.check(len(pruned), imported); err != nil {
+		return fmt.Errorf("data directory %s: nothing imported: %w (would delete: %s)", dir, err, strings.Join(pruned, ", "))
+	}
+	res, snap, err := st.Import(ctx, objs)
 	if err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
+	}
+	for _, name := range pruned {
+		log.Warn("import deleted an object its file no longer provides", "object", name, "dir", dir)
 	}
 	p, g, t := snap.Counts()
 	log.Info("imported data directory", "dir", dir, "created", res.Created, "updated", res.Updated,
@@ -161,8 +175,8 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		o.compat.logLevelNote = fmt.Sprintf("--log-level %s (logrus) → %s", o.logLevel, strings.ToLower(lv.String()))
 	}
 	o.compat.logNotes(log)
-	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := checkDataDir(o.dataDir); err != nil {
+		return err
 	}
 	sf := o.storeFlags
 	sf.DB, sf.DataDir = o.dbPath, o.dataDir
@@ -223,7 +237,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	s := &services{opts: o, log: log, store: st, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
-	if err := importDataDir(ctx, log, st, o.dataDir); err != nil {
+	if err := importDataDir(ctx, log, st, o.dataDir, o.prune); err != nil {
 		st.Close()
 		return nil, err
 	}

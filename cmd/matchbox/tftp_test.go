@@ -37,6 +37,7 @@ func TestServeTFTP(t *testing.T) {
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	pc.Close()
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	startServer(t, "--data-dir", filepath.Join(dir, "data"), "--tftp-addr", "127.0.0.1:"+strconv.Itoa(port), "--tftp-root", root)
 
 	url := "tftp://127.0.0.1:" + strconv.Itoa(port)
