@@ -25,8 +25,13 @@ vet:
 
 # The full suite: unit, integration (root: namespaces, ipmi_sim, QEMU) and
 # end-to-end tests, with the race detector.
+# Output as plain go test's (ok/FAIL lines, failing tests' output), then
+# every skipped test with its reason (internal/testsummary). CI sets
+# MATCHBOX_TEST_NO_SKIP=1: a test missing a prerequisite then fails.
 test: vet
-	$(GO) test -race -count=1 -timeout 60m ./...
+	$(GO) build -o bin/testsummary ./internal/testsummary
+	@set -o pipefail 2>/dev/null || true; \
+	  $(GO) test -json -race -count=1 -timeout 60m ./... | bin/testsummary
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"matchbox/internal/needs"
 )
 
 // unitKeys reads a systemd unit into section → key → values (a key may
@@ -97,7 +99,7 @@ func TestUnitHardening(t *testing.T) {
 // ExecStart's binary path pointed at an executable that exists here.
 func TestUnitVerifies(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed (Debian package systemd); TestUnitHardening checks the keys")
+		needs.Skip(t, "systemd-analyze not installed (Debian package systemd); TestUnitHardening checks the keys")
 	}
 	data, err := os.ReadFile("systemd/matchbox.service")
 	if err != nil {
@@ -245,11 +247,11 @@ func TestContainerRunsAsNonRoot(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to UID 65532")
+		needs.Skip(t, "needs root to switch to UID 65532")
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		t.Skip("setpriv not installed (util-linux)")
+		needs.Skip(t, "setpriv not installed (util-linux)")
 	}
 	bin := buildBinary(t)
 	// The binary and the data directory must be reachable for UID 65532.

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"matchbox/matchbox"
+
+	"matchbox/internal/needs"
 )
 
 var nsSeq atomic.Int32
@@ -32,10 +34,10 @@ type lab struct {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and veth pairs")
+		needs.Skip(t, "needs root to create network namespaces and veth pairs")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip (Debian iproute2)")
+		needs.Skip(t, "needs ip (Debian iproute2)")
 	}
 	id := fmt.Sprintf("%d-%d", os.Getpid(), nsSeq.Add(1))
 	l := &lab{srv: "mbxd-s-" + id, cli: "mbxd-c-" + id}
@@ -124,7 +126,7 @@ func (l *lab) udhcpc(t *testing.T, args ...string) map[string]string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("needs busybox (Debian busybox-static) for udhcpc")
+		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "env")

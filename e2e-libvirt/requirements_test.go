@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // requiredTools are the programs every scenario needs (Debian packages in
@@ -29,7 +31,7 @@ func requireLab(t testing.TB) {
 		t.Skip("e2e: skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("e2e: needs root (network namespaces, taps, QEMU); run `make e2e` as root")
+		needs.Skip(t, "e2e: needs root (network namespaces, taps, QEMU); run `make e2e` as root")
 	}
 	var missing []string
 	for _, tool := range requiredTools {
@@ -43,6 +45,6 @@ func requireLab(t testing.TB) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Skipf("e2e: missing %s: install the packages of e2e-libvirt/apt-packages", strings.Join(missing, ", "))
+		needs.Skipf(t, "e2e: missing %s: install the packages of e2e-libvirt/apt-packages", strings.Join(missing, ", "))
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // clusterExample is the example data directory scenario 4 boots.
@@ -41,7 +43,7 @@ func TestCluster(t *testing.T) {
 	l := newLab(t)
 	example := filepath.Join(repoRoot(t), clusterExample)
 	if _, err := os.Stat(filepath.Join(example, "groups")); err != nil {
-		t.Skipf("%s not present: %v", clusterExample, err)
+		needs.Skipf(t, "%s not present: %v", clusterExample, err)
 	}
 	tos := buildTestOS(t)
 	assets := filepath.Join(l.Dir, "assets")

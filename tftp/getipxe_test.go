@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // Tests of os-assets/get-ipxe, the script that fills the TFTP root.
@@ -16,7 +18,7 @@ func getIPXEScript(t *testing.T) string {
 	t.Helper()
 	for _, tool := range []string{"bash", "sha256sum"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed: get-ipxe test skipped", tool)
+			needs.Skipf(t, "%s not installed: get-ipxe test skipped", tool)
 		}
 	}
 	p, err := filepath.Abs(filepath.Join("..", "os-assets", "get-ipxe"))
@@ -157,7 +159,7 @@ func TestGetIPXEErrors(t *testing.T) {
 // SHA256SUMS records.
 func TestGetIPXEDebianServed(t *testing.T) {
 	if _, err := os.Stat(debianUndionly); err != nil {
-		t.Skip("Debian's ipxe package is not installed (apt-get install ipxe): test skipped")
+		needs.Skip(t, "Debian's ipxe package is not installed (apt-get install ipxe): test skipped")
 	}
 	dest := filepath.Join(t.TempDir(), "tftp")
 	out, err := runGetIPXE(t, "--dest", dest)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"matchbox/internal/needs"
 )
 
 // Real peers: curl's tftp:// and the tftp-hpa client, as found on Debian
@@ -22,11 +24,11 @@ func needCurlTFTP(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl not installed (apt-get install curl): real-peer test skipped")
+		needs.Skip(t, "curl not installed (apt-get install curl): real-peer test skipped")
 	}
 	out, err := exec.Command(p, "-V").Output()
 	if err != nil || !bytes.Contains(out, []byte(" tftp")) {
-		t.Skip("this curl has no tftp:// support: real-peer test skipped")
+		needs.Skip(t, "this curl has no tftp:// support: real-peer test skipped")
 	}
 	return p
 }
@@ -35,11 +37,11 @@ func needTFTPHPA(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("tftp")
 	if err != nil {
-		t.Skip("tftp-hpa client not installed (apt-get install tftp-hpa): real-peer test skipped")
+		needs.Skip(t, "tftp-hpa client not installed (apt-get install tftp-hpa): real-peer test skipped")
 	}
 	out, _ := exec.Command(p, "-V").CombinedOutput()
 	if !bytes.Contains(out, []byte("tftp-hpa")) {
-		t.Skipf("%s is not the tftp-hpa client (%q): real-peer test skipped", p, firstLine(out))
+		needs.Skipf(t, "%s is not the tftp-hpa client (%q): real-peer test skipped", p, firstLine(out))
 	}
 	return p
 }

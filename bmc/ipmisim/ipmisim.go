@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"matchbox/internal/needs"
 )
 
 // Options configures a simulated BMC. The zero value is usable.
@@ -92,10 +94,10 @@ func Start(t testing.TB, opts Options) *Sim {
 	t.Helper()
 	simPath, err := exec.LookPath("ipmi_sim")
 	if err != nil {
-		t.Skip("ipmi_sim not installed (Debian package openipmi): skipping test against a real IPMI peer")
+		needs.Skip(t, "ipmi_sim not installed (Debian package openipmi): skipping test against a real IPMI peer")
 	}
 	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool not installed (Debian package ipmitool): skipping test against a real IPMI peer")
+		needs.Skip(t, "ipmitool not installed (Debian package ipmitool): skipping test against a real IPMI peer")
 	}
 	if opts.Username == "" {
 		opts.Username = "admin"

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"matchbox/hardware"
+
+	"matchbox/internal/needs"
 )
 
 // TestDiscoveryImageInQEMU builds the discovery image with
@@ -27,15 +29,15 @@ func TestDiscoveryImageInQEMU(t *testing.T) {
 		t.Skip("boots QEMU for about 15 s per machine; skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds the image from Debian packages with apt-get download")
+		needs.Skip(t, "needs root: builds the image from Debian packages with apt-get download")
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "apt-get", "apt-cache", "dpkg-deb", "cpio", "gzip", "tar", "sha256sum"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages qemu-system-x86, apt, dpkg, cpio, gzip, coreutils)", tool)
+			needs.Skipf(t, "%s not installed (Debian packages qemu-system-x86, apt, dpkg, cpio, gzip, coreutils)", tool)
 		}
 	}
 	if out, err := exec.Command("apt-cache", "show", "--no-all-versions", "busybox-static").CombinedOutput(); err != nil || len(out) == 0 {
-		t.Skip("apt does not know busybox-static: run apt-get update")
+		needs.Skip(t, "apt does not know busybox-static: run apt-get update")
 	}
 
 	cache := os.Getenv("MATCHBOX_DISCOVERY_CACHE")
@@ -78,7 +80,7 @@ func TestDiscoveryImageInQEMU(t *testing.T) {
 	for _, m := range machines {
 		t.Run(m.name, func(t *testing.T) {
 			if m.skip != "" {
-				t.Skip(m.skip)
+				needs.Skip(t, m.skip)
 			}
 			dir := t.TempDir()
 			const (

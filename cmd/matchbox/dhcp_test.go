@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"matchbox/internal/needs"
 )
 
 func TestDHCPFlagErrors(t *testing.T) {
@@ -60,11 +62,11 @@ func TestDHCPFlagErrors(t *testing.T) {
 // iPXE's boot URL over a veth pair.
 func TestDHCPServeBinary(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and veth pairs")
+		needs.Skip(t, "needs root to create network namespaces and veth pairs")
 	}
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("needs busybox (Debian busybox-static) for udhcpc")
+		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
 	}
 	bin, err := buildOnce()
 	if err != nil {

@@ -12,16 +12,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // TestServeTFTP downloads a file from the real binary's TFTP server with
 // curl, and checks that an escape is refused.
 func TestServeTFTP(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl is not installed (Debian package curl)")
+		needs.Skip(t, "curl is not installed (Debian package curl)")
 	}
 	if out, _ := exec.Command("curl", "--version").Output(); !bytes.Contains(out, []byte("tftp")) {
-		t.Skip("this curl has no tftp:// support")
+		needs.Skip(t, "this curl has no tftp:// support")
 	}
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tftp")

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // scriptPath returns the path of a script of os-assets/.
@@ -38,7 +40,7 @@ func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (Debian packages: bash curl coreutils gnupg gpgv python3 jq)", tool)
+			needs.Skipf(t, "%s is not installed (Debian packages: bash curl coreutils gnupg gpgv python3 jq)", tool)
 		}
 	}
 }
@@ -489,7 +491,7 @@ func TestGetFedoraCoreOS(t *testing.T) {
 	for _, tool := range []string{"python3", "jq"} {
 		t.Run(tool, func(t *testing.T) {
 			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("%s is not installed", tool)
+				needs.Skipf(t, "%s is not installed", tool)
 			}
 			ran = true
 			env := func(stream string) []string {
@@ -603,6 +605,6 @@ func TestGetFedoraCoreOS(t *testing.T) {
 		})
 	}
 	if !ran {
-		t.Skip("neither python3 nor jq is installed")
+		needs.Skip(t, "neither python3 nor jq is installed")
 	}
 }

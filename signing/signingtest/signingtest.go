@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"matchbox/internal/needs"
 )
 
 // Key is a key made by gpg: its secret key ring (as --key-ring-path takes
@@ -24,7 +26,7 @@ type Key struct {
 func Generate(t *testing.T, keyType, passphrase string) Key {
 	t.Helper()
 	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Skip("gpg not installed (apt-get install gnupg)")
+		needs.Skip(t, "gpg not installed (apt-get install gnupg)")
 	}
 	dir := t.TempDir()
 	home := filepath.Join(dir, "gnupg")
@@ -69,7 +71,7 @@ func Generate(t *testing.T, keyType, passphrase string) Key {
 func (k Key) Verify(t *testing.T, data, sig []byte) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("gpgv"); err != nil {
-		t.Skip("gpgv not installed (apt-get install gpgv)")
+		needs.Skip(t, "gpgv not installed (apt-get install gpgv)")
 	}
 	dir := t.TempDir()
 	d, s := filepath.Join(dir, "data"), filepath.Join(dir, "data.sig")
