@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"matchbox/internal/needs"
+	"matchbox/store"
 )
 
 func TestDHCPFlagErrors(t *testing.T) {
@@ -124,17 +127,23 @@ func TestDHCPServeBinary(t *testing.T) {
 			vars[k] = v
 		}
 	}
-	if !strings.HasPrefix(vars["ip"], "10.9.0.1") || vars["boot_file"] != "http://10.9.0.1:8080/boot.ipxe" {
-		t.Fatalf("udhcpc got ip %q boot_file %q", vars["ip"], vars["boot_file"])
+	got, err := netip.ParseAddr(vars["ip"])
+	inRange := err == nil && got.Compare(netip.MustParseAddr("10.9.0.100")) >= 0 && got.Compare(netip.MustParseAddr("10.9.0.110")) <= 0
+	if !inRange || vars["boot_file"] != "http://10.9.0.1:8080/boot.ipxe" {
+		t.Fatalf("udhcpc got ip %q (want one of --dhcp-range 10.9.0.100-10.9.0.110) boot_file %q", vars["ip"], vars["boot_file"])
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	got, err := exec.Command("sqlite3", filepath.Join(dir, "matchbox.db"), "SELECT ip FROM leases WHERE state = 'bound'").Output()
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db")})
 	if err != nil {
-		t.Logf("sqlite3 unavailable, lease file not checked: %v", err)
-		return
+		t.Fatalf("open the server's store: %v", err)
 	}
-	if strings.TrimSpace(string(got)) != vars["ip"] {
-		t.Fatalf("stored leases %q, want %s", got, vars["ip"])
+	defer st.Close()
+	leases, err := st.LoadLeases(context.Background())
+	if err != nil {
+		t.Fatalf("read stored leases: %v", err)
+	}
+	if len(leases) != 1 || leases[0].IP != got || leases[0].State != "bound" {
+		t.Fatalf("stored leases %+v, want one bound lease on %s", leases, got)
 	}
 }
