@@ -17,6 +17,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"matchbox/internal/needs"
 )
 
 // Cluster is a running etcd cluster.
@@ -32,7 +34,7 @@ func Start(t *testing.T, n int) *Cluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
-		t.Skip("etcd binary not installed (Debian: apt-get install etcd-server): cannot run a real etcd cluster")
+		needs.Skip(t, "etcd binary not installed (Debian: apt-get install etcd-server): cannot run a real etcd cluster")
 	}
 	dir := t.TempDir()
 	client, peer := make([]string, n), make([]string, n)
