@@ -199,8 +199,24 @@ type EventFilter struct {
 
 // Events returns a machine's timeline, oldest first.
 func (s *Store) Events(ctx context.Context, machineID string, f EventFilter) ([]matchbox.Event, error) {
-	q := "SELECT id, at, type, detail FROM events WHERE machine_id = ? AND id > ?"
-	args := []any{machineID, f.AfterID}
+	return s.events(ctx, &machineID, f)
+}
+
+// FleetEvents returns the events of every machine, oldest first.
+func (s *Store) FleetEvents(ctx context.Context, f EventFilter) ([]matchbox.Event, error) {
+	return s.events(ctx, nil, f)
+}
+
+// events lists the events of one machine, or of all when machineID is nil.
+func (s *Store) events(ctx context.Context, machineID *string, f EventFilter) ([]matchbox.Event, error) {
+	q := "SELECT id, machine_id, at, type, detail FROM events WHERE id > ?"
+	args := []any{f.AfterID}
+	what := "the fleet"
+	if machineID != nil {
+		q += " AND machine_id = ?"
+		args = append(args, *machineID)
+		what = fmt.Sprintf("machine %q", *machineID)
+	}
 	if f.Type != "" {
 		if f.Type[len(f.Type)-1] == '.' {
 			q += " AND substr(type, 1, ?) = ?"
@@ -226,17 +242,17 @@ func (s *Store) Events(ctx context.Context, machineID string, f EventFilter) ([]
 	args = append(args, limit)
 	rows, err := s.read.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list events of machine %q: %w", machineID, err)
+		return nil, fmt.Errorf("list events of %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []matchbox.Event
 	for rows.Next() {
 		var ev matchbox.Event
 		var at, detail string
-		if err := rows.Scan(&ev.ID, &at, &ev.Type, &detail); err != nil {
-			return nil, fmt.Errorf("list events of machine %q: %w", machineID, err)
+		if err := rows.Scan(&ev.ID, &ev.MachineID, &at, &ev.Type, &detail); err != nil {
+			return nil, fmt.Errorf("list events of %s: %w", what, err)
 		}
-		ev.MachineID, ev.At = machineID, parseTimestamp(at)
+		ev.At = parseTimestamp(at)
 		if detail != "" && detail != "{}" {
 			if err := json.Unmarshal([]byte(detail), &ev.Detail); err != nil {
 				return nil, fmt.Errorf("decode event %d: %w", ev.ID, err)

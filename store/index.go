@@ -19,6 +19,8 @@ type machineIndex struct {
 	byMAC  map[string]*matchbox.Machine
 	byUUID map[string]*matchbox.Machine
 	macsOf map[string][]string
+	// counts holds how many machines are in each state.
+	counts map[matchbox.MachineState]int
 }
 
 func newMachineIndex() *machineIndex {
@@ -27,6 +29,7 @@ func newMachineIndex() *machineIndex {
 		byMAC:  map[string]*matchbox.Machine{},
 		byUUID: map[string]*matchbox.Machine{},
 		macsOf: map[string][]string{},
+		counts: map[matchbox.MachineState]int{},
 	}
 }
 
@@ -35,6 +38,7 @@ func (ix *machineIndex) put(sum *matchbox.Machine, macs []string) {
 	defer ix.mu.Unlock()
 	ix.removeLocked(sum.ID)
 	ix.byID[sum.ID] = sum
+	ix.counts[sum.State]++
 	for _, mac := range macs {
 		ix.byMAC[mac] = sum
 	}
@@ -65,6 +69,9 @@ func (ix *machineIndex) removeLocked(id string) {
 	}
 	delete(ix.macsOf, id)
 	delete(ix.byID, id)
+	if ix.counts[old.State]--; ix.counts[old.State] == 0 {
+		delete(ix.counts, old.State)
+	}
 }
 
 // LookupMachine finds a machine by MAC (normalised) or, failing that, by

@@ -150,6 +150,19 @@ func (s *Store) ListMachines(ctx context.Context, f MachineFilter) ([]*matchbox.
 	return out, nil
 }
 
+// CountMachinesByState returns how many machines are in each state, from
+// the in-memory index.
+func (s *Store) CountMachinesByState(context.Context) (map[matchbox.MachineState]int, error) {
+	ix := s.index
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make(map[matchbox.MachineState]int, len(ix.counts))
+	for st, n := range ix.counts {
+		out[st] = n
+	}
+	return out, nil
+}
+
 func labelsMatch(have, want map[string]string) bool {
 	for k, v := range want {
 		if have[k] != v {

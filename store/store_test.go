@@ -173,7 +173,13 @@ func TestMachinesEventsAndReopen(t *testing.T) {
 	if evs, _ := s.Events(ctx, id, EventFilter{Type: "http."}); len(evs) != 1 {
 		t.Fatalf("prefix filter: %+v", evs)
 	}
-	if evs, _ := s.Events(ctx, id, EventFilter{Newest: true, Limit: 1}); len(evs) != 1 || evs[0].Type != "http.ipxe" {
+	if evs, _ := s.FleetEvents(ctx, EventFilter{Type: "dhcp."}); len(evs) != 1 || evs[0].MachineID != id {
+		t.Fatalf("fleet events of type dhcp.: %+v", evs)
+	}
+	if evs, _ := s.Events(ctx, "another", EventFilter{}); len(evs) != 0 {
+		t.Fatalf("events of a machine without any: %+v", evs)
+	}
+	if evs, _ := s.Events(ctx, id, EventFilter{Newest: true, Limit: 1}); len(evs) != 1 || evs[0].Type != "http.ipxe" || evs[0].MachineID != id {
 		t.Fatalf("newest event: %+v", evs)
 	}
 	if evs, _ := s.Events(ctx, id, EventFilter{Newest: true, Limit: 5}); len(evs) != 2 || evs[0].Type != "dhcp.discover" {
@@ -200,6 +206,9 @@ func TestMachinesEventsAndReopen(t *testing.T) {
 	}
 	if err := s.SetMachineState(ctx, id, matchbox.StateProvisioning); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := s.CountMachinesByState(ctx); err != nil || n[matchbox.StateProvisioning] != 1 || len(n) != 1 {
+		t.Fatalf("counts by state: %v %v", n, err)
 	}
 	if sum, _ := s.LookupMachine("52:54:00:00:00:02", ""); sum.State != matchbox.StateProvisioning || sum.Labels["rack"] != "r1" {
 		t.Fatalf("index after writes: %+v", sum)

@@ -32,7 +32,7 @@ func parsePages() (map[string]*template.Template, error) {
 		},
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "fleet", "machine", "groups", "confirm"} {
+	for _, name := range []string{"login", "fleet", "machine", "groups", "confirm", "events"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("ui: parse page %s: %w", name, err)
@@ -206,6 +206,21 @@ func (s *Server) fleet(w http.ResponseWriter, r *http.Request, u user) error {
 	if err != nil {
 		return err
 	}
+	counts, err := s.cfg.Machines.CountMachinesByState(r.Context())
+	if err != nil {
+		return err
+	}
+	type stateCount struct {
+		State matchbox.MachineState
+		N     int
+	}
+	var cs []stateCount
+	total := 0
+	for _, st := range states {
+		cs = append(cs, stateCount{st, counts[st]})
+		total += counts[st]
+	}
+	data["Counts"], data["Total"] = cs, total
 	snap := s.cfg.Snapshot()
 	rows := make([]fleetRow, len(ms))
 	for i, m := range ms {
@@ -372,11 +387,12 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request, u user) error {
 
 // streamEvent is one timeline event as the live stream sends it.
 type streamEvent struct {
-	ID     int64          `json:"id"`
-	At     string         `json:"at"`
-	Type   string         `json:"type"`
-	Detail map[string]any `json:"detail,omitempty"`
-	State  string         `json:"state"`
+	ID      int64          `json:"id"`
+	Machine string         `json:"machine"`
+	At      string         `json:"at"`
+	Type    string         `json:"type"`
+	Detail  map[string]any `json:"detail,omitempty"`
+	State   string         `json:"state"`
 }
 
 // stream sends a machine's new timeline events as server-sent events until
@@ -387,6 +403,40 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, u user) error {
 	if _, _, err := s.cfg.Machines.Machine(ctx, id); err != nil {
 		return err
 	}
+	return s.sse(w, r, func(after int64) ([]streamEvent, error) {
+		evs, err := s.cfg.Machines.Events(ctx, id, store.EventFilter{AfterID: after, Limit: 100})
+		if err != nil || len(evs) == 0 {
+			return nil, err
+		}
+		m, _, err := s.cfg.Machines.Machine(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return streamEvents(evs, m.State), nil
+	})
+}
+
+// fleetStream sends every machine's new events of the type filter.
+func (s *Server) fleetStream(w http.ResponseWriter, r *http.Request, u user) error {
+	typ := r.URL.Query().Get("type")
+	return s.sse(w, r, func(after int64) ([]streamEvent, error) {
+		evs, err := s.cfg.Machines.FleetEvents(r.Context(), store.EventFilter{AfterID: after, Type: typ, Limit: 100})
+		return streamEvents(evs, ""), err
+	})
+}
+
+func streamEvents(evs []matchbox.Event, state matchbox.MachineState) []streamEvent {
+	out := make([]streamEvent, len(evs))
+	for i, ev := range evs {
+		out[i] = streamEvent{ID: ev.ID, Machine: ev.MachineID, At: ev.At.UTC().Format(time.RFC3339), Type: ev.Type, Detail: ev.Detail, State: string(state)}
+	}
+	return out
+}
+
+// sse streams what next returns after the request's Last-Event-ID (or its
+// after parameter) as server-sent events, polling every PollInterval, until
+// the client goes away.
+func (s *Server) sse(w http.ResponseWriter, r *http.Request, next func(after int64) ([]streamEvent, error)) error {
 	var after int64
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		fmt.Sscan(v, &after)
@@ -400,23 +450,23 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, u user) error {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": stream of machine events\n\n")
+	fmt.Fprint(w, ": stream of events\n\n")
 	fl.Flush()
 	rc := http.NewResponseController(w)
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
+	ctx := r.Context()
 	for {
-		evs, err := s.cfg.Machines.Events(ctx, id, store.EventFilter{AfterID: after, Limit: 100})
+		evs, err := next(after)
 		if err != nil {
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "console event stream ended", "err", err)
+			}
 			return nil
 		}
 		if len(evs) > 0 {
-			m, _, err := s.cfg.Machines.Machine(ctx, id)
-			if err != nil {
-				return nil
-			}
 			for _, ev := range evs {
-				b, _ := json.Marshal(streamEvent{ID: ev.ID, At: ev.At.UTC().Format(time.RFC3339), Type: ev.Type, Detail: ev.Detail, State: string(m.State)})
+				b, _ := json.Marshal(ev)
 				fmt.Fprintf(w, "id: %d\nevent: timeline\ndata: %s\n\n", ev.ID, b)
 				after = ev.ID
 			}
@@ -429,6 +479,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, u user) error {
 		case <-tick.C:
 		}
 	}
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, u user) error {
+	typ := r.URL.Query().Get("type")
+	evs, err := s.cfg.Machines.FleetEvents(r.Context(), store.EventFilter{Type: typ, Newest: true, Limit: 100})
+	if err != nil {
+		return err
+	}
+	var lastID int64
+	if len(evs) > 0 {
+		lastID = evs[len(evs)-1].ID
+	}
+	stream := Prefix + "events/stream?" + url.Values{"type": {typ}, "after": {fmt.Sprint(lastID)}}.Encode()
+	return s.render(w, "events", map[string]any{"User": u, "Title": "Events", "Events": evs, "Type": typ, "Stream": stream})
 }
 
 // groupView is a group of the groups page with the machines it selects.

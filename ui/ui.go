@@ -45,8 +45,12 @@ type Machines interface {
 	// LookupMachineByID returns the in-memory index's machine, inventory
 	// included.
 	LookupMachineByID(id string) (matchbox.Machine, bool)
+	// CountMachinesByState returns how many machines are in each state.
+	CountMachinesByState(ctx context.Context) (map[matchbox.MachineState]int, error)
 	// Events returns a machine's timeline, oldest first.
 	Events(ctx context.Context, machineID string, f store.EventFilter) ([]matchbox.Event, error)
+	// FleetEvents returns the events of every machine, oldest first.
+	FleetEvents(ctx context.Context, f store.EventFilter) ([]matchbox.Event, error)
 }
 
 // BMCs reads machines' BMCs; the lifecycle implements it.
@@ -157,6 +161,8 @@ func (s *Server) routes() {
 	m.Handle("GET /ui/machines/{id}", s.page(s.machine))
 	m.Handle("GET /ui/machines/{id}/stream", s.page(s.stream))
 	m.Handle("GET /ui/groups", s.page(s.groups))
+	m.Handle("GET /ui/events", s.page(s.events))
+	m.Handle("GET /ui/events/stream", s.page(s.fleetStream))
 	m.Handle("POST /ui/machines/{id}/provision", s.action(s.provisionOne))
 	m.Handle("POST /ui/machines/{id}/power", s.action(s.power))
 	m.Handle("POST /ui/machines/{id}/bootdevice", s.action(s.bootDevice))

@@ -41,8 +41,9 @@ func parseFact(expr string) (matchbox.FactTerm, error) {
 
 // console is the API and the console on one test server over a real store.
 type console struct {
-	srv   *httptest.Server
-	store *store.Store
+	srv     *httptest.Server
+	store   *store.Store
+	handler http.Handler
 }
 
 func newConsole(t testing.TB, withTokens bool) *console {
@@ -76,7 +77,7 @@ func newConsole(t testing.TB, withTokens bool) *console {
 	r.PathPrefix(ui.Prefix).Handler(c)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &console{srv: srv, store: st}
+	return &console{srv: srv, store: st, handler: r}
 }
 
 func (c *console) putMachine(t testing.TB, m *matchbox.Machine) {
@@ -302,6 +303,52 @@ func TestMachineStreamLive(t *testing.T) {
 		if line := sc.Text(); strings.HasPrefix(line, "data: ") {
 			if !strings.Contains(line, `"type":"bmc.power"`) || !strings.Contains(line, `"state":"ready"`) {
 				t.Fatalf("stream event %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("stream ended without the event: %v", sc.Err())
+}
+
+func TestEventsPageAndFleetStream(t *testing.T) {
+	c := newConsole(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.putMachine(t, &matchbox.Machine{ID: "m1"})
+	c.putMachine(t, &matchbox.Machine{ID: "m2"})
+	if err := c.store.AppendEvents(ctx, []matchbox.BootEvent{
+		{MachineID: "m1", Type: "dhcp.ack", At: time.Now()},
+		{MachineID: "m2", Type: "http.ipxe", At: time.Now()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := c.login(t, readToken)
+	_, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/events?type=dhcp.", nil)
+	if !strings.Contains(page, "<strong>dhcp.ack</strong>") || strings.Contains(page, "<strong>http.ipxe</strong>") {
+		t.Fatalf("events filtered by dhcp.:\n%s", page)
+	}
+	m := regexp.MustCompile(`data-stream="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the events page names no stream")
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.srv.URL+strings.ReplaceAll(m[1], "&amp;", "&"), nil)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// A later event of another type is filtered out; the dhcp one arrives.
+	if err := c.store.AppendEvents(ctx, []matchbox.BootEvent{
+		{MachineID: "m1", Type: "http.ipxe", At: time.Now()},
+		{MachineID: "m2", Type: "dhcp.discover", At: time.Now()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, `"machine":"m2"`) || !strings.Contains(line, `"type":"dhcp.discover"`) {
+				t.Fatalf("fleet stream event %s, want m2's dhcp.discover", line)
 			}
 			return
 		}

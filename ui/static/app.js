@@ -1,5 +1,6 @@
-// Live boot timeline: appends the server-sent events of the machine page's
-// stream to its timeline and updates the state badge, without a reload.
+// Live timelines: appends the server-sent events of a page's stream (a
+// machine's, or the fleet's on the events page) to its list and updates the
+// machine's state badge, without a reload.
 (function () {
   "use strict";
   var list = document.getElementById("events");
@@ -18,7 +19,14 @@
     t.textContent = ev.at.replace("T", " ").replace("Z", "");
     var strong = document.createElement("strong");
     strong.textContent = ev.type;
-    li.append(t, " ", strong);
+    li.append(t, " ");
+    if (list.dataset.fleet && ev.machine) {
+      var a = document.createElement("a");
+      a.href = "/ui/machines/" + encodeURIComponent(ev.machine);
+      a.textContent = ev.machine;
+      li.append(a, " ");
+    }
+    li.append(strong);
     if (ev.detail) {
       var code = document.createElement("code");
       code.textContent = JSON.stringify(ev.detail);
