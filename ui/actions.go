@@ -30,12 +30,21 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request, u user) error {
 	id := r.PathValue("id")
 	action := r.PostForm.Get("action")
 	switch action {
-	case "on", "off", "cycle":
+	case "on", "off", "cycle", "status":
 	default:
-		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("power action %q: want on, off or cycle", action)}
+		return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("power action %q: want on, off, cycle or status", action)}
 	}
-	if _, err := s.callAPI(r, u, http.MethodPost, "/machines/"+url.PathEscape(id)+"/power", wire.PowerRequest{Action: action}); err != nil {
+	body, err := s.callAPI(r, u, http.MethodPost, "/machines/"+url.PathEscape(id)+"/power", wire.PowerRequest{Action: action})
+	if err != nil {
 		return err
+	}
+	if action == "status" {
+		var ps wire.PowerStatus
+		if err := json.Unmarshal(body, &ps); err != nil {
+			return fmt.Errorf("decode power status: %w", err)
+		}
+		backToMachine(w, r, id, "Power is "+ps.Power+".")
+		return nil
 	}
 	backToMachine(w, r, id, "Power "+action+" sent.")
 	return nil

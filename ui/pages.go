@@ -372,17 +372,23 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request, u user) error {
 	if s.cfg.BMCs != nil {
 		if ep, hasCred, err := s.cfg.BMCs.BMC(ctx, m.ID); err == nil {
 			data["BMC"] = map[string]any{"Driver": ep.Driver, "Address": ep.Address, "Port": ep.Port, "HasCredentials": hasCred}
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.PowerTimeout)
-			state, err := s.cfg.BMCs.PowerStatus(pctx, m.ID)
-			cancel()
-			if err != nil {
-				data["Power"] = "unknown (" + err.Error() + ")"
-			} else {
-				data["Power"] = string(state)
-			}
+			data["Power"] = lastPower(evs)
 		}
 	}
 	return s.render(w, "machine", data)
+}
+
+// lastPower is the power state the newest BMC event of evs reported, with
+// its age: viewing a page does not query the BMC (a query is an action,
+// recorded on the timeline).
+func lastPower(evs []matchbox.Event) string {
+	for i := len(evs) - 1; i >= 0; i-- {
+		ev := evs[i]
+		if p, ok := ev.Detail["power"].(string); ok && p != "" && strings.HasPrefix(ev.Type, "bmc.") {
+			return p + " (" + ago(ev.At) + ")"
+		}
+	}
+	return "not read yet"
 }
 
 // streamEvent is one timeline event as the live stream sends it.

@@ -57,8 +57,6 @@ type Machines interface {
 type BMCs interface {
 	// BMC returns a machine's BMC without credentials.
 	BMC(ctx context.Context, machineID string) (ep bmc.Endpoint, hasCredentials bool, err error)
-	// PowerStatus reads a machine's power state from its BMC.
-	PowerStatus(ctx context.Context, machineID string) (bmc.PowerState, error)
 }
 
 // Auth authenticates the console's users by the API's rules; *api.API
@@ -100,9 +98,6 @@ type Config struct {
 	// PollInterval is how often a live timeline looks for new events
 	// (default one second).
 	PollInterval time.Duration
-	// PowerTimeout bounds the power-state read of the machine page
-	// (default 5 seconds).
-	PowerTimeout time.Duration
 }
 
 // Server is the web console.
@@ -130,9 +125,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
-	}
-	if cfg.PowerTimeout <= 0 {
-		cfg.PowerTimeout = 5 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -33,6 +33,10 @@
       li.append(" ", code);
     }
     list.append(li);
+    var power = document.getElementById("power");
+    if (power && ev.detail && ev.detail.power && ev.type.indexOf("bmc.") === 0) {
+      power.textContent = ev.detail.power + " (just now)";
+    }
     var state = document.getElementById("state");
     if (state && ev.state) {
       var badge = document.createElement("span");
