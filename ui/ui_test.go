@@ -21,6 +21,7 @@ import (
 	"matchbox/api"
 	"matchbox/hardware"
 	"matchbox/hardware/facts"
+	"matchbox/lifecycle"
 	"matchbox/matchbox"
 	"matchbox/store"
 	"matchbox/ui"
@@ -41,12 +42,20 @@ func parseFact(expr string) (matchbox.FactTerm, error) {
 
 // console is the API and the console on one test server over a real store.
 type console struct {
-	srv     *httptest.Server
-	store   *store.Store
-	handler http.Handler
+	srv       *httptest.Server
+	store     *store.Store
+	handler   http.Handler
+	lifecycle *lifecycle.Service
 }
 
 func newConsole(t testing.TB, withTokens bool) *console {
+	t.Helper()
+	return newConsoleWith(t, withTokens, nil)
+}
+
+// newConsoleWith is newConsole with a lifecycle built by newLifecycle from
+// the store (nil: no lifecycle).
+func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.Store) *lifecycle.Service) *console {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db"), Synchronous: "NORMAL", ParseFact: parseFact})
@@ -55,6 +64,12 @@ func newConsole(t testing.TB, withTokens bool) *console {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := api.Config{Store: st, ParseFact: parseFact}
+	var lc *lifecycle.Service
+	if newLifecycle != nil {
+		lc = newLifecycle(st)
+		t.Cleanup(lc.Close)
+		cfg.Lifecycle = lc
+	}
 	if withTokens {
 		path := filepath.Join(dir, "tokens")
 		if err := os.WriteFile(path, []byte(adminToken+" admin\n"+readToken+" read\n"), 0o600); err != nil {
@@ -70,14 +85,18 @@ func newConsole(t testing.TB, withTokens bool) *console {
 	}
 	r := mux.NewRouter()
 	a.Register(r)
-	c, err := ui.New(ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond})
+	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond}
+	if lc != nil {
+		uc.BMCs = lc
+	}
+	c, err := ui.New(uc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.PathPrefix(ui.Prefix).Handler(c)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &console{srv: srv, store: st, handler: r}
+	return &console{srv: srv, store: st, handler: r, lifecycle: lc}
 }
 
 func (c *console) putMachine(t testing.TB, m *matchbox.Machine) {
