@@ -17,6 +17,7 @@ import (
 	"matchbox/bmc/ipmisim"
 	"matchbox/bmc/secret"
 	"matchbox/hardware"
+	"matchbox/internal/needs"
 	"matchbox/lifecycle"
 	"matchbox/matchbox"
 	"matchbox/store"
@@ -46,7 +47,7 @@ func screenshotDir(t *testing.T) string {
 func TestBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("chromium not installed (Debian package chromium): skipping the browser test")
+		needs.Skip(t, "chromium not installed (Debian package chromium): skipping the browser test")
 	}
 	sim := ipmisim.Start(t, ipmisim.Options{Username: "operator7", Password: "Sim-Passw0rd-9f3a"})
 	c := newConsoleWith(t, true, func(st *store.Store) *lifecycle.Service {
