@@ -150,6 +150,13 @@ func TestServeHostileAssetNames(t *testing.T) {
 			}
 		})
 	}
+	// The server's log is read as it is written: wait for the junk name's line.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.Logs(), "jjjjjjjj") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(s.Logs(), "jjjjjjjj") {
+		t.Errorf("the refused junk name is not logged:\n%.2000s", s.Logs())
+	}
 	for _, line := range strings.Split(s.Logs(), "\n") {
 		if len(line) > 1024 {
 			t.Errorf("a %d-byte log line: %.200s", len(line), line)
