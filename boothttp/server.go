@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -50,9 +51,13 @@ type Lifecycle interface {
 	// addressed. It is called only for answers rendered from templates.
 	TemplateVars(ctx context.Context, id, mac, host string) map[string]any
 	// Served is told of every successful answer of a selecting endpoint
-	// to a known machine: its id and state when the request came, and
-	// the endpoint's event type (matchbox.EventIgnition, say).
-	Served(ctx context.Context, id string, state matchbox.MachineState, event string)
+	// to a known machine on the boot network: its id and state when the
+	// request came, the endpoint's event type (matchbox.EventIgnition,
+	// say) and the profile served.
+	Served(ctx context.Context, id string, state matchbox.MachineState, event string, p *matchbox.Profile)
+	// Complete is the installed system's completion callback (POST
+	// /provisioned?machine=ID&token=T): it marks the machine provisioned.
+	Complete(ctx context.Context, machineID, token string) error
 }
 
 // Config configures the boot endpoints.
@@ -73,6 +78,11 @@ type Config struct {
 	Metrics *Metrics
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// BootNetworks are the client networks whose requests are observed:
+	// recorded on timelines (creating machines) and told to the
+	// lifecycle. Requests from elsewhere are answered but change nothing.
+	// Empty observes every client.
+	BootNetworks []netip.Prefix
 }
 
 // Server serves the boot endpoints.
@@ -117,17 +127,27 @@ func (s *Server) routes() (map[string]http.Handler, http.Handler) {
 	routes := map[string]http.Handler{
 		"/boot.ipxe":   bootScript,
 		"/boot.ipxe.0": bootScript,
-		"/ipxe":        s.instrument("ipxe", s.selecting(matchbox.EventIPXE, s.ipxe)),
-		"/grub":        s.instrument("grub", s.selecting(matchbox.EventGRUB, s.grub)),
-		"/ignition":    s.instrument("ignition", s.selecting(matchbox.EventIgnition, s.ignition)),
-		"/generic":     s.instrument("generic", s.selecting(matchbox.EventGeneric, s.generic)),
-		"/metadata":    s.instrument("metadata", s.selecting(matchbox.EventMetadata, s.metadata)),
+	}
+	for name, h := range s.selectingHandlers() {
+		routes["/"+name] = s.instrument(name, h)
 	}
 	var assets http.Handler
 	if s.assets != nil {
 		assets = s.instrument("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))
 	}
 	return routes, assets
+}
+
+// selectingHandlers returns the endpoints that select a group, by name
+// (ipxe, grub, ignition, generic, metadata), without instrumentation.
+func (s *Server) selectingHandlers() map[string]http.Handler {
+	return map[string]http.Handler{
+		"ipxe":     s.selecting(matchbox.EventIPXE, s.ipxe),
+		"grub":     s.selecting(matchbox.EventGRUB, s.grub),
+		"ignition": s.selecting(matchbox.EventIgnition, s.ignition),
+		"generic":  s.selecting(matchbox.EventGeneric, s.generic),
+		"metadata": s.selecting(matchbox.EventMetadata, s.metadata),
+	}
 }
 
 // Handler returns the boot endpoints alone: Front with nothing behind it.
@@ -142,6 +162,10 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Front(next http.Handler) http.Handler {
 	routes, assets := s.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == provisionedPath && s.cfg.Lifecycle != nil {
+			s.provisioned(w, r)
+			return
+		}
 		h, ok := routes[r.URL.Path]
 		if !ok && assets != nil && strings.HasPrefix(r.URL.Path, "/assets/") {
 			h, ok = assets, true
@@ -174,6 +198,9 @@ type selection struct {
 	req     matchbox.Request
 	extra   func() map[string]any // extra template variables, when configured
 	event   string
+	// observed is false for requests that must change nothing: renders,
+	// clients outside the boot networks, requests naming no machine.
+	observed bool
 }
 
 type selectHandler func(w http.ResponseWriter, r *http.Request, sel *selection) (status int, err error)
@@ -188,6 +215,10 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			s.log.WarnContext(r.Context(), "ignoring unparsable MAC label", "err", badMAC, "remote", r.RemoteAddr)
 		}
 		sel := &selection{snap: s.cfg.Snapshot(), req: matchbox.Request{Labels: labels, RawQuery: r.URL.RawQuery}, event: event}
+		sel.observed = s.observed(r, labels)
+		if out := renderOutOf(r.Context()); out != nil {
+			defer func() { out.Group, out.Profile = sel.match.Group, sel.match.Profile }()
+		}
 		var inv *hardware.Inventory
 		if s.cfg.Machines != nil {
 			if m, ok := s.cfg.Machines.LookupMachine(r.Context(), labels.MAC(), labels["uuid"]); ok {
@@ -253,14 +284,14 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}")
 		}
 		s.record(sel, status, "")
-		if s.cfg.Lifecycle != nil && sel.machine != nil && status == http.StatusOK {
-			s.cfg.Lifecycle.Served(r.Context(), sel.machine.ID, sel.machine.State, sel.event)
+		if s.cfg.Lifecycle != nil && sel.observed && sel.machine != nil && status == http.StatusOK {
+			s.cfg.Lifecycle.Served(r.Context(), sel.machine.ID, sel.machine.State, sel.event, match.Profile)
 		}
 	})
 }
 
 func (s *Server) record(sel *selection, status int, problem string) {
-	if s.cfg.Events == nil {
+	if s.cfg.Events == nil || !sel.observed {
 		return
 	}
 	mac := sel.req.Labels.MAC()

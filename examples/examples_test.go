@@ -53,13 +53,16 @@ type agentVars struct{}
 
 func (agentVars) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
 	return map[string]any{
-		"machine_id":   strings.ReplaceAll(mac, ":", "-"),
-		"agent_token":  "test-token",
-		"matchbox_url": "http://" + host,
+		"machine_id":      strings.ReplaceAll(mac, ":", "-"),
+		"agent_token":     "test-token",
+		"matchbox_url":    "http://" + host,
+		"provisioned_url": "http://" + host + "/provisioned?machine=" + strings.ReplaceAll(mac, ":", "-") + "&token=test",
 	}
 }
 
-func (agentVars) Served(context.Context, string, matchbox.MachineState, string) {}
+func (agentVars) Served(context.Context, string, matchbox.MachineState, string, *matchbox.Profile) {}
+
+func (agentVars) Complete(context.Context, string, string) error { return nil }
 
 // example is a loaded example data directory.
 type example struct {

@@ -2,6 +2,13 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 
 	"matchbox/agent/token"
@@ -9,12 +16,19 @@ import (
 	"matchbox/store"
 )
 
+// ProvisionedPath is the boot listener's path of the completion callback:
+// POST /provisioned?machine=ID&token=T, the URL a template gets as
+// provisioned_url.
+const ProvisionedPath = "/provisioned"
+
 // TemplateVars returns the variables that let a boot template hand the
-// discovery agent its identity: machine_id, agent_token and matchbox_url.
-// id is the requesting machine's id, empty for a machine not known yet:
-// it then gets the id its MAC will give it. host is the Host the boot
-// request addressed, used when Config.BootURL is empty. It returns nil
-// without an agent key or anything naming the machine.
+// discovery agent its identity (machine_id, agent_token, matchbox_url)
+// and the installed system its one-time completion callback
+// (provisioned_url). id is the requesting machine's id, empty for a
+// machine not known yet: it then gets the id its MAC will give it. host
+// is the Host the boot request addressed, used when Config.BootURL is
+// empty. It returns nil without an agent key or anything naming the
+// machine.
 func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
 	if s.cfg.AgentKey == nil {
 		return nil
@@ -29,22 +43,84 @@ func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[stri
 	if base == "" {
 		base = "http://" + host
 	}
+	base = strings.TrimSuffix(base, "/")
 	return map[string]any{
-		"machine_id":   id,
-		"agent_token":  token.Issue(s.cfg.AgentKey, id),
-		"matchbox_url": strings.TrimSuffix(base, "/"),
+		"machine_id":      id,
+		"agent_token":     token.Issue(s.cfg.AgentKey, id),
+		"matchbox_url":    base,
+		"provisioned_url": base + ProvisionedPath + "?" + url.Values{"machine": {id}, "token": {s.completionToken(id)}}.Encode(),
 	}
 }
 
+// completionToken is a machine's completion callback token: an HMAC of
+// its id under the agent key, apart from the agent's own tokens (an
+// agent token does not complete provisioning, nor the reverse).
+func (s *Service) completionToken(id string) string {
+	m := hmac.New(sha256.New, s.cfg.AgentKey)
+	m.Write([]byte("matchbox provisioned\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Refusal is an error of the completion callback that names the HTTP
+// status its caller should answer.
+type Refusal struct {
+	msg    string
+	status int
+}
+
+func (e *Refusal) Error() string { return e.msg }
+
+// HTTPStatus is the status a refused callback is answered with.
+func (e *Refusal) HTTPStatus() int { return e.status }
+
+// Errors of Complete.
+var (
+	// ErrBadCompletionToken: the token is not the machine's.
+	ErrBadCompletionToken = &Refusal{"completion token does not match the machine", http.StatusForbidden}
+	// ErrNotProvisioning: the machine is not provisioning (or failed):
+	// the callback was used already, or the machine was never
+	// provisioned.
+	ErrNotProvisioning = &Refusal{"machine is not provisioning", http.StatusConflict}
+	// ErrUnknownMachine: no such machine.
+	ErrUnknownMachine = &Refusal{"no such machine", http.StatusNotFound}
+)
+
+// Complete is the installed system's completion callback: with its
+// machine's token it moves a provisioning (or timed-out, failed) machine
+// to provisioned, once.
+func (s *Service) Complete(ctx context.Context, machineID, tok string) error {
+	if s.cfg.AgentKey == nil {
+		return fmt.Errorf("machine %q: %w: no key configured", machineID, ErrBadCompletionToken)
+	}
+	if !hmac.Equal([]byte(tok), []byte(s.completionToken(machineID))) {
+		return fmt.Errorf("machine %q: %w", machineID, ErrBadCompletionToken)
+	}
+	m, ok := s.cfg.Store.LookupMachineByID(machineID)
+	if !ok {
+		return fmt.Errorf("machine %q: %w", machineID, ErrUnknownMachine)
+	}
+	from, to := From(TriggerCallback)
+	err := s.cfg.Store.SetMachineState(ctx, machineID, to, from...)
+	if errors.Is(err, store.ErrVersionConflict) {
+		return fmt.Errorf("machine %q is %s: %w", machineID, m.State, ErrNotProvisioning)
+	}
+	if err != nil {
+		return fmt.Errorf("mark machine %q provisioned: %w", machineID, err)
+	}
+	s.event(ctx, machineID, EventProvisioned, map[string]any{"via": string(TriggerCallback), "was": string(m.State)})
+	s.log.InfoContext(ctx, "machine provisioned", "machine", machineID, "via", TriggerCallback)
+	return nil
+}
+
 // Served is told of a boot endpoint's successful answer to a known
-// machine: a provisioning machine that fetched its first-boot config
-// (Ignition or generic) becomes provisioned. The transition outlives the
-// request (ctx's cancellation is not passed on).
-func (s *Service) Served(ctx context.Context, id string, state matchbox.MachineState, event string) {
-	if state != matchbox.StateProvisioning {
+// machine: a provisioning machine that fetched the endpoint its profile
+// names in provisioned_by becomes provisioned. The transition outlives
+// the request (ctx's cancellation is not passed on).
+func (s *Service) Served(ctx context.Context, id string, state matchbox.MachineState, event string, p *matchbox.Profile) {
+	if p == nil || !Allowed(TriggerConfigFetched, state) {
 		return
 	}
-	if event != matchbox.EventIgnition && event != matchbox.EventGeneric {
+	if ce := p.CompletionEvent(); ce == "" || ce != event {
 		return
 	}
 	s.ConfigFetched(context.WithoutCancel(ctx), id, strings.TrimPrefix(event, "http."))

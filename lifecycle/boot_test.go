@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"matchbox/agent/token"
 	"matchbox/hardware"
@@ -20,15 +21,41 @@ type fakeStore struct {
 	mu     sync.Mutex
 	states map[string]matchbox.MachineState
 	events []string // "machine type"
+	// details holds each event's detail, in order
+	details []map[string]any
+	// snap is the catalog; nil without one
+	snap *matchbox.Snapshot
+	// since is each machine's last change (UpdatedAt)
+	since map[string]time.Time
+	// group is each machine's enrolled group
+	group map[string]string
 }
 
-func (f *fakeStore) Snapshot() *matchbox.Snapshot { return nil }
+func (f *fakeStore) Snapshot() *matchbox.Snapshot { return f.snap }
 
 func (f *fakeStore) LookupMachineByID(id string) (matchbox.Machine, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.states[id]
-	return matchbox.Machine{ID: id, State: st}, ok
+	return matchbox.Machine{ID: id, State: st, UpdatedAt: f.since[id], Group: f.group[id], MACs: []string{strings.ReplaceAll(id, "-", ":")}}, ok
+}
+
+func (f *fakeStore) ListMachines(_ context.Context, flt store.MachineFilter) ([]*matchbox.Machine, error) {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.states))
+	for id, st := range f.states {
+		if flt.State == "" || st == flt.State {
+			ids = append(ids, id)
+		}
+	}
+	f.mu.Unlock()
+	slices.Sort(ids)
+	out := make([]*matchbox.Machine, 0, len(ids))
+	for _, id := range ids {
+		m, _ := f.LookupMachineByID(id)
+		out = append(out, &m)
+	}
+	return out, nil
 }
 
 func (f *fakeStore) SetMachineState(_ context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error {
@@ -62,25 +89,33 @@ func (f *fakeStore) AppendEvents(_ context.Context, evs []matchbox.BootEvent) er
 	defer f.mu.Unlock()
 	for _, ev := range evs {
 		f.events = append(f.events, ev.MachineID+" "+ev.Type)
+		f.details = append(f.details, ev.Detail)
 	}
 	return nil
 }
 
-// TestServed: only a provisioning machine that fetched its first-boot
-// config becomes provisioned.
+// TestServed: a provisioning machine becomes provisioned by a fetch only
+// when its profile names that endpoint in provisioned_by.
 func TestServed(t *testing.T) {
+	byCallback := &matchbox.Profile{ID: "p"}
+	byIgnition := &matchbox.Profile{ID: "p", ProvisionedBy: "ignition"}
+	byGeneric := &matchbox.Profile{ID: "p", ProvisionedBy: "generic"}
 	cases := []struct {
 		name       string
 		state      matchbox.MachineState
 		event      string
+		profile    *matchbox.Profile
 		wantState  matchbox.MachineState
 		wantEvents []string
 	}{
-		{"ignition marks provisioned", matchbox.StateProvisioning, matchbox.EventIgnition, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
-		{"generic marks provisioned", matchbox.StateProvisioning, matchbox.EventGeneric, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
-		{"ipxe script is not the config", matchbox.StateProvisioning, matchbox.EventIPXE, matchbox.StateProvisioning, nil},
-		{"ready machine stays ready", matchbox.StateReady, matchbox.EventIgnition, matchbox.StateReady, nil},
-		{"provisioned stays provisioned", matchbox.StateProvisioned, matchbox.EventIgnition, matchbox.StateProvisioned, nil},
+		{"ignition fetch changes nothing by default", matchbox.StateProvisioning, matchbox.EventIgnition, byCallback, matchbox.StateProvisioning, nil},
+		{"ignition marks provisioned when opted in", matchbox.StateProvisioning, matchbox.EventIgnition, byIgnition, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
+		{"generic marks provisioned when opted in", matchbox.StateProvisioning, matchbox.EventGeneric, byGeneric, matchbox.StateProvisioned, []string{"m1 " + EventProvisioned}},
+		{"another endpoint than the one named", matchbox.StateProvisioning, matchbox.EventIgnition, byGeneric, matchbox.StateProvisioning, nil},
+		{"ipxe script is not the config", matchbox.StateProvisioning, matchbox.EventIPXE, byIgnition, matchbox.StateProvisioning, nil},
+		{"ready machine stays ready", matchbox.StateReady, matchbox.EventIgnition, byIgnition, matchbox.StateReady, nil},
+		{"provisioned stays provisioned", matchbox.StateProvisioned, matchbox.EventIgnition, byIgnition, matchbox.StateProvisioned, nil},
+		{"no profile", matchbox.StateProvisioning, matchbox.EventIgnition, nil, matchbox.StateProvisioning, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,7 +126,7 @@ func TestServed(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // the request is over: the transition must outlive it
-			svc.Served(ctx, "m1", c.state, c.event)
+			svc.Served(ctx, "m1", c.state, c.event, c.profile)
 			if got := st.states["m1"]; got != c.wantState {
 				t.Errorf("state %s, want %s", got, c.wantState)
 			}

@@ -1,8 +1,11 @@
 // Package lifecycle moves machines through their states: discovered
 // machines report their hardware and enroll into the group their facts
 // match; provisioning sets a one-time PXE boot through the BMC and
-// power-cycles the machine; the first-boot config fetch marks it
-// provisioned, after which network boots are told to boot from disk.
+// power-cycles the machine; the installed system's completion callback
+// (or, when its profile says so, a config fetch) marks it provisioned,
+// after which network boots are told to boot from disk; a machine still
+// provisioning past its profile's deadline is marked failed. Transitions
+// holds the state machine.
 package lifecycle
 
 import (
@@ -13,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +54,8 @@ type Config struct {
 	// boot templates (TemplateVars), at least token.MinKeyLen bytes; nil
 	// hands out none.
 	AgentKey []byte
+	// Metrics counts failures; nil counts none.
+	Metrics *Metrics
 	// BootURL is matchbox's base URL as machines reach it, handed to the
 	// agent as matchbox_url; empty uses the Host each boot request
 	// addressed.
@@ -161,8 +167,9 @@ func (s *Service) ReportInventory(ctx context.Context, machineID string, inv har
 }
 
 // selectFor selects the group of a machine by its stored labels, identity
-// and inventory, as a boot request from it would.
-func (s *Service) selectFor(sum matchbox.Machine, inv hardware.Inventory) (matchbox.Match, error) {
+// and inventory, as a boot request from it would; extraMACs are tried
+// beside the inventory's NICs.
+func (s *Service) selectFor(sum matchbox.Machine, inv hardware.Inventory, extraMACs ...string) (matchbox.Match, error) {
 	snap := s.cfg.Store.Snapshot()
 	base := matchbox.Labels{}
 	for k, v := range sum.Labels {
@@ -180,6 +187,11 @@ func (s *Service) selectFor(sum matchbox.Machine, inv hardware.Inventory) (match
 	macs := []string{""}
 	for _, n := range inv.NICs {
 		if mac, err := matchbox.NormalizeMAC(n.MAC); err == nil {
+			macs = append(macs, mac)
+		}
+	}
+	for _, m := range extraMACs {
+		if mac, err := matchbox.NormalizeMAC(m); err == nil && !slices.Contains(macs, mac) {
 			macs = append(macs, mac)
 		}
 	}
@@ -392,7 +404,7 @@ func (s *Service) SetBootDevice(ctx context.Context, machineID string, opts bmc.
 
 // Provision marks a machine provisioning, sets a one-time PXE boot and
 // power-cycles it (powering it on when off). Its next network boot is
-// served its group's profile; the first-boot config fetch then marks it
+// served its group's profile; its completion callback then marks it
 // provisioned. A BMC failure leaves the machine failed.
 func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, error) {
 	ep, err := s.endpoint(ctx, machineID)
@@ -406,23 +418,27 @@ func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, 
 	r, err := s.cfg.BMC.ProvisionBoot(ctx, ep)
 	s.event(ctx, machineID, EventBMC+"provision_boot", resultDetail(r, err))
 	if err != nil {
-		if serr := s.cfg.Store.SetMachineState(context.WithoutCancel(ctx), machineID, matchbox.StateFailed, matchbox.StateProvisioning); serr != nil {
+		from, to := From(TriggerBMCFailed)
+		if serr := s.cfg.Store.SetMachineState(context.WithoutCancel(ctx), machineID, to, from...); serr != nil {
 			s.log.Warn("marking machine failed", "machine", machineID, "err", serr)
 		}
-		s.event(context.WithoutCancel(ctx), machineID, EventFailed, map[string]any{"step": "provision_boot", "error": err.Error()})
+		s.countFailure("provision_boot")
+		s.event(context.WithoutCancel(ctx), machineID, EventFailed, map[string]any{"step": "provision_boot", "reason": "provision_boot", "error": err.Error()})
 		return r, fmt.Errorf("provision machine %q: %w", machineID, err)
 	}
 	return r, nil
 }
 
-// ConfigFetched is called when a machine was served its first-boot config:
-// a provisioning machine becomes provisioned.
+// ConfigFetched is called when a machine was served the endpoint its
+// profile's provisioned_by names: a provisioning machine becomes
+// provisioned.
 func (s *Service) ConfigFetched(ctx context.Context, machineID, endpoint string) {
 	sum, ok := s.cfg.Store.LookupMachineByID(machineID)
 	if !ok || sum.State != matchbox.StateProvisioning {
 		return
 	}
-	err := s.cfg.Store.SetMachineState(ctx, machineID, matchbox.StateProvisioned, matchbox.StateProvisioning)
+	from, to := From(TriggerConfigFetched)
+	err := s.cfg.Store.SetMachineState(ctx, machineID, to, from...)
 	if errors.Is(err, store.ErrVersionConflict) {
 		return // another request got there first
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,44 @@ type fixture struct {
 	key  *secret.Key
 }
 
+// storageButane is an installed system's config that calls its
+// completion callback once, on its first boot.
+const storageButane = `variant: fcos
+version: 1.5.0
+systemd:
+  units:
+    - name: matchbox-provisioned.service
+      enabled: true
+      contents: |
+        [Unit]
+        ConditionFirstBoot=yes
+        After=network-online.target
+        [Service]
+        Type=oneshot
+        ExecStart=/usr/bin/curl -fsS -X POST "{{.provisioned_url}}"
+        [Install]
+        WantedBy=multi-user.target
+`
+
+// callbackURL returns the completion callback URL an Ignition config
+// carries in its first unit.
+func callbackURL(t *testing.T, ign string) string {
+	t.Helper()
+	var cfg struct {
+		Systemd struct {
+			Units []struct{ Contents string }
+		}
+	}
+	if err := json.Unmarshal([]byte(ign), &cfg); err != nil || len(cfg.Systemd.Units) == 0 {
+		t.Fatalf("ignition %q: %v", ign, err)
+	}
+	m := regexp.MustCompile(`"(http://[^"]+)"`).FindStringSubmatch(cfg.Systemd.Units[0].Contents)
+	if m == nil {
+		t.Fatalf("no callback URL in %q", cfg.Systemd.Units[0].Contents)
+	}
+	return m[1]
+}
+
 func newFixture(t *testing.T, autoProvision bool) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -53,9 +92,9 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	t.Cleanup(func() { st.Close() })
 	objs := []*store.Object{
 		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz", Args: []string{"matchbox.id={{.machine_id}}", "matchbox.token={{.agent_token}}"}}}},
-		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "storage", Boot: matchbox.Boot{Kernel: "/assets/storage/vmlinuz"}, IgnitionID: "storage.ign"}},
+		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "storage", Boot: matchbox.Boot{Kernel: "/assets/storage/vmlinuz"}, IgnitionID: "storage.yaml", ProvisioningTimeout: "10m"}},
 		{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "compute", Boot: matchbox.Boot{Kernel: "/assets/compute/vmlinuz"}}},
-		{Kind: matchbox.TemplateIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "storage.ign", Content: `{"ignition":{"version":"3.3.0"}}`}},
+		{Kind: matchbox.TemplateIgnition, Template: &matchbox.Template{Kind: matchbox.TemplateIgnition, Name: "storage.yaml", Content: storageButane}},
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "default", Profile: "discovery"}},
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "storage", Profile: "storage", Facts: []string{"disk.count >= 4"}, AutoProvision: autoProvision}},
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "compute", Profile: "compute", Facts: []string{"cpu.cores >= 32", "memory.bytes >= 256GiB"}}},
@@ -110,6 +149,16 @@ func (f *fixture) report(t *testing.T, id string, inv hardware.Inventory) Enroll
 		t.Fatalf("report of %s: %v", id, err)
 	}
 	return e
+}
+
+func (f *fixture) post(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func (f *fixture) get(t *testing.T, path string) string {
@@ -254,12 +303,29 @@ func TestProvisionAgainstIPMISim(t *testing.T) {
 	if script := f.get(t, "/ipxe?mac="+mac); !strings.Contains(script, "/assets/storage/vmlinuz") {
 		t.Fatalf("provisioning machine got %q", script)
 	}
-	if cfg := f.get(t, "/ignition?mac="+mac); !strings.Contains(cfg, `"version":"3.3.0"`) {
+	cfg := f.get(t, "/ignition?mac="+mac)
+	if !strings.Contains(cfg, `"version":"3.4.0"`) {
 		t.Fatalf("ignition: %q", cfg)
+	}
+	// Fetching the config is not installing it: still provisioning.
+	sum, _ = f.st.LookupMachine(mac, "")
+	if sum.State != matchbox.StateProvisioning {
+		t.Fatalf("state after config fetch: %s", sum.State)
+	}
+	// The installed system calls back: provisioned, once.
+	cb := callbackURL(t, cfg)
+	if !strings.HasPrefix(cb, f.srv.URL+"/provisioned?") {
+		t.Fatalf("callback %q is not on the boot server %s", cb, f.srv.URL)
+	}
+	if code := f.post(t, cb); code != http.StatusOK {
+		t.Fatalf("callback: %d", code)
 	}
 	sum, _ = f.st.LookupMachine(mac, "")
 	if sum.State != matchbox.StateProvisioned {
-		t.Fatalf("state after config fetch: %s", sum.State)
+		t.Fatalf("state after callback: %s", sum.State)
+	}
+	if code := f.post(t, cb); code != http.StatusConflict {
+		t.Fatalf("second callback: %d, want 409", code)
 	}
 	if script := f.get(t, "/ipxe?mac="+mac); script != "#!ipxe\nexit\n" {
 		t.Fatalf("provisioned machine got %q", script)

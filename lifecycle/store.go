@@ -5,6 +5,7 @@ import (
 
 	"matchbox/hardware"
 	"matchbox/matchbox"
+	"matchbox/store"
 )
 
 // Store is what the lifecycle reads and writes: machines, their states,
@@ -17,6 +18,8 @@ type Store interface {
 	// LookupMachineByID returns what the in-memory index holds of a
 	// machine.
 	LookupMachineByID(id string) (matchbox.Machine, bool)
+	// ListMachines returns the machines f selects (without inventory).
+	ListMachines(ctx context.Context, f store.MachineFilter) ([]*matchbox.Machine, error)
 	// SetMachineState moves a machine to state, only from one of from
 	// when given (else an error wrapping store.ErrVersionConflict).
 	SetMachineState(ctx context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error

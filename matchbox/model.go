@@ -36,6 +36,54 @@ type Profile struct {
 	IgnitionID string `json:"ignition_id,omitempty" yaml:"ignition_id,omitempty"`
 	// GenericID names a generic template served at /generic.
 	GenericID string `json:"generic_id,omitempty" yaml:"generic_id,omitempty"`
+	// ProvisionedBy says what marks a provisioning machine provisioned:
+	// "" or "callback" (the default), the installed system's call of its
+	// one-time {{.provisioned_url}}; or a boot endpoint ("ignition",
+	// "generic", "metadata", "ipxe", "grub") whose successful fetch
+	// completes provisioning, for systems that cannot call back.
+	ProvisionedBy string `json:"provisioned_by,omitempty" yaml:"provisioned_by,omitempty"`
+	// ProvisioningTimeout is how long a machine may stay provisioning
+	// (a Go duration, "30m") before it is marked failed; "" waits forever.
+	ProvisioningTimeout string `json:"provisioning_timeout,omitempty" yaml:"provisioning_timeout,omitempty"`
+}
+
+// ProvisionedByCallback is Profile.ProvisionedBy's default: the installed
+// system calls its provisioned_url.
+const ProvisionedByCallback = "callback"
+
+// CompletionEvent returns the boot event type whose successful answer
+// completes provisioning under this profile, "" when only the callback
+// does.
+func (p *Profile) CompletionEvent() string {
+	switch p.ProvisionedBy {
+	case "", ProvisionedByCallback:
+		return ""
+	}
+	return "http." + p.ProvisionedBy
+}
+
+// Deadline returns the profile's provisioning timeout, 0 for none.
+// Validate has checked it.
+func (p *Profile) Deadline() time.Duration {
+	d, _ := time.ParseDuration(p.ProvisioningTimeout)
+	return d
+}
+
+// ValidateLifecycle checks provisioned_by and provisioning_timeout,
+// naming the field.
+func (p *Profile) ValidateLifecycle() error {
+	switch p.ProvisionedBy {
+	case "", ProvisionedByCallback, "ignition", "generic", "metadata", "ipxe", "grub":
+	default:
+		return fmt.Errorf("profile %q: provisioned_by %q: want callback, ignition, generic, metadata, ipxe or grub", p.ID, p.ProvisionedBy)
+	}
+	if p.ProvisioningTimeout != "" {
+		d, err := time.ParseDuration(p.ProvisioningTimeout)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("profile %q: provisioning_timeout %q: want a positive duration such as 30m", p.ID, p.ProvisioningTimeout)
+		}
+	}
+	return nil
 }
 
 // Group binds machines, chosen by a selector, to a profile and metadata.

@@ -103,6 +103,10 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 			add("profile %q is defined twice", p.ID)
 			continue
 		}
+		if err := p.ValidateLifecycle(); err != nil {
+			add("%v", err)
+			continue
+		}
 		cp := &compiledProfile{profile: &p, args: make([]*template.Template, len(p.Boot.Args))}
 		for j, arg := range p.Boot.Args {
 			if !strings.Contains(arg, "{{") {

@@ -55,6 +55,10 @@ type serveOptions struct {
 	bmcRetries      int
 	bmcParallel     int
 	bmcDrivers      []string
+	// bootNetworks are the CIDRs whose boot requests are observed
+	bootNetworks []string
+	// provisioningCheck is how often provisioning deadlines are checked
+	provisioningCheck time.Duration
 	// TLS of the boot listener, signatures, v0.11 aliases
 	compat compatOptions
 	// the services beside the boot endpoints
@@ -108,6 +112,8 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.bmcRetries, "bmc-retries", 3, "retries of a BMC call after a transient failure")
 	f.IntVar(&o.bmcParallel, "bmc-parallel", 8, "BMC sessions at once in bulk actions")
 	f.StringSliceVar(&o.bmcDrivers, "bmc-driver-order", []string{"redfish", "ipmi"}, "drivers tried for BMCs that name none")
+	f.StringSliceVar(&o.bootNetworks, "boot-networks", nil, "client CIDRs whose boot requests are recorded and move machine states (default: any); requests from elsewhere are answered and change nothing")
+	f.DurationVar(&o.provisioningCheck, "provisioning-check-interval", 15*time.Second, "how often machines still provisioning past their profile's provisioning_timeout are marked failed")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
 	o.compat.addFlags(f)
 	o.api.addFlags(f)
@@ -254,7 +260,18 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	s.agentKey = agentKey
+	bootNets, err := parseCIDRs(o.bootNetworks)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("--boot-networks: %w", err)
+	}
+	lcMetrics, err := lifecycle.NewMetrics(s.registry)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	s.lifecycle, err = lifecycle.New(lifecycle.Config{
+		Metrics:  lcMetrics,
 		Store:    st,
 		BMC:      bmc.New(bmc.Config{Timeout: o.bmcTimeout, Retries: o.bmcRetries, DriverOrder: o.bmcDrivers, Logger: log}),
 		Secrets:  secrets,
@@ -275,6 +292,8 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		Lifecycle: s.lifecycle,
 		Metrics:   metrics,
 		Logger:    log,
+
+		BootNetworks: bootNets,
 	})
 	if err != nil {
 		st.Close()
@@ -295,6 +314,9 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 			s.close()
 			return nil, err
 		}
+	}
+	if o.provisioningCheck > 0 {
+		s.tasks = append(s.tasks, func(ctx context.Context) error { return s.lifecycle.Run(ctx, o.provisioningCheck) })
 	}
 	// The boot endpoints are answered by s.boot.Front ahead of the router;
 	// the discovery agent's report is routed by startAPI.
@@ -451,4 +473,17 @@ func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (booth
 		return boothttp.MachineView{}, false
 	}
 	return boothttp.MachineView{ID: sum.ID, State: sum.State, Labels: sum.Labels, Inventory: sum.Inventory}, true
+}
+
+// parseCIDRs parses --boot-networks.
+func parseCIDRs(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("%q: want a CIDR such as 10.0.0.0/24: %w", c, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
