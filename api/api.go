@@ -52,6 +52,9 @@ type Config struct {
 	// Leases reads the stored DHCP leases for GET /api/v1/leases; nil
 	// answers it with 501 not_configured.
 	Leases Leases
+	// Renderer answers GET /render; nil answers it with 501
+	// not_configured.
+	Renderer Renderer
 }
 
 // API is the REST API handler set.
@@ -126,6 +129,7 @@ func (a *API) Register(r *mux.Router) {
 
 	handle("/leases", a.listLeases, http.MethodGet)
 
+	handle("/render", a.render, http.MethodGet)
 	handle("/plan", a.plan, http.MethodPost)
 	handle("/apply", a.apply, http.MethodPost)
 

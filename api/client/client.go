@@ -401,3 +401,19 @@ func warningText(h string) string {
 	}
 	return h
 }
+
+// Render shows what the machine query names (mac, uuid, other labels)
+// would get from a boot endpoint (ipxe, grub, ignition, generic,
+// metadata), and which group and profile chose it. Nothing is recorded.
+func (c *Client) Render(ctx context.Context, endpoint string, query url.Values) (*wire.Rendered, error) {
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	q.Set("endpoint", endpoint)
+	var out wire.Rendered
+	if _, err := c.do(ctx, http.MethodGet, "/render?"+q.Encode(), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

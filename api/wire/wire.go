@@ -332,3 +332,22 @@ type ProvisionAnswer struct {
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 }
+
+// Rendered is the answer of GET /api/v1/render: what a machine would get
+// from a boot endpoint, and which group and profile chose it. Rendering
+// records nothing and moves no state.
+type Rendered struct {
+	// Endpoint is the boot endpoint rendered (ipxe, grub, ignition,
+	// generic, metadata).
+	Endpoint string `json:"endpoint" yaml:"endpoint"`
+	// Status is the HTTP status the endpoint would answer.
+	Status int `json:"status" yaml:"status"`
+	// ContentType is the answer's content type.
+	ContentType string `json:"content_type,omitempty" yaml:"content_type,omitempty"`
+	// Group and Profile are the ids of the group and profile selected,
+	// empty when none matched.
+	Group   string `json:"group,omitempty" yaml:"group,omitempty"`
+	Profile string `json:"profile,omitempty" yaml:"profile,omitempty"`
+	// Body is the answer.
+	Body string `json:"body" yaml:"body"`
+}

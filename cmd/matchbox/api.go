@@ -54,7 +54,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	if tlsOn && e.addr == "" {
 		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
 	}
-	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot}
 	if e.tokenFile != "" {
 		tokens, err := api.LoadTokens(e.tokenFile)
 		if err != nil {

@@ -72,6 +72,7 @@ func newRootCommand() *cobra.Command {
 		newDeleteCommand(),
 		newMachineCommand(),
 		newPlanCommand(),
+		newRenderCommand(),
 		newApplyCommand(),
 		newVersionCommand(),
 	)

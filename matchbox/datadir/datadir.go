@@ -217,6 +217,13 @@ func DecodeProfile(data []byte, file, defaultID string) (*matchbox.Profile, []st
 	if err := matchbox.ValidateID("profile", p.ID); err != nil {
 		return nil, warns, &FileError{File: file, Line: fieldLine(data, "id"), Err: err}
 	}
+	if err := p.ValidateLifecycle(); err != nil {
+		field := "provisioning_timeout"
+		if strings.Contains(err.Error(), "provisioned_by") {
+			field = "provisioned_by"
+		}
+		return nil, warns, &FileError{File: file, Line: fieldLine(data, field), Err: err}
+	}
 	return &p, warns, nil
 }
 
@@ -241,7 +248,7 @@ func DecodeGroup(data []byte, file, defaultID string) (*matchbox.Group, []string
 }
 
 var (
-	profileFields = map[string]bool{"id": true, "name": true, "boot": true, "ignition_id": true, "generic_id": true}
+	profileFields = map[string]bool{"id": true, "name": true, "boot": true, "ignition_id": true, "generic_id": true, "provisioned_by": true, "provisioning_timeout": true}
 	groupFields   = map[string]bool{"id": true, "name": true, "profile": true, "selector": true, "facts": true, "priority": true, "metadata": true, "auto_provision": true}
 )
 

@@ -161,3 +161,32 @@ func FuzzDecodeGroup(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeProfileLifecycle: provisioned_by and provisioning_timeout are
+// checked, naming the file and line.
+func TestDecodeProfileLifecycle(t *testing.T) {
+	cases := []struct {
+		name, yaml, wantErr string
+	}{
+		{"defaults", "id: p\n", ""},
+		{"callback and a timeout", "id: p\nprovisioned_by: callback\nprovisioning_timeout: 30m\n", ""},
+		{"completion by fetch", "id: p\nprovisioned_by: ignition\n", ""},
+		{"unknown endpoint", "id: p\nname: x\nprovisioned_by: disk\n", "p.yaml:3: profile \"p\": provisioned_by \"disk\""},
+		{"not a duration", "id: p\nprovisioning_timeout: soon\n", "p.yaml:2: profile \"p\": provisioning_timeout \"soon\""},
+		{"negative", "id: p\nprovisioning_timeout: -1m\n", "p.yaml:2: profile \"p\": provisioning_timeout \"-1m\""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := DecodeProfile([]byte(c.yaml), "p.yaml", "p")
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+}
