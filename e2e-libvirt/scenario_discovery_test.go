@@ -145,6 +145,10 @@ func writeDiscoveryDataDir(t testing.TB, dir, base string) {
 			"name":        "test OS installed on " + id + " machines",
 			"ignition_id": "installed.yaml",
 			"generic_id":  "installed-done.txt",
+			// The test OS's last fetch (generic, step=done) completes
+			// provisioning: the opt-in for systems that do not call
+			// their provisioned_url.
+			"provisioned_by": "generic",
 			"boot": map[string]any{
 				"kernel": "/assets/testos/vmlinuz",
 				"initrd": []string{"/assets/testos/initramfs.cpio.gz"},
