@@ -2,6 +2,7 @@ package e2elibvirt
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -111,9 +112,11 @@ func startBMCIn(t testing.TB, l *lab, m machine, ns *netNS, port int) *vmBMC {
 	cmd := b.command("ipmi_sim", "-c", lanConf, "-f", emu, "-s", filepath.Join(dir, "state"), "-n")
 	cmd.Dir = dir
 	p := startProcess(t, "ipmi_sim "+name, cmd, filepath.Join(dir, "ipmi_sim.log"), time.Second)
-	deadline := time.Now().Add(15 * time.Second)
+	// A loaded machine (other tests, QEMU under TCG) may take a while to
+	// start ipmi_sim and answer.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := b.Ipmitool(ctx, "chassis", "power", "status")
 		cancel()
 		if err == nil {
@@ -242,14 +245,21 @@ func (b *vmBMC) Ipmitool(ctx context.Context, args ...string) (string, error) {
 	base := []string{"-I", "lanplus", "-C", b.CipherSu, "-H", b.Host, "-p", fmt.Sprint(b.Port),
 		"-U", b.Username, "-E", "-N", "1", "-R", "2"}
 	cmd := b.command("ipmitool", append(base, args...)...)
-	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
-	defer stop()
 	cmd.Env = []string{"IPMITOOL_PASSWORD=" + b.Password}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("ipmitool %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("ipmitool %s: %w", strings.Join(args, " "), err)
 	}
-	return string(out), nil
+	// The process exists once Start returns: only then may ctx kill it.
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	stop()
+	out := buf.String()
+	if err != nil {
+		return out, fmt.Errorf("ipmitool %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
+	}
+	return out, nil
 }
 
 // command runs name where the BMC lives.
