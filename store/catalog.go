@@ -101,7 +101,7 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	id, spec, err := encodeObject(obj)
+	id, spec, err := obj.Encode()
 	if err != nil {
 		return 0, err
 	}
@@ -174,7 +174,10 @@ func (c *sqlCatalogTx) Delete(kind matchbox.Kind, id string, ifVersion int64) er
 	return nil
 }
 
-func encodeObject(obj *Object) (id, spec string, err error) {
+// Encode returns the object's id and its stored form: the JSON of a
+// profile or group, a template's content as is. Every store
+// implementation stores objects in this form.
+func (obj *Object) Encode() (id, spec string, err error) {
 	var v any
 	switch obj.Kind {
 	case matchbox.KindProfile:
@@ -354,7 +357,7 @@ func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matc
 	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
 		seen := map[matchbox.Kind]map[string]bool{}
 		for _, o := range objs {
-			id, spec, err := encodeObject(o)
+			id, spec, err := o.Encode()
 			if err != nil {
 				return err
 			}
@@ -364,7 +367,7 @@ func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matc
 			seen[o.Kind][id] = true
 			cur, err := c.Get(o.Kind, id)
 			if err == nil {
-				_, curSpec, encErr := encodeObject(cur)
+				_, curSpec, encErr := cur.Encode()
 				if encErr == nil && curSpec == spec && cur.Source == o.Source {
 					res.Unchanged++
 					continue

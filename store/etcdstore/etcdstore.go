@@ -196,35 +196,6 @@ func checkKind(kind matchbox.Kind) error {
 	return fmt.Errorf("unknown kind %q", kind)
 }
 
-// encode returns an object's id and stored spec.
-func encode(obj *store.Object) (id, spec string, err error) {
-	var v any
-	switch obj.Kind {
-	case matchbox.KindProfile:
-		if obj.Profile == nil {
-			return "", "", errors.New("profile object without profile")
-		}
-		id, v = obj.Profile.ID, obj.Profile
-	case matchbox.KindGroup:
-		if obj.Group == nil {
-			return "", "", errors.New("group object without group")
-		}
-		id, v = obj.Group.ID, obj.Group
-	case matchbox.TemplateIgnition, matchbox.TemplateGeneric:
-		if obj.Template == nil {
-			return "", "", errors.New("template object without template")
-		}
-		return obj.Template.Name, obj.Template.Content, nil
-	default:
-		return "", "", fmt.Errorf("unknown kind %q", obj.Kind)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", "", fmt.Errorf("encode %s %q: %w", obj.Kind, id, err)
-	}
-	return id, string(b), nil
-}
-
 // decode turns a stored record back into an object.
 func decode(key string, r record) (*store.Object, error) {
 	kind, id, ok := strings.Cut(key, "/")
@@ -297,7 +268,7 @@ func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
 	if c.readOnly {
 		return 0, errors.New("write in a read transaction")
 	}
-	id, spec, err := encode(obj)
+	id, spec, err := obj.Encode()
 	if err != nil {
 		return 0, err
 	}
@@ -515,7 +486,7 @@ func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportR
 		res = store.ImportResult{}
 		seen := map[matchbox.Kind]map[string]bool{}
 		for _, o := range objs {
-			id, spec, err := encode(o)
+			id, spec, err := o.Encode()
 			if err != nil {
 				return err
 			}
@@ -526,7 +497,7 @@ func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportR
 			cur, err := c.Get(o.Kind, id)
 			switch {
 			case err == nil:
-				if _, curSpec, encErr := encode(cur); encErr == nil && curSpec == spec && cur.Source == o.Source {
+				if _, curSpec, encErr := cur.Encode(); encErr == nil && curSpec == spec && cur.Source == o.Source {
 					res.Unchanged++
 					continue
 				}
