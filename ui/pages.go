@@ -33,7 +33,7 @@ func parsePages() (map[string]*template.Template, error) {
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"login", "fleet", "machine", "groups", "confirm", "events"} {
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/boot.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("ui: parse page %s: %w", name, err)
 		}
@@ -268,19 +268,8 @@ func (s *Server) lastEvent(ctx context.Context, id string) (*matchbox.Event, err
 	return &evs[len(evs)-1], nil
 }
 
-// bootPreview is what a machine would be served now: its group, profile,
-// kernel, initrd, arguments and config, rendered without side effects.
-type bootPreview struct {
-	Group, Profile string
-	Kernel         string
-	Initrd         []string
-	Args           []string
-	ConfigName     string
-	Config         string
-	Error          string
-}
-
-// selectionLabels are the labels a machine's boot requests carry.
+// selectionLabels are the labels a machine's boot requests carry, its
+// stored labels joined: the groups page counts selections with them.
 func selectionLabels(m *matchbox.Machine) matchbox.Labels {
 	l := matchbox.Labels{}
 	for k, v := range m.Labels {
@@ -299,42 +288,6 @@ func selectionLabels(m *matchbox.Machine) matchbox.Labels {
 		l["hostname"] = m.Hostname
 	}
 	return l
-}
-
-// preview renders what m would be served now, reading the snapshot only.
-func preview(snap *matchbox.Snapshot, m *matchbox.Machine) bootPreview {
-	labels := selectionLabels(m)
-	match, err := snap.Select(labels, m.Inventory)
-	var p bootPreview
-	if match.Group != nil {
-		p.Group = match.Group.ID
-	}
-	if err != nil {
-		p.Error = err.Error()
-		return p
-	}
-	p.Profile = match.Profile.ID
-	p.Kernel = match.Profile.Boot.Kernel
-	p.Initrd = match.Profile.Boot.Initrd
-	vars := func() map[string]any { return matchbox.Variables(match.Group, matchbox.Request{Labels: labels}) }
-	if p.Args, err = snap.BootArgs(match.Profile.ID, vars); err != nil {
-		p.Error = err.Error()
-		return p
-	}
-	var cfg []byte
-	switch {
-	case match.Profile.IgnitionID != "":
-		p.ConfigName = match.Profile.IgnitionID
-		cfg, err = snap.RenderIgnition(match.Profile.IgnitionID, vars())
-	case match.Profile.GenericID != "":
-		p.ConfigName = match.Profile.GenericID
-		cfg, err = snap.RenderGeneric(match.Profile.GenericID, vars())
-	}
-	if err != nil {
-		p.Error = err.Error()
-	}
-	p.Config = string(cfg)
-	return p
 }
 
 func (s *Server) machine(w http.ResponseWriter, r *http.Request, u user) error {
@@ -356,7 +309,7 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request, u user) error {
 	}
 	data := map[string]any{
 		"User": u, "Title": "Machine " + m.ID, "M": m, "Inv": m.Inventory, "Events": evs, "LastID": lastID,
-		"Preview": preview(s.cfg.Snapshot(), m), "States": states, "Msg": r.URL.Query().Get("msg"),
+		"Boot": s.renderMachine(r, u, m), "States": states, "Msg": r.URL.Query().Get("msg"),
 	}
 	keys := make([]string, 0, len(m.Labels))
 	for k := range m.Labels {
@@ -559,5 +512,15 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request, u user) error {
 			profiles = append(profiles, p)
 		}
 	}
-	return s.render(w, "groups", map[string]any{"User": u, "Title": "Groups and profiles", "Groups": views, "Profiles": profiles, "Warnings": snap.Warnings()})
+	data := map[string]any{"User": u, "Title": "Groups and profiles", "Groups": views, "Profiles": profiles, "Warnings": snap.Warnings()}
+	if typed := r.URL.Query().Get("machine"); typed != "" {
+		data["Chosen"] = typed
+		q, err := s.machineQuery(r, typed)
+		if err != nil {
+			data["Boot"] = bootAnswer{Error: err.Error()}
+		} else {
+			data["Boot"] = s.renderBoot(r, u, q)
+		}
+	}
+	return s.render(w, "groups", data)
 }

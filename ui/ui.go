@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -291,19 +292,26 @@ func (s *Server) renderStatus(w http.ResponseWriter, status int, name string, da
 	return err
 }
 
-// callAPI makes a request to the REST API as u and returns its answer's
-// status and body; an error answer becomes an error carrying the API's
+// callAPI makes a request to the REST API as u (body: JSON, nil for none)
+// and returns its answer's body; an error answer becomes an error carrying the API's
 // message and status.
 func (s *Server) callAPI(r *http.Request, u user, method, path string, body any) ([]byte, error) {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("encode API request: %w", err)
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode API request: %w", err)
+		}
+		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(api.WithRole(r.Context(), u.Role), method, api.Prefix+path, bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(api.WithRole(r.Context(), u.Role), method, api.Prefix+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("API request: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Host = r.Host
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.RemoteAddr = r.RemoteAddr
 	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
 	s.cfg.API.ServeHTTP(rec, req)

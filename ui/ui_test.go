@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"matchbox/api"
+	"matchbox/boothttp"
 	"matchbox/hardware"
 	"matchbox/hardware/facts"
 	"matchbox/lifecycle"
@@ -40,12 +41,35 @@ func parseFact(expr string) (matchbox.FactTerm, error) {
 	return t, nil
 }
 
-// console is the API and the console on one test server over a real store.
+// console is the API and the console on one test server over a real store,
+// with the boot endpoints rendering behind GET /api/v1/render.
 type console struct {
 	srv       *httptest.Server
 	store     *store.Store
 	handler   http.Handler
 	lifecycle *lifecycle.Service
+	// boot serves the boot endpoints, recording what they observe
+	// straight into the store.
+	boot http.Handler
+}
+
+// machineLookup finds machines in the store's index for the boot endpoints.
+type machineLookup struct{ st *store.Store }
+
+func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
+	sum, ok := m.st.LookupMachine(mac, strings.ToLower(uuid))
+	if !ok {
+		return boothttp.MachineView{}, false
+	}
+	return boothttp.MachineView{ID: sum.ID, State: sum.State, Labels: sum.Labels, Inventory: sum.Inventory}, true
+}
+
+// storeSink records boot events at once, creating unknown machines, as
+// matchbox serve's recorder does in the background.
+type storeSink struct{ st *store.Store }
+
+func (s storeSink) Record(ev matchbox.BootEvent) bool {
+	return s.st.DiscoverAndAppendEvents(context.Background(), []matchbox.BootEvent{ev}) == nil
 }
 
 func newConsole(t testing.TB, withTokens bool) *console {
@@ -79,6 +103,15 @@ func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.S
 			t.Fatal(err)
 		}
 	}
+	bc := boothttp.Config{Snapshot: st.Snapshot, Machines: machineLookup{st}, Events: storeSink{st}}
+	if lc != nil {
+		bc.Lifecycle = lc
+	}
+	boot, err := boothttp.New(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Renderer = boot
 	a, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +129,7 @@ func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.S
 	r.PathPrefix(ui.Prefix).Handler(c)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &console{srv: srv, store: st, handler: r, lifecycle: lc}
+	return &console{srv: srv, store: st, handler: r, lifecycle: lc, boot: boot.Handler()}
 }
 
 func (c *console) putMachine(t testing.TB, m *matchbox.Machine) {
@@ -373,4 +406,121 @@ func TestEventsPageAndFleetStream(t *testing.T) {
 		}
 	}
 	t.Fatalf("stream ended without the event: %v", sc.Err())
+}
+
+// putCatalog writes profiles, groups and templates in one transaction.
+func (c *console) putCatalog(t testing.TB, objs ...*store.Object) {
+	t.Helper()
+	if _, err := c.store.UpdateCatalog(context.Background(), func(tx store.CatalogTx) error {
+		for _, o := range objs {
+			if _, err := tx.Put(o, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testCatalog is a rack group installing with a generic template, and a
+// default group for every other machine.
+func testCatalog() []*store.Object {
+	return []*store.Object{
+		{Kind: matchbox.TemplateGeneric, ID: "install.txt", Template: &matchbox.Template{Kind: matchbox.TemplateGeneric, Name: "install.txt", Content: "install for {{.request.query.mac}} in {{.rack}}\n"}},
+		{Kind: matchbox.KindProfile, ID: "install", Profile: &matchbox.Profile{ID: "install", Boot: matchbox.Boot{Kernel: "/assets/install/vmlinuz", Initrd: []string{"/assets/install/initrd.img"}, Args: []string{"console=ttyS0", "rack={{.rack}}"}}, GenericID: "install.txt"}},
+		{Kind: matchbox.KindProfile, ID: "discovery", Profile: &matchbox.Profile{ID: "discovery", Boot: matchbox.Boot{Kernel: "/assets/discovery/vmlinuz", Args: []string{"discovery"}}}},
+		{Kind: matchbox.KindGroup, ID: "rack1", Group: &matchbox.Group{ID: "rack1", Profile: "install", Selector: map[string]string{"rack": "r1"}}},
+		{Kind: matchbox.KindGroup, ID: "default", Group: &matchbox.Group{ID: "default", Profile: "discovery"}},
+	}
+}
+
+// storeState is what viewing must not change: every machine with its
+// version, and every event.
+func storeState(t *testing.T, st *store.Store) string {
+	t.Helper()
+	ctx := context.Background()
+	ms, err := st.ListMachines(ctx, store.MachineFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range ms {
+		_, v, err := st.Machine(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "machine %s state %s version %d labels %v\n", m.ID, m.State, v, m.Labels)
+	}
+	evs, err := st.FleetEvents(ctx, store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "event %d %s %s\n", ev.ID, ev.MachineID, ev.Type)
+	}
+	return b.String()
+}
+
+// TestRenderedBootChangesNothing: the machine page and the groups page show
+// the iPXE script and config a machine would get now, rendered by the boot
+// endpoints through GET /api/v1/render, and viewing them creates no
+// machine, records no event and moves no state. A real boot request for
+// the same unknown MAC does all of that, as the control.
+func TestRenderedBootChangesNothing(t *testing.T) {
+	c := newConsole(t, true)
+	c.putCatalog(t, testCatalog()...)
+	c.putMachine(t, &matchbox.Machine{ID: "m1", MACs: []string{"52:54:00:00:00:01"}, State: matchbox.StateReady, Labels: map[string]string{"rack": "r1"}})
+	if err := c.store.AppendEvents(context.Background(), []matchbox.BootEvent{{MachineID: "m1", Type: "dhcp.ack", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	const unknown = "52:54:00:00:00:99"
+	before := storeState(t, c.store)
+	cl, _ := c.login(t, readToken)
+
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"/ui/machines/m1", []string{
+			"<dd>rack1</dd>", "<dd>install</dd>",
+			"kernel /assets/install/vmlinuz console=ttyS0 rack=r1",
+			"initrd /assets/install/initrd.img",
+			`id="render-generic">install for 52:54:00:00:00:01 in r1`,
+		}},
+		{"/ui/groups?machine=m1", []string{"<dd>rack1</dd>", "rack=r1", "install for 52:54:00:00:00:01 in r1"}},
+		{"/ui/groups?machine=" + url.QueryEscape(unknown), []string{"<dd>default</dd>", "<dd>discovery</dd>", "kernel /assets/discovery/vmlinuz discovery"}},
+		{"/ui/groups?machine=52-54-00-00-00-99", []string{"<dd>default</dd>", "kernel /assets/discovery/vmlinuz discovery"}},
+		{"/ui/groups?machine=no-such-machine", []string{"is no machine&#39;s id, nor a MAC or a UUID"}},
+	}
+	for _, tc := range tests {
+		status, page, _ := do(t, cl, "GET", c.srv.URL+tc.path, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: status %d", tc.path, status)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(page, want) {
+				t.Errorf("GET %s lacks %q", tc.path, want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("page:\n%s", page)
+			t.FailNow()
+		}
+	}
+	if after := storeState(t, c.store); after != before {
+		t.Fatalf("viewing changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// The control: the same unknown MAC booting for real is recorded.
+	req := httptest.NewRequest(http.MethodGet, "/ipxe?mac="+unknown, nil)
+	req.RemoteAddr = "10.0.0.9:1234"
+	rec := httptest.NewRecorder()
+	c.boot.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "kernel /assets/discovery/vmlinuz discovery") {
+		t.Fatalf("boot request: %d %s", rec.Code, rec.Body.String())
+	}
+	if after := storeState(t, c.store); after == before {
+		t.Fatalf("a real boot request changed nothing either: the check above proves nothing")
+	}
 }
