@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,14 +87,25 @@ type fleetFilter struct {
 	State  matchbox.MachineState
 	Labels map[string]string
 	Facts  []matchbox.FactTerm
+	// Group keeps the machines the catalog's snapshot selects that group
+	// for now, as the groups page counts them.
+	Group string
 	// Raw are the filter's fields as typed, for the form.
 	RawState, RawLabels, RawFacts string
 }
 
+// inMemory reports whether the filter has terms the store cannot evaluate.
+func (f fleetFilter) inMemory() bool { return len(f.Facts) > 0 || f.Group != "" }
+
 // parseFleetFilter reads state, labels (k=v,k=v) and facts (the group
 // selector's fact terms, one per line or ";"-separated).
 func (s *Server) parseFleetFilter(q url.Values) (fleetFilter, error) {
-	f := fleetFilter{RawState: q.Get("state"), RawLabels: q.Get("labels"), RawFacts: q.Get("facts")}
+	f := fleetFilter{RawState: q.Get("state"), RawLabels: q.Get("labels"), RawFacts: q.Get("facts"), Group: q.Get("group")}
+	if f.Group != "" {
+		if _, ok := s.cfg.Snapshot().Group(f.Group); !ok {
+			return f, fmt.Errorf("group %q does not exist", f.Group)
+		}
+	}
 	if f.RawState != "" {
 		f.State = matchbox.MachineState(f.RawState)
 		if !f.State.Valid() {
@@ -161,25 +173,30 @@ func (f fleetFilter) matchesFacts(inv *hardware.Inventory) bool {
 
 // selectPage returns up to limit machines after `after` that pass f, and
 // the id to continue after ("" at the end). The store filters state and
-// labels; fact terms are evaluated on the in-memory index's inventories.
+// labels; fact terms and the group selected are evaluated on the
+// in-memory index's inventories and the catalog's snapshot.
 func (s *Server) selectPage(ctx context.Context, f fleetFilter, after string, limit int) ([]*matchbox.Machine, string, error) {
 	var out []*matchbox.Machine
 	batch := limit + 1
-	if len(f.Facts) > 0 {
+	if f.inMemory() {
 		batch = 1000
 	}
+	snap := s.cfg.Snapshot()
 	for {
 		ms, err := s.cfg.Machines.ListMachines(ctx, store.MachineFilter{State: f.State, Label: f.Labels, After: after, Limit: batch})
 		if err != nil {
 			return nil, "", err
 		}
 		for _, m := range ms {
-			if len(f.Facts) > 0 {
+			if f.inMemory() {
 				idx, ok := s.cfg.Machines.LookupMachineByID(m.ID)
 				if !ok || !f.matchesFacts(idx.Inventory) {
 					continue
 				}
 				m.Inventory = idx.Inventory
+				if f.Group != "" && selectedGroup(snap, m) != f.Group {
+					continue
+				}
 			}
 			if len(out) == limit {
 				return out, out[limit-1].ID, nil
@@ -266,6 +283,16 @@ func (s *Server) lastEvent(ctx context.Context, id string) (*matchbox.Event, err
 		return nil, err
 	}
 	return &evs[len(evs)-1], nil
+}
+
+// selectedGroup returns the id of the group the snapshot selects for m now
+// ("" when none matches).
+func selectedGroup(snap *matchbox.Snapshot, m *matchbox.Machine) string {
+	match, _ := snap.Select(selectionLabels(m), m.Inventory)
+	if match.Group == nil {
+		return ""
+	}
+	return match.Group.ID
 }
 
 // selectionLabels are the labels a machine's boot requests carry, its
@@ -460,13 +487,38 @@ type groupView struct {
 	Selector string
 	Selected int
 	// Sample holds a few selected machines' ids.
-	Sample  []string
+	Sample []string
+	// Fleet links to the fleet filtered to the machines it selects.
+	Fleet   string
 	Dangles bool
+	// Warnings are the snapshot's warnings that name the group or its
+	// profile.
+	Warnings []string
+}
+
+// groupWarnings returns the warnings of ws (the snapshot's) about group g:
+// its dangling profile, its profile's dangling templates, and the ties it
+// is part of.
+func groupWarnings(ws []string, g *matchbox.Group) []string {
+	id, prof := strconv.Quote(g.ID), strconv.Quote(g.Profile)
+	var out []string
+	for _, w := range ws {
+		d := strings.TrimPrefix(w, "dangling reference: ")
+		switch {
+		case strings.HasPrefix(d, "group "+id+":"),
+			strings.HasPrefix(d, "profile "+prof+":"),
+			strings.HasPrefix(w, "groups "+id+" "),
+			strings.HasPrefix(w, "groups ") && strings.Contains(w, "} and "+id+" {"):
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (s *Server) groups(w http.ResponseWriter, r *http.Request, u user) error {
 	snap := s.cfg.Snapshot()
 	gs := snap.Groups()
+	warnings := snap.Warnings()
 	views := make([]groupView, len(gs))
 	index := map[string]int{}
 	for i, g := range gs {
@@ -477,7 +529,8 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request, u user) error {
 		sort.Strings(terms)
 		terms = append(terms, g.Facts...)
 		_, hasProfile := snap.Profile(g.Profile)
-		views[i] = groupView{G: g, Selector: strings.Join(terms, ", "), Dangles: !hasProfile}
+		views[i] = groupView{G: g, Selector: strings.Join(terms, ", "), Dangles: !hasProfile,
+			Fleet: Prefix + "?" + url.Values{"group": {g.ID}}.Encode(), Warnings: groupWarnings(warnings, g)}
 		index[g.ID] = i
 	}
 	// Which group each machine selects now, over the whole fleet.
@@ -491,11 +544,11 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request, u user) error {
 			if idx, ok := s.cfg.Machines.LookupMachineByID(m.ID); ok {
 				m.Inventory = idx.Inventory
 			}
-			match, _ := snap.Select(selectionLabels(m), m.Inventory)
-			if match.Group == nil {
+			g := selectedGroup(snap, m)
+			if g == "" {
 				continue
 			}
-			v := &views[index[match.Group.ID]]
+			v := &views[index[g]]
 			v.Selected++
 			if len(v.Sample) < 10 {
 				v.Sample = append(v.Sample, m.ID)
@@ -512,7 +565,7 @@ func (s *Server) groups(w http.ResponseWriter, r *http.Request, u user) error {
 			profiles = append(profiles, p)
 		}
 	}
-	data := map[string]any{"User": u, "Title": "Groups and profiles", "Groups": views, "Profiles": profiles, "Warnings": snap.Warnings()}
+	data := map[string]any{"User": u, "Title": "Groups and profiles", "Groups": views, "Profiles": profiles, "Warnings": warnings}
 	if typed := r.URL.Query().Get("machine"); typed != "" {
 		data["Chosen"] = typed
 		q, err := s.machineQuery(r, typed)

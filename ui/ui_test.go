@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/mux"
 
 	"matchbox/api"
@@ -522,5 +524,108 @@ func TestRenderedBootChangesNothing(t *testing.T) {
 	}
 	if after := storeState(t, c.store); after == before {
 		t.Fatalf("a real boot request changed nothing either: the check above proves nothing")
+	}
+}
+
+// groupRow returns the groups page's table row of group id.
+func groupRow(t *testing.T, page, id string) string {
+	t.Helper()
+	for _, row := range strings.Split(page, "<tr>") {
+		if strings.HasPrefix(row, "\n<td>"+id+"<") || strings.HasPrefix(row, "\n<td>"+id+"</td>") {
+			return row[:strings.Index(row, "</tr>")]
+		}
+	}
+	t.Fatalf("no row of group %s in the groups page:\n%s", id, page)
+	return ""
+}
+
+// TestGroupsSelectionAndWarnings: the groups page counts the machines each
+// group selects now, as the boot endpoints select (checked against GET
+// /api/v1/render for every machine), links each count to the fleet
+// filtered to those machines, and shows each group's ties and dangling
+// references.
+func TestGroupsSelectionAndWarnings(t *testing.T) {
+	c := newConsole(t, true)
+	c.putCatalog(t, append(testCatalog(),
+		&store.Object{Kind: matchbox.KindGroup, ID: "workers", Group: &matchbox.Group{ID: "workers", Profile: "install", Selector: map[string]string{"role": "worker"}}},
+		&store.Object{Kind: matchbox.KindGroup, ID: "orphan", Group: &matchbox.Group{ID: "orphan", Profile: "missing", Selector: map[string]string{"rack": "r9"}, Priority: 3}},
+		&store.Object{Kind: matchbox.KindProfile, ID: "broken", Profile: &matchbox.Profile{ID: "broken", Boot: matchbox.Boot{Kernel: "/k"}, GenericID: "nope.txt"}},
+		&store.Object{Kind: matchbox.KindGroup, ID: "odd", Group: &matchbox.Group{ID: "odd", Profile: "broken", Selector: map[string]string{"os": "odd"}, Priority: 5}},
+	)...)
+	machines := []struct {
+		id     string
+		labels map[string]string
+	}{
+		{"m1", map[string]string{"rack": "r1"}},
+		{"m2", map[string]string{"rack": "r1", "role": "worker"}},
+		{"m3", map[string]string{"role": "worker"}},
+		{"m4", nil},
+		{"m5", map[string]string{"rack": "r9"}},
+	}
+	for i, m := range machines {
+		c.putMachine(t, &matchbox.Machine{ID: m.id, MACs: []string{fmt.Sprintf("52:54:00:00:01:%02x", i)}, State: matchbox.StateReady, Labels: m.labels})
+	}
+	want := map[string][]string{"rack1": {"m1"}, "workers": {"m2", "m3"}, "default": {"m4"}, "orphan": {"m5"}, "odd": nil}
+
+	// The boot endpoints agree on each machine's group.
+	for i, m := range machines {
+		req, _ := http.NewRequest("GET", c.srv.URL+fmt.Sprintf("/api/v1/render?mac=52:54:00:00:01:%02x", i), nil)
+		req.Header.Set("Authorization", "Bearer "+readToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var group string
+		for g, ids := range want {
+			if slices.Contains(ids, m.id) {
+				group = g
+			}
+		}
+		if !strings.Contains(string(b), `"group": "`+group+`"`) {
+			t.Fatalf("render for %s: %s, want group %s", m.id, b, group)
+		}
+	}
+
+	cl, _ := c.login(t, readToken)
+	_, page, _ := do(t, cl, "GET", c.srv.URL+"/ui/groups", nil)
+	rowRE := regexp.MustCompile(`<td><a href="/ui/machines/([^"]+)">`)
+	for g, ids := range want {
+		row := groupRow(t, page, g)
+		link := fmt.Sprintf(`<a class="selected" href="/ui/?group=%s">%d machines</a>`, g, len(ids))
+		if !strings.Contains(row, link) {
+			t.Errorf("group %s's row lacks %s:\n%s", g, link, row)
+			continue
+		}
+		_, fleet, _ := do(t, cl, "GET", c.srv.URL+"/ui/?group="+g, nil)
+		var got []string
+		for _, m := range rowRE.FindAllStringSubmatch(fleet, -1) {
+			got = append(got, m[1])
+		}
+		if diff := cmp.Diff(ids, got); diff != "" {
+			t.Errorf("fleet of group %s (-want +got):\n%s", g, diff)
+		}
+	}
+	warnings := map[string][]string{
+		"workers": {`groups &#34;workers&#34; {role=worker} and &#34;rack1&#34; {rack=r1} can both match`},
+		"rack1":   {`groups &#34;workers&#34; {role=worker} and &#34;rack1&#34; {rack=r1} can both match`},
+		"orphan":  {`dangling reference: group &#34;orphan&#34;: profile &#34;missing&#34; does not exist`},
+		"odd":     {`dangling reference: profile &#34;broken&#34;: generic_id &#34;nope.txt&#34; names no generic template`},
+		"default": nil,
+	}
+	for g, ws := range warnings {
+		row := groupRow(t, page, g)
+		if n := strings.Count(row, `class="warning"`); n != len(ws) {
+			t.Errorf("group %s shows %d warnings, want %d:\n%s", g, n, len(ws), row)
+		}
+		for _, w := range ws {
+			if !strings.Contains(row, w) {
+				t.Errorf("group %s's row lacks the warning %s:\n%s", g, w, row)
+			}
+		}
+	}
+	if _, fleet, _ := do(t, cl, "GET", c.srv.URL+"/ui/?group=nosuch", nil); !strings.Contains(fleet, `group &#34;nosuch&#34; does not exist`) {
+		t.Errorf("fleet of an unknown group shows no error")
 	}
 }
