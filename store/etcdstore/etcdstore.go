@@ -14,8 +14,18 @@
 // moved since the read: concurrent writers (on any instance) serialise on
 // it, and a writer that lost re-reads and runs its function again.
 //
-// Only the catalog lives here so far: machines, leases and timelines are
-// not implemented on etcd yet.
+//	machines/<id>        a machine: record, sealed BMC record, last inventory
+//	macs/<mac>           the id of the machine owning a MAC
+//	inventory/<id>/<seq> a machine's inventory history
+//	events/<id>/<key>    a machine's timeline
+//
+// Machine writes are transactions on the condition that the machine's key
+// (and the MAC keys they take) did not change since they were read:
+// compare-and-swap, so that a state transition from given states commits
+// on one instance only. Every instance keeps an in-memory index of the
+// machines (by id, MAC and UUID) from a watch of machines/.
+//
+// Leases are not implemented on etcd yet.
 package etcdstore
 
 import (
@@ -26,8 +36,8 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -59,17 +69,20 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	cli     *clientv3.Client
+	root    string // "/<prefix>/"
 	catalog string // "/<prefix>/catalog/"
 	revKey  string // "/<prefix>/catalog-rev"
+	now     func() time.Time
 
-	snap atomic.Pointer[matchbox.Snapshot]
+	snap           atomic.Pointer[matchbox.Snapshot]
+	catalogApplied *applied // etcd revision the snapshot reflects
 
-	mu      sync.Mutex
-	applied int64         // etcd revision the snapshot reflects
-	changed chan struct{} // closed and replaced when applied moves
+	index           *machineIndex
+	machinesApplied *applied // etcd revision the index reflects
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel       context.CancelFunc
+	done         chan struct{} // closed when the catalog watch ends
+	machinesDone chan struct{} // closed when the machine watch ends
 }
 
 var _ store.CatalogStore = (*Store)(nil)
@@ -96,10 +109,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, cli: cfg.Client,
+		root:    "/" + prefix + "/",
 		catalog: "/" + prefix + "/catalog/",
 		revKey:  "/" + prefix + "/catalog-rev",
-		changed: make(chan struct{}),
+		now:     time.Now,
+		index:   newMachineIndex(),
 		done:    make(chan struct{}),
+
+		machinesDone: make(chan struct{}),
 	}
 	state, err := s.read(ctx)
 	if err != nil {
@@ -110,18 +127,44 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open etcd store: stored catalog is invalid: %w", err)
 	}
 	s.snap.Store(snap)
-	s.applied = state.rev
+	s.catalogApplied = newApplied(state.rev)
+	ms, mrev, err := s.loadMachines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open etcd store: %w", err)
+	}
+	s.index.replaceAll(ms)
+	s.machinesApplied = newApplied(mrev)
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.watch(wctx, state)
+	go s.watchMachines(wctx, mrev)
 	return s, nil
 }
 
-// Close stops the watch. It does not close the client.
+// Close stops the watches. It does not close the client.
 func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
+	<-s.machinesDone
 	return nil
+}
+
+// Ping checks that etcd answers a linearizable read (it has a quorum).
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.cli.Get(ctx, s.revKey); err != nil {
+		return fmt.Errorf("ping etcd: %w", err)
+	}
+	return nil
+}
+
+// pause waits d or until ctx is done, between attempts to read etcd again.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Snapshot returns the current immutable catalog snapshot.
@@ -379,7 +422,7 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c store.CatalogTx) er
 			s.log.DebugContext(ctx, "catalog write lost to a concurrent one; retrying", "attempt", attempt+1)
 			continue
 		}
-		if err := s.waitApplied(ctx, resp.Header.Revision); err != nil {
+		if err := s.catalogApplied.wait(ctx, resp.Header.Revision); err != nil {
 			return nil, fmt.Errorf("catalog committed at revision %d, snapshot not yet rebuilt: %w", resp.Header.Revision, err)
 		}
 		snap := s.Snapshot()
@@ -389,23 +432,6 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c store.CatalogTx) er
 		return snap, nil
 	}
 	return nil, fmt.Errorf("catalog write lost to concurrent writes %d times: %w", maxAttempts, store.ErrVersionConflict)
-}
-
-// waitApplied waits until the snapshot reflects etcd revision rev.
-func (s *Store) waitApplied(ctx context.Context, rev int64) error {
-	for {
-		s.mu.Lock()
-		applied, ch := s.applied, s.changed
-		s.mu.Unlock()
-		if applied >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // watch applies the catalog's changes, from the revision after st's, to
@@ -445,7 +471,7 @@ func (s *Store) watch(ctx context.Context, st *state) {
 				}
 			}
 			st.rev = wresp.Header.Revision
-			s.setApplied(st.rev)
+			s.catalogApplied.set(st.rev)
 		}
 		if ctx.Err() != nil {
 			return
@@ -455,23 +481,14 @@ func (s *Store) watch(ctx context.Context, st *state) {
 		fresh, err := s.read(ctx)
 		if err != nil {
 			s.log.Warn("reading the catalog again failed", "err", err)
+			pause(ctx, time.Second)
 			continue
 		}
 		if snap, err := matchbox.Build(fresh.catalog(), s.cfg.ParseFact); err == nil {
 			s.snap.Store(snap)
 		}
 		st = fresh
-		s.setApplied(st.rev)
-	}
-}
-
-func (s *Store) setApplied(rev int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if rev > s.applied {
-		s.applied = rev
-		close(s.changed)
-		s.changed = make(chan struct{})
+		s.catalogApplied.set(st.rev)
 	}
 }
 

@@ -1,0 +1,191 @@
+package etcdstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+)
+
+// eventsPerTxn bounds the events of one etcd transaction: etcd refuses a
+// transaction of more than --max-txn-ops operations (128 by default).
+const eventsPerTxn = 100
+
+// eventRecord is one timeline event under events/<machine>/<key>. Its id
+// (matchbox.Event.ID) is the etcd revision that created it shifted left by
+// 12 bits plus its position N in its transaction: ids order events as
+// they were committed, across instances.
+type eventRecord struct {
+	N      int64          `json:"n"`
+	At     time.Time      `json:"at"`
+	Type   string         `json:"type"`
+	Detail map[string]any `json:"detail,omitempty"`
+}
+
+func (s *Store) eventPrefix(id string) string { return s.root + "events/" + id + "/" }
+
+// AppendEvents appends events to the timelines of machines that exist,
+// named by MachineID or by a MAC a machine owns; an event of a MAC no
+// machine owns fails the call with store.ErrNotFound.
+func (s *Store) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	return s.appendEvents(ctx, evs, false)
+}
+
+// DiscoverAndAppendEvents is AppendEvents creating a discovered machine
+// (EnsureMachine) for each MAC no machine owns, and recording the UUID a
+// known machine reports for the first time.
+func (s *Store) DiscoverAndAppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	return s.appendEvents(ctx, evs, true)
+}
+
+// appendEvents resolves the events' machines, then writes the events in
+// transactions of at most eventsPerTxn events, each on the condition that
+// its machines still exist.
+func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, discover bool) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(evs))
+	resolved := map[string]string{}
+	for i := range evs {
+		ev := &evs[i]
+		id := ev.MachineID
+		if id == "" {
+			if ev.MAC == "" {
+				return fmt.Errorf("event %s names no machine and no MAC", ev.Type)
+			}
+			uuid := matchbox.MachineUUID(ev.UUID)
+			known, ok := resolved[ev.MAC]
+			switch {
+			case ok && uuid == "":
+				id = known
+			case discover:
+				m, inMemory := s.LookupMachine(ev.MAC, "")
+				if inMemory && (uuid == "" || m.UUID != "") {
+					id = m.ID
+					break
+				}
+				var err error
+				if id, _, err = s.EnsureMachine(ctx, ev.MAC, uuid); err != nil {
+					return fmt.Errorf("%s event of MAC %s: %w", ev.Type, ev.MAC, err)
+				}
+			default:
+				if m, inMemory := s.LookupMachine(ev.MAC, ""); inMemory {
+					id = m.ID
+					break
+				}
+				var err error
+				if id, err = s.MachineIDByMAC(ctx, ev.MAC); err != nil {
+					return fmt.Errorf("%s event of MAC %s: no machine has the MAC: %w", ev.Type, ev.MAC, err)
+				}
+			}
+			resolved[ev.MAC] = id
+		}
+		ids[i] = id
+	}
+	suffix, err := randomHex(6)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(evs); start += eventsPerTxn {
+		end := min(start+eventsPerTxn, len(evs))
+		var cmps []clientv3.Cmp
+		seen := map[string]bool{}
+		ops := make([]clientv3.Op, 0, end-start)
+		for i := start; i < end; i++ {
+			ev := &evs[i]
+			if !seen[ids[i]] {
+				seen[ids[i]] = true
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.machineKey(ids[i])), ">", 0))
+			}
+			at := ev.At
+			if at.IsZero() {
+				at = s.now()
+			}
+			body, err := json.Marshal(eventRecord{N: int64(i - start), At: at.UTC(), Type: ev.Type, Detail: ev.MergedDetail()})
+			if err != nil {
+				return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, ids[i], err)
+			}
+			key := fmt.Sprintf("%s%020d-%s-%03d", s.eventPrefix(ids[i]), at.UnixNano(), suffix, i)
+			ops = append(ops, clientv3.OpPut(key, string(body)))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("append events: %w", err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("append events: a machine of the batch was deleted: %w", store.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random key suffix: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// Events returns a machine's timeline, oldest first (in commit order).
+func (s *Store) Events(ctx context.Context, machineID string, f store.EventFilter) ([]matchbox.Event, error) {
+	return s.events(ctx, s.eventPrefix(machineID), f)
+}
+
+// FleetEvents returns the events of every machine, oldest first.
+func (s *Store) FleetEvents(ctx context.Context, f store.EventFilter) ([]matchbox.Event, error) {
+	return s.events(ctx, s.root+"events/", f)
+}
+
+func (s *Store) events(ctx context.Context, pfx string, f store.EventFilter) ([]matchbox.Event, error) {
+	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	out := make([]matchbox.Event, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var r eventRecord
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("decode event %s: %w", kv.Key, err)
+		}
+		id := kv.CreateRevision<<12 | r.N
+		if id <= f.AfterID || !typeMatches(r.Type, f.Type) || (!f.Since.IsZero() && r.At.Before(f.Since)) {
+			continue
+		}
+		machine, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.root+"events/"), "/")
+		out = append(out, matchbox.Event{ID: id, MachineID: machine, At: r.At, Type: r.Type, Detail: r.Detail})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	if len(out) > limit {
+		if f.Newest {
+			out = out[len(out)-limit:]
+		} else {
+			out = out[:limit]
+		}
+	}
+	return out, nil
+}
+
+func typeMatches(typ, want string) bool {
+	if want == "" {
+		return true
+	}
+	if strings.HasSuffix(want, ".") {
+		return strings.HasPrefix(typ, want)
+	}
+	return typ == want
+}
