@@ -86,6 +86,9 @@ func (s *Server) setState(w http.ResponseWriter, r *http.Request, u user) error 
 	return nil
 }
 
+// confirmSample is how many machines a bulk confirmation names.
+const confirmSample = 10
+
 // provisionSelector provisions every machine whose labels include the
 // form's: a first post shows how many that is and asks to confirm; the
 // confirming post provisions them if the count still holds.
@@ -104,10 +107,14 @@ func (s *Server) provisionSelector(w http.ResponseWriter, r *http.Request, u use
 	}
 	if r.PostForm.Get("confirm") != "yes" || r.PostForm.Get("count") != strconv.Itoa(len(ms)) {
 		var sample []string
-		for i := 0; i < len(ms) && i < 5; i++ {
+		for i := 0; i < len(ms) && i < confirmSample; i++ {
 			sample = append(sample, ms[i].ID)
 		}
-		return s.render(w, "confirm", map[string]any{"User": u, "Title": "Confirm provisioning", "Labels": raw, "Count": len(ms), "Sample": sample})
+		data := map[string]any{"User": u, "Title": "Confirm provisioning", "Labels": raw, "Count": len(ms), "Sample": sample, "More": len(ms) - len(sample)}
+		if r.PostForm.Get("confirm") == "yes" {
+			data["Changed"] = r.PostForm.Get("count")
+		}
+		return s.render(w, "confirm", data)
 	}
 	body, err := s.callAPI(r, u, http.MethodPost, "/machines/provision", wire.ProvisionRequest{Selector: labels})
 	if err != nil {
@@ -117,7 +124,8 @@ func (s *Server) provisionSelector(w http.ResponseWriter, r *http.Request, u use
 	if err := json.Unmarshal(body, &ans); err != nil {
 		return fmt.Errorf("decode provisioning answer: %w", err)
 	}
-	http.Redirect(w, r, Prefix+"?labels="+url.QueryEscape(raw), http.StatusSeeOther)
 	s.log.InfoContext(r.Context(), "console bulk provisioning", "machines", len(ms), "succeeded", ans.Succeeded, "failed", ans.Failed)
+	msg := fmt.Sprintf("Provisioning %d machines: %d started, %d failed.", len(ans.Outcomes), ans.Succeeded, ans.Failed)
+	http.Redirect(w, r, Prefix+"?"+url.Values{"labels": {raw}, "msg": {msg}}.Encode(), http.StatusSeeOther)
 	return nil
 }

@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,14 +12,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"matchbox/bmc"
-	"matchbox/bmc/ipmisim"
-	"matchbox/bmc/secret"
 	"matchbox/hardware"
 	"matchbox/internal/needs"
 	"matchbox/lifecycle"
 	"matchbox/matchbox"
-	"matchbox/store"
 )
 
 // screenshotDir is where the browser test writes its screenshots:
@@ -49,20 +44,7 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		needs.Skip(t, "chromium not installed (Debian package chromium): skipping the browser test")
 	}
-	sim := ipmisim.Start(t, ipmisim.Options{Username: "operator7", Password: "Sim-Passw0rd-9f3a"})
-	c := newConsoleWith(t, true, func(st *store.Store) *lifecycle.Service {
-		raw := make([]byte, secret.KeySize)
-		rand.Read(raw)
-		key, err := secret.NewKey(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lc, err := lifecycle.New(lifecycle.Config{Store: st, BMC: bmc.New(bmc.Config{Timeout: 15 * time.Second}), Secrets: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return lc
-	})
+	c, sim := bmcConsole(t)
 	ctx := context.Background()
 	for i, mem := range []uint64{128 << 30, 16 << 30, 256 << 30} {
 		id := fmt.Sprintf("node%d", i+1)
@@ -75,10 +57,7 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lc := c.lifecycle
-	if err := lc.SetBMC(ctx, "node3", bmc.Endpoint{Address: sim.Host, Port: sim.Port, Driver: "ipmi", CipherSuite: sim.CipherSuite, Username: sim.Username, Password: sim.Password}); err != nil {
-		t.Fatal(err)
-	}
+	c.setSimBMC(t, "node3", sim)
 
 	shots := screenshotDir(t)
 	t.Logf("screenshots in %s", shots)

@@ -212,7 +212,7 @@ func (s *Server) selectPage(ctx context.Context, f fleetFilter, after string, li
 
 func (s *Server) fleet(w http.ResponseWriter, r *http.Request, u user) error {
 	q := r.URL.Query()
-	data := map[string]any{"User": u, "Title": "Fleet", "States": states}
+	data := map[string]any{"User": u, "Title": "Fleet", "States": states, "Msg": q.Get("msg")}
 	f, err := s.parseFleetFilter(q)
 	data["Filter"] = f
 	if err != nil {
