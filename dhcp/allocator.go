@@ -63,16 +63,13 @@ type AllocatorConfig struct {
 // writes to it, from one goroutine, so that a lease is durable before the
 // server acknowledges it. The store package implements it on SQLite.
 //
-// On a store shared by several servers (etcd), the same three operations
-// would serve, with allocation as compare-and-swap: LoadLeases a range
-// read of a lease prefix (one key per address) that also yields the
-// revision to watch from, so that each allocator learns the addresses the
-// others take; CommitLeases one etcd transaction whose compares require
-// every written key to be absent or still at the revision this allocator
-// last saw it (else nothing is written and an error wrapping
-// ErrAddressTaken is returned, for the server to NAK); and the one lease
-// per MAC, kept by a unique index on SQLite, a second key per MAC written
-// in the same transaction.
+// On a store shared by several servers (store/etcdstore), CommitLeases is
+// a compare-and-swap transaction that also refuses an address another MAC
+// holds (bound, offered or declined, not expired), whatever this
+// allocator's memory says, with an error wrapping ErrAddressTaken: the
+// server NAKs, and Bind learns the holder's lease through LeaseByIP so
+// that the address is not offered again. The one lease per MAC, kept by a
+// unique index on SQLite, is a second key per MAC there.
 type LeaseStorage interface {
 	// LoadLeases returns every stored lease, ordered by address text.
 	LoadLeases(ctx context.Context) ([]Lease, error)
@@ -525,13 +522,24 @@ func (l *Allocator) Bind(ctx context.Context, req BindRequest) (Lease, error) {
 
 	lease := Lease{IP: req.IP, MAC: req.MAC, Hostname: host, Expires: exp, State: LeaseBound}
 	freed, err := l.write(ctx, lease, true)
+	// A storage shared with other servers refuses an address one of them
+	// holds: learn its lease so that it is not offered again.
+	var holder Lease
+	var learned bool
+	if errors.Is(err, ErrAddressTaken) {
+		holder, learned, _ = l.cfg.Storage.LeaseByIP(ctx, req.IP)
+		learned = learned && holder.MAC != req.MAC
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		if l.byIP[req.IP] == e {
 			l.dropEntry(e)
-			if prev != nil {
+			switch {
+			case learned:
+				l.setEntry(&leaseEntry{ip: holder.IP, mac: holder.MAC, hostname: holder.Hostname, expires: holder.Expires.UnixNano(), state: holder.State})
+			case prev != nil:
 				l.setEntry(prev)
 				if prev.state != LeaseDeclined && l.byMAC[prev.mac] == nil {
 					l.byMAC[prev.mac] = prev

@@ -25,7 +25,7 @@
 // on one instance only. Every instance keeps an in-memory index of the
 // machines (by id, MAC and UUID) from a watch of machines/.
 //
-// Leases are not implemented on etcd yet.
+// Leases: see leases.go.
 package etcdstore
 
 import (
@@ -63,7 +63,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Store is the catalog on etcd. It implements store.CatalogStore and is
+// Store is matchbox's state on etcd. It implements store.Backend and is
 // safe for concurrent use.
 type Store struct {
 	cfg     Config
@@ -85,7 +85,7 @@ type Store struct {
 	machinesDone chan struct{} // closed when the machine watch ends
 }
 
-var _ store.CatalogStore = (*Store)(nil)
+var _ store.Backend = (*Store)(nil)
 
 // record is one object's stored value.
 type record struct {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"matchbox/dhcp"
 	"matchbox/matchbox"
 	"matchbox/store"
 	"matchbox/store/etcdstore"
@@ -152,26 +151,21 @@ func TestCatalogAcrossInstances(t *testing.T) {
 	}
 }
 
-// machinesOnly adapts a Store to store.Backend for the machine part of the
-// suite before leases are on etcd: the lease methods are not called there.
-type machinesOnly struct {
-	*etcdstore.Store
-	dhcp.LeaseStorage
-}
-
-// TestMachineConformance runs the machine part of the store conformance
-// suite against a real 3-member etcd cluster.
-func TestMachineConformance(t *testing.T) {
+// TestConformance runs the machine and lease parts of the store
+// conformance suite against a real 3-member etcd cluster.
+func TestConformance(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
 	cli := cluster.Client(t)
 	var n atomic.Int64
-	storetest.RunMachines(t, func(t *testing.T) store.Backend {
-		s, err := etcdstore.Open(context.Background(), etcdstore.Config{Client: cli, Prefix: fmt.Sprintf("machines-%d", n.Add(1))})
+	open := func(t *testing.T) store.Backend {
+		s, err := etcdstore.Open(context.Background(), etcdstore.Config{Client: cli, Prefix: fmt.Sprintf("conformance-%d", n.Add(1))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return machinesOnly{Store: s}
-	})
+		return s
+	}
+	t.Run("Machines", func(t *testing.T) { storetest.RunMachines(t, open) })
+	t.Run("Leases", func(t *testing.T) { storetest.RunLeases(t, open) })
 }
 
 // TestMachinesAcrossInstances: two instances racing to move one ready

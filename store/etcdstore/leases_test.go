@@ -1,0 +1,158 @@
+package etcdstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"matchbox/dhcp"
+	"matchbox/store/etcdstore"
+	"matchbox/store/etcdstore/etcdtest"
+)
+
+func openAllocator(t *testing.T, s *etcdstore.Store, first, last string) *dhcp.Allocator {
+	t.Helper()
+	a, err := dhcp.OpenAllocator(context.Background(), dhcp.AllocatorConfig{
+		Ranges:    []dhcp.LeaseRange{{Start: netip.MustParseAddr(first), End: netip.MustParseAddr(last)}},
+		Storage:   s,
+		MaxBatch:  etcdstore.MaxLeaseBatch,
+		OfferHold: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// TestLeasesAcrossInstances: two allocators of two instances serving the
+// same range (a misconfiguration that must stay safe) allocate at once
+// for more clients than the range has addresses; no address is ever
+// acknowledged to two MACs, every acknowledged lease is stored, and each
+// MAC has one lease. Then expiry, DECLINE and RELEASE through one
+// instance hold on the other.
+func TestLeasesAcrossInstances(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	sa, sb := open(t, cluster, "site"), open(t, cluster, "site")
+	const first, last = "10.0.0.10", "10.0.0.49" // 40 addresses
+	allocs := []*dhcp.Allocator{openAllocator(t, sa, first, last), openAllocator(t, sb, first, last)}
+
+	const clientsPerInstance = 30 // 60 clients for 40 addresses
+	var mu sync.Mutex
+	acked := map[netip.Addr]string{} // address → MAC it was acknowledged to
+	ackedMAC := map[string]netip.Addr{}
+	var taken, full int
+	var wg sync.WaitGroup
+	for inst, al := range allocs {
+		for c := range clientsPerInstance {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				mac := fmt.Sprintf("02:00:00:00:%02x:%02x", inst, c)
+				for try := 0; try < 20; try++ {
+					ip, err := al.Offer(dhcp.OfferRequest{MAC: mac})
+					if errors.Is(err, dhcp.ErrNoFreeAddress) {
+						mu.Lock()
+						full++
+						mu.Unlock()
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					l, err := al.Bind(ctx, dhcp.BindRequest{MAC: mac, IP: ip, TTL: time.Hour})
+					if errors.Is(err, dhcp.ErrAddressTaken) {
+						mu.Lock()
+						taken++
+						mu.Unlock()
+						continue // the client is NAKed and starts again
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if other, ok := acked[l.IP]; ok && other != mac {
+						t.Errorf("address %s acknowledged to %s and to %s", l.IP, other, mac)
+					}
+					acked[l.IP], ackedMAC[mac] = mac, l.IP
+					return
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	t.Logf("%d clients, 40 addresses: %d leases acknowledged, %d binds refused as taken by the other instance, %d clients found no free address",
+		2*clientsPerInstance, len(acked), taken, full)
+	if taken == 0 {
+		t.Errorf("the race did not happen: %d acknowledged, none refused", len(acked))
+	}
+	if len(acked) != 40 {
+		t.Errorf("%d of 40 addresses acknowledged: the allocators did not learn each other's leases", len(acked))
+	}
+	stored, err := sb.LoadLeases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perMAC := map[string]int{}
+	for _, l := range stored {
+		if mac, ok := acked[l.IP]; ok && mac != l.MAC {
+			t.Errorf("address %s acknowledged to %s is stored for %s", l.IP, mac, l.MAC)
+		}
+		if l.State == dhcp.LeaseBound {
+			perMAC[l.MAC]++
+		}
+	}
+	for ip, mac := range acked {
+		if l, ok, err := sa.LeaseByIP(ctx, ip); err != nil || !ok || l.MAC != mac || l.State != dhcp.LeaseBound {
+			t.Errorf("acknowledged lease %s of %s: stored %+v %v %v", ip, mac, l, ok, err)
+		}
+	}
+	for mac, n := range perMAC {
+		if n > 1 {
+			t.Errorf("MAC %s has %d bound leases", mac, n)
+		}
+	}
+
+	// A fresh pair of allocators over another range: lease states written
+	// through a are honoured by b.
+	a := openAllocator(t, sa, "10.0.1.10", "10.0.1.19")
+	b := openAllocator(t, sb, "10.0.1.10", "10.0.1.19")
+	x := netip.MustParseAddr("10.0.1.10")
+	const m1, m2 = "02:00:00:01:00:01", "02:00:00:01:00:02"
+	if _, err := a.Bind(ctx, dhcp.BindRequest{MAC: m1, IP: x, TTL: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bind(ctx, dhcp.BindRequest{MAC: m2, IP: x, TTL: time.Hour}); !errors.Is(err, dhcp.ErrAddressTaken) {
+		t.Fatalf("bind of an address another instance leased: %v, want ErrAddressTaken", err)
+	}
+	time.Sleep(3 * time.Second) // expiry
+	if _, err := b.Bind(ctx, dhcp.BindRequest{MAC: m2, IP: x, TTL: time.Hour}); err != nil {
+		t.Fatalf("bind of an address whose lease expired on another instance: %v", err)
+	}
+	if err := b.Release(ctx, m2, x); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, _ := sa.LeaseByIP(ctx, x); l.State != dhcp.LeaseReleased || l.MAC != m2 {
+		t.Errorf("release through one instance, seen through the other: %+v", l)
+	}
+	if _, err := a.Bind(ctx, dhcp.BindRequest{MAC: m1, IP: x, TTL: time.Hour}); err != nil {
+		t.Fatalf("bind of an address released through another instance: %v", err)
+	}
+	if err := a.Decline(ctx, m1, x); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, _ := sb.LeaseByIP(ctx, x); l.State != dhcp.LeaseDeclined {
+		t.Errorf("decline through one instance, seen through the other: %+v", l)
+	}
+	if _, err := b.Bind(ctx, dhcp.BindRequest{MAC: m2, IP: x, TTL: time.Hour}); !errors.Is(err, dhcp.ErrAddressTaken) {
+		t.Errorf("bind of an address declined through another instance: %v, want ErrAddressTaken", err)
+	}
+}
