@@ -61,6 +61,13 @@ type Config struct {
 	ParseFact matchbox.FactParser
 	// Logger receives store logs; nil discards them.
 	Logger *slog.Logger
+	// EventRetention is how long timeline events are kept at least: each
+	// is written under an etcd lease that expires after it and a rotation
+	// period (default 7 days).
+	EventRetention time.Duration
+	// EventsPerMachine bounds a machine's timeline: older events beyond
+	// it are deleted (default 256).
+	EventsPerMachine int
 }
 
 // Store is matchbox's state on etcd. It implements store.Backend and is
@@ -79,6 +86,8 @@ type Store struct {
 
 	index           *machineIndex
 	machinesApplied *applied // etcd revision the index reflects
+
+	retention eventRetention
 
 	cancel       context.CancelFunc
 	done         chan struct{} // closed when the catalog watch ends
@@ -106,6 +115,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.EventRetention <= 0 {
+		cfg.EventRetention = 7 * 24 * time.Hour
+	}
+	if cfg.EventsPerMachine <= 0 {
+		cfg.EventsPerMachine = 256
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, cli: cfg.Client,

@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"matchbox/matchbox"
@@ -19,6 +22,82 @@ import (
 // eventsPerTxn bounds the events of one etcd transaction: etcd refuses a
 // transaction of more than --max-txn-ops operations (128 by default).
 const eventsPerTxn = 100
+
+// eventRetention keeps timelines bounded in etcd, which is no log store
+// (its default quota is 2 GiB): every event is written under an etcd
+// lease that outlives it by at least Config.EventRetention (one lease per
+// rotation period, so a boot storm adds keys, not leases), and a machine
+// whose timeline grew by a quarter of Config.EventsPerMachine through this
+// instance is trimmed to its newest EventsPerMachine events.
+type eventRetention struct {
+	mu      sync.Mutex
+	lease   clientv3.LeaseID
+	granted time.Time
+	grown   map[string]int // machine → events appended since its last trim
+}
+
+// rotation is how long one event lease takes new events.
+func (s *Store) rotation() time.Duration { return max(s.cfg.EventRetention/8, time.Second) }
+
+// eventLease returns the lease new events are written under, granting a
+// new one when the current one is older than a rotation period (or
+// refused, stale).
+func (s *Store) eventLease(ctx context.Context, stale clientv3.LeaseID) (clientv3.LeaseID, error) {
+	r := &s.retention
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease != 0 && r.lease != stale && s.now().Sub(r.granted) < s.rotation() {
+		return r.lease, nil
+	}
+	ttl := int64((s.cfg.EventRetention + s.rotation()) / time.Second)
+	resp, err := s.cli.Grant(ctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant the lease of timeline events: %w", err)
+	}
+	r.lease, r.granted = resp.ID, s.now()
+	return r.lease, nil
+}
+
+// grew counts n events appended to a machine's timeline and reports
+// whether it is due for a trim.
+func (s *Store) grew(id string, n int) bool {
+	r := &s.retention
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.grown == nil {
+		r.grown = map[string]int{}
+	}
+	r.grown[id] += n
+	if r.grown[id] < max(s.cfg.EventsPerMachine/4, 1) {
+		return false
+	}
+	delete(r.grown, id)
+	return true
+}
+
+// trimEvents deletes a machine's oldest events beyond EventsPerMachine
+// (keys order events by time).
+func (s *Store) trimEvents(ctx context.Context, id string) error {
+	pfx := s.eventPrefix(id)
+	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("count events of machine %q: %w", id, err)
+	}
+	excess := resp.Count - int64(s.cfg.EventsPerMachine)
+	if excess <= 0 {
+		return nil
+	}
+	old, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(excess),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil || len(old.Kvs) == 0 {
+		return err
+	}
+	last := string(old.Kvs[len(old.Kvs)-1].Key)
+	if _, err := s.cli.Delete(ctx, pfx, clientv3.WithRange(last+"\x00")); err != nil {
+		return fmt.Errorf("trim events of machine %q: %w", id, err)
+	}
+	return nil
+}
 
 // eventRecord is one timeline event under events/<machine>/<key>. Its id
 // (matchbox.Event.ID) is the etcd revision that created it shifted left by
@@ -96,6 +175,11 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 	if err != nil {
 		return err
 	}
+	lease, err := s.eventLease(ctx, 0)
+	if err != nil {
+		return err
+	}
+	perMachine := map[string]int{}
 	for start := 0; start < len(evs); start += eventsPerTxn {
 		end := min(start+eventsPerTxn, len(evs))
 		var cmps []clientv3.Cmp
@@ -116,14 +200,32 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 				return fmt.Errorf("encode %s event of machine %q: %w", ev.Type, ids[i], err)
 			}
 			key := fmt.Sprintf("%s%020d-%s-%03d", s.eventPrefix(ids[i]), at.UnixNano(), suffix, i)
-			ops = append(ops, clientv3.OpPut(key, string(body)))
+			ops = append(ops, clientv3.OpPut(key, string(body), clientv3.WithLease(lease)))
+			perMachine[ids[i]]++
 		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The lease expired or was revoked: take a fresh one.
+			if lease, err = s.eventLease(ctx, lease); err != nil {
+				return err
+			}
+			for i := range ops {
+				ops[i] = clientv3.OpPut(string(ops[i].KeyBytes()), string(ops[i].ValueBytes()), clientv3.WithLease(lease))
+			}
+			resp, err = s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		}
 		if err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
 		if !resp.Succeeded {
 			return fmt.Errorf("append events: a machine of the batch was deleted: %w", store.ErrNotFound)
+		}
+	}
+	for id, n := range perMachine {
+		if s.grew(id, n) {
+			if err := s.trimEvents(ctx, id); err != nil {
+				s.log.Warn("trimming a timeline failed", "machine", id, "err", err)
+			}
 		}
 	}
 	return nil

@@ -30,7 +30,7 @@ type Cluster struct {
 
 // Start starts an n-member cluster and waits until it answers; it skips
 // the test when the etcd binary is not installed.
-func Start(t *testing.T, n int) *Cluster {
+func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -94,7 +94,7 @@ func Start(t *testing.T, n int) *Cluster {
 }
 
 // Client returns a client of every member, closed when the test ends.
-func (c *Cluster) Client(t *testing.T) *clientv3.Client {
+func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -104,7 +104,7 @@ func (c *Cluster) Client(t *testing.T) *clientv3.Client {
 	return cli
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
