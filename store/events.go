@@ -286,7 +286,7 @@ type RecorderConfig struct {
 // request paths never wait for the disk. With RecorderConfig.Discover it is
 // where machines seen on the network first come to exist.
 type Recorder struct {
-	store   *Store
+	store   EventWriter
 	cfg     RecorderConfig
 	ch      chan matchbox.BootEvent
 	flush   chan chan struct{}
@@ -294,8 +294,15 @@ type Recorder struct {
 	failed  atomic.Int64
 }
 
+// EventWriter is where a Recorder writes: the SQLite Store or another
+// Backend.
+type EventWriter interface {
+	AppendEvents(ctx context.Context, evs []matchbox.BootEvent) error
+	DiscoverAndAppendEvents(ctx context.Context, evs []matchbox.BootEvent) error
+}
+
 // NewRecorder returns a recorder writing to s; call Run to start it.
-func NewRecorder(s *Store, cfg RecorderConfig) *Recorder {
+func NewRecorder(s EventWriter, cfg RecorderConfig) *Recorder {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 8192
 	}

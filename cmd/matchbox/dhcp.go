@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"matchbox/dhcp"
-	"matchbox/store"
 )
 
 // dhcpOptions are the flags of matchbox's DHCP server (authoritative or
@@ -146,7 +145,7 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	}
 	var leases *dhcp.Allocator
 	if d.mode == dhcp.ModeAuthoritative {
-		if leases, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: dhcp.LeaseRanges(cfg.Ranges), Storage: s.store, Logger: cfg.Logger}); err != nil {
+		if leases, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: dhcp.LeaseRanges(cfg.Ranges), Storage: s.store, Logger: cfg.Logger, MaxBatch: s.leaseBatch}); err != nil {
 			return fmt.Errorf("--dhcp-range: %w", err)
 		}
 		cfg.Leases = leases
@@ -175,7 +174,7 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 
 // dhcpRecords reads the DHCP server's machine records from the store's
 // in-memory index.
-func dhcpRecords(st *store.Store) func(mac, uuid string) (dhcp.MachineRecord, bool) {
+func dhcpRecords(st backend) func(mac, uuid string) (dhcp.MachineRecord, bool) {
 	return func(mac, uuid string) (dhcp.MachineRecord, bool) {
 		sum, ok := st.LookupMachine(mac, uuid)
 		if !ok {

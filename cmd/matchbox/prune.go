@@ -50,7 +50,7 @@ func (g pruneGuard) check(deleted, imported int) error {
 // importPrunes lists the objects an import of objs would delete (stored
 // objects imported from a file that objs no longer provide), as "kind id",
 // and counts the file-imported objects stored now.
-func importPrunes(ctx context.Context, st *store.Store, objs []*store.Object) ([]string, int, error) {
+func importPrunes(ctx context.Context, st store.CatalogStore, objs []*store.Object) ([]string, int, error) {
 	keep := map[string]bool{}
 	for _, o := range objs {
 		keep[string(o.Kind)+" "+objectID(o)] = true

@@ -32,6 +32,7 @@ import (
 	"matchbox/netlimit"
 	"matchbox/signing"
 	"matchbox/store"
+	"matchbox/store/etcdstore"
 	"matchbox/store/location"
 	v011 "matchbox/v011"
 )
@@ -68,6 +69,8 @@ type serveOptions struct {
 	// storeFlags are --store and the etcd connection flags; --db and
 	// --data-dir join them in runServe.
 	storeFlags location.Flags
+	// store is the resolved --store location.
+	store location.Location
 }
 
 // newServeCommand returns `matchbox serve`: its flags are the boot
@@ -140,7 +143,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 // importDataDir reads the data directory and writes it to the store in one
 // transaction.
-func importDataDir(ctx context.Context, log *slog.Logger, st *store.Store, dir string, guard pruneGuard) error {
+func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore, dir string, guard pruneGuard) error {
 	content, err := datadir.Read(dir)
 	if err != nil {
 		return fmt.Errorf("data directory %s:\n%w", dir, err)
@@ -190,10 +193,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if loc.Kind != location.SQLite {
-		return fmt.Errorf("--store %s: serve does not run on etcd yet (its catalog, machines, leases and timelines are not implemented there); use --store sqlite:///path/to.db", loc)
+	o.store = loc
+	if loc.Kind == location.SQLite {
+		o.dbPath = loc.Path
 	}
-	o.dbPath = loc.Path
 	if o.assetsDir == "" {
 		o.assetsDir = filepath.Join(o.dataDir, "assets")
 		if _, err := os.Stat(o.assetsDir); err != nil {
@@ -214,9 +217,13 @@ func runServe(ctx context.Context, o *serveOptions) error {
 type services struct {
 	opts     *serveOptions
 	log      *slog.Logger
-	store    *store.Store
+	store    backend
 	recorder *store.Recorder
-	boot     *boothttp.Server
+	// closeStore closes the store and its connections.
+	closeStore func() error
+	// leaseBatch is the DHCP allocator's batch (0: its default).
+	leaseBatch int
+	boot       *boothttp.Server
 	// signer signs the boot endpoints' answers (.sig, .asc); nil when off.
 	signer *signing.Signer
 	// httpTLS serves the boot listener over HTTPS; nil for plain HTTP.
@@ -238,36 +245,39 @@ type services struct {
 // every service from its Config, in order: lifecycle, boot endpoints, API,
 // DHCP, TFTP. This is the one place where they are wired together.
 func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*services, error) {
-	st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: parseFact, Synchronous: o.syncMode})
+	st, closeStore, err := openStore(ctx, o, log)
 	if err != nil {
 		return nil, err
 	}
-	s := &services{opts: o, log: log, store: st, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
+	s := &services{opts: o, log: log, store: st, closeStore: closeStore, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
+	if o.store.Kind == location.Etcd {
+		s.leaseBatch = etcdstore.MaxLeaseBatch
+	}
 	if err := importDataDir(ctx, log, st, o.dataDir, o.prune); err != nil {
-		st.Close()
+		closeStore()
 		return nil, err
 	}
 	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log, Discover: true})
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	secrets, agentKey, err := loadKeys(o)
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, err
 	}
 	s.agentKey = agentKey
 	bootNets, err := parseCIDRs(o.bootNetworks)
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, fmt.Errorf("--boot-networks: %w", err)
 	}
 	lcMetrics, err := lifecycle.NewMetrics(s.registry)
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s.lifecycle, err = lifecycle.New(lifecycle.Config{
@@ -281,7 +291,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		BootURL:  o.dhcp.bootURL,
 	})
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, err
 	}
 	s.boot, err = boothttp.New(boothttp.Config{
@@ -296,7 +306,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		BootNetworks: bootNets,
 	})
 	if err != nil {
-		st.Close()
+		closeStore()
 		return nil, err
 	}
 	if s.signer, err = o.compat.loadSigner(); err != nil {
@@ -354,7 +364,7 @@ func (s *services) close() {
 	if s.boot != nil {
 		s.boot.Close()
 	}
-	s.store.Close()
+	s.closeStore()
 }
 
 // run serves until ctx ends, then shuts down gracefully.
@@ -420,7 +430,7 @@ func (s *services) run(ctx context.Context) error {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	}()
-	s.log.Info("matchbox serving", "http", ln.Addr().String(), "https", srv.TLSConfig != nil, "signed", s.signer != nil, "db", s.opts.dbPath, "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
+	s.log.Info("matchbox serving", "http", ln.Addr().String(), "https", srv.TLSConfig != nil, "signed", s.signer != nil, "store", s.opts.store.String(), "data_dir", s.opts.dataDir, "assets_dir", s.opts.assetsDir)
 
 	var runErr error
 	select {
@@ -465,7 +475,7 @@ func (s *services) listen(addrFlag, addr, maxFlag string, maxConns int) (net.Lis
 }
 
 // machineLookup adapts the store's machine index to the boot endpoints.
-type machineLookup struct{ st *store.Store }
+type machineLookup struct{ st backend }
 
 func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
 	sum, ok := m.st.LookupMachine(mac, strings.ToLower(uuid))

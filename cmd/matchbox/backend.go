@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"matchbox/matchbox"
+	"matchbox/store"
+	"matchbox/store/etcdstore"
+	"matchbox/store/location"
+)
+
+// backend is what serve needs of a store: store.Backend and the fleet
+// views of the console. The SQLite store and the etcd store implement it.
+type backend interface {
+	store.Backend
+	CountMachinesByState(ctx context.Context) (map[matchbox.MachineState]int, error)
+	FleetEvents(ctx context.Context, f store.EventFilter) ([]matchbox.Event, error)
+}
+
+var (
+	_ backend = (*store.Store)(nil)
+	_ backend = (*etcdstore.Store)(nil)
+)
+
+// openStore opens the store o.store names; the function returned closes it
+// with its connections.
+func openStore(ctx context.Context, o *serveOptions, log *slog.Logger) (backend, func() error, error) {
+	if o.store.Kind != location.Etcd {
+		st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: parseFact, Synchronous: o.syncMode})
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Close, nil
+	}
+	cli, err := etcdClient(o.store.Etcd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--store %s: %w", o.store, err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := etcdstore.Open(octx, etcdstore.Config{Client: cli, Prefix: o.store.Etcd.Prefix, ParseFact: parseFact, Logger: log})
+	if err != nil {
+		cli.Close()
+		return nil, nil, fmt.Errorf("--store %s: %w", o.store, err)
+	}
+	log.Info("store on etcd", "store", o.store.String())
+	return st, func() error { return errors.Join(st.Close(), cli.Close()) }, nil
+}
+
+// etcdClient connects to etcd as c says (TLS, user).
+func etcdClient(c location.EtcdConfig) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
+		Endpoints:   c.Endpoints,
+		DialTimeout: 10 * time.Second,
+		Username:    c.Username,
+		Password:    c.Password,
+		Logger:      zap.NewNop(),
+	}
+	if c.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--etcd-ca-file %s: no PEM certificate", c.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if c.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-cert-file/--etcd-key-file: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd: %w", err)
+	}
+	return cli, nil
+}
