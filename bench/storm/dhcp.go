@@ -11,6 +11,9 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // dhcpClient is one raw socket on an interface shared by every simulated
@@ -20,34 +23,95 @@ type dhcpClient struct {
 	conn net.PacketConn
 	mu   sync.Mutex
 	wait map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
-	done chan struct{}
+	stop chan struct{} // closed to end the reader
+	done chan struct{} // closed when the reader has ended
+}
+
+// readPoll bounds each read of the raw socket, so that the reader notices
+// stop: closing a raw socket does not wake a read blocked on it.
+const readPoll = 200 * time.Millisecond
+
+// dhcpReplyFilter keeps, of the IP packets the raw socket sees, only the
+// UDP datagrams to port 68: without it the socket also queues every TFTP
+// and HTTP packet of the storm, and the DHCP replies are dropped when its
+// buffer overflows.
+func dhcpReplyFilter() []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 9, Size: 1},                        // IP protocol
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 17, SkipTrue: 3}, // not UDP: drop
+		bpf.LoadMemShift{Off: 0},                                 // X = IP header length
+		bpf.LoadIndirect{Off: 2, Size: 2},                        // UDP destination port
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: dhcpv4.ClientPort, SkipFalse: 1},
+		bpf.RetConstant{Val: 1 << 16},
+		bpf.RetConstant{Val: 0},
+	}
+}
+
+// setReadBuffer sets the socket's receive buffer (beyond rmem_max: the
+// storm runs as root).
+func setReadBuffer(c *packet.Conn, n int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 func newDHCPClient(iface string) (*dhcpClient, error) {
-	conn, err := nclient4.NewRawUDPConn(iface, dhcpv4.ClientPort)
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("DHCP interface: %w", err)
+	}
+	filter, err := bpf.Assemble(dhcpReplyFilter())
+	if err != nil {
+		return nil, fmt.Errorf("DHCP socket filter: %w", err)
+	}
+	raw, err := packet.Listen(ifc, packet.Datagram, unix.ETH_P_IP, &packet.Config{Filter: filter})
 	if err != nil {
 		return nil, fmt.Errorf("DHCP raw socket on %s: %w", iface, err)
 	}
-	c := &dhcpClient{conn: conn, wait: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
+	// A storm's replies come in bursts: room for thousands of them.
+	if err := setReadBuffer(raw, 8<<20); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("DHCP raw socket on %s: read buffer: %w", iface, err)
+	}
+	conn := nclient4.NewBroadcastUDPConn(raw, &net.UDPAddr{Port: dhcpv4.ClientPort})
+	c := &dhcpClient{conn: conn, wait: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }
 
 func (c *dhcpClient) close() {
-	c.conn.Close()
+	close(c.stop)
 	<-c.done
+	c.conn.Close()
 }
 
 func (c *dhcpClient) read() {
 	defer close(c.done)
 	buf := make([]byte, 4096)
 	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		if err := c.conn.SetReadDeadline(time.Now().Add(readPoll)); err != nil {
+			return // the socket cannot time out reads: stop rather than block close forever
+		}
 		n, _, err := c.conn.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue
+			continue // a deadline, or a datagram that was not DHCP
 		}
 		msg, err := dhcpv4.FromBytes(buf[:n])
 		if err != nil || msg.OpCode != dhcpv4.OpcodeBootReply {
@@ -65,8 +129,10 @@ func (c *dhcpClient) read() {
 	}
 }
 
-// exchange sends req until a reply of one of the wanted types comes back
-// (or a NAK), resending every timeout, at most tries times.
+// exchange sends req until a reply of the wanted type comes back (or a
+// NAK), at most tries times, waiting timeout after the first send and
+// twice as long after each next one (the PXE specification's 4, 8, 16, 32
+// seconds with a timeout of 4s).
 func (c *dhcpClient) exchange(ctx context.Context, req *dhcpv4.DHCPv4, timeout time.Duration, tries int, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	ch := make(chan *dhcpv4.DHCPv4, 4)
 	c.mu.Lock()
@@ -78,11 +144,11 @@ func (c *dhcpClient) exchange(ctx context.Context, req *dhcpv4.DHCPv4, timeout t
 		c.mu.Unlock()
 	}()
 	dst := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
-	for range tries {
+	for try := range tries {
 		if _, err := c.conn.WriteTo(req.ToBytes(), dst); err != nil {
 			return nil, fmt.Errorf("send %s: %w", req.MessageType(), err)
 		}
-		timer := time.NewTimer(timeout)
+		timer := time.NewTimer(timeout << try) // doubled at each try, as PXE ROMs do
 	wait:
 		for {
 			select {

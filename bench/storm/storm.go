@@ -48,9 +48,9 @@ type Config struct {
 	// Interface is the network interface DHCP is done on, with a raw
 	// socket (root). Empty skips DHCP.
 	Interface string
-	// DHCPTimeout is how long a machine waits for each DHCP answer
-	// before sending again (default 2s); DHCPTries is how many times it
-	// sends (default 5).
+	// DHCPTimeout is how long a machine waits for a DHCP answer before
+	// sending again, doubled at each try as PXE ROMs do (default 2s);
+	// DHCPTries is how many times it sends (default 5: 62s at most).
 	DHCPTimeout time.Duration
 	DHCPTries   int
 	// MACPrefix is the first three bytes of every machine's MAC (default

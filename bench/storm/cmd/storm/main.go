@@ -24,7 +24,7 @@ func main() {
 	flag.IntVar(&cfg.Machines, "n", 100, "simulated machines")
 	flag.IntVar(&cfg.Concurrency, "c", 0, "machines booting at once (default: all)")
 	flag.StringVar(&cfg.Interface, "iface", "", "interface for DHCP (raw socket; empty skips DHCP)")
-	flag.DurationVar(&cfg.DHCPTimeout, "dhcp-timeout", 0, "wait for each DHCP answer before resending (default 2s)")
+	flag.DurationVar(&cfg.DHCPTimeout, "dhcp-timeout", 0, "wait for the first DHCP answer before resending, doubled at each try (default 2s)")
 	flag.StringVar(&cfg.TFTPAddr, "tftp", "", "TFTP server host:port (empty skips TFTP)")
 	flag.StringVar(&cfg.TFTPFile, "tftp-file", "", "file fetched when DHCP names none (default undionly.kpxe)")
 	flag.StringVar(&cfg.HTTPBase, "http", "", "HTTP base URL http://host:port (empty skips HTTP)")
