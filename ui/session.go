@@ -129,6 +129,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	role, ok := s.cfg.Auth.LookupToken(r.PostForm.Get("token"))
 	if !ok {
+		s.log.WarnContext(r.Context(), "console login refused: not a valid token", "remote", r.RemoteAddr)
 		s.finish(w, r, s.renderStatus(w, http.StatusUnauthorized, "login", map[string]any{"Tokens": s.cfg.Auth.TokensConfigured(), "Error": "That token is not valid."}))
 		return
 	}
@@ -140,6 +141,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, u user) error {
 	s.sessions.end(w, r)
+	s.log.InfoContext(r.Context(), "console logout", "role", u.Role, "remote", r.RemoteAddr)
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 	return nil
 }

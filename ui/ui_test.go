@@ -3,8 +3,10 @@ package ui_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -83,13 +85,33 @@ func newConsole(t testing.TB, withTokens bool) *console {
 // the store (nil: no lifecycle).
 func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.Store) *lifecycle.Service) *console {
 	t.Helper()
+	return newConsoleOpts(t, consoleOpts{tokens: withTokens, lifecycle: newLifecycle})
+}
+
+// consoleOpts configures a test console.
+type consoleOpts struct {
+	// tokens loads adminToken and readToken.
+	tokens bool
+	// lifecycle builds the lifecycle from the store; nil: none.
+	lifecycle func(st *store.Store) *lifecycle.Service
+	// sessionTTL is the console's; 0: its default.
+	sessionTTL time.Duration
+	// logger receives the API's and the console's logs; nil: none.
+	logger *slog.Logger
+	// tls serves HTTPS with this configuration (httptest's certificate).
+	tls *tls.Config
+}
+
+func newConsoleOpts(t testing.TB, o consoleOpts) *console {
+	t.Helper()
+	withTokens, newLifecycle := o.tokens, o.lifecycle
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db"), Synchronous: "NORMAL", ParseFact: parseFact})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := api.Config{Store: st, ParseFact: parseFact}
+	cfg := api.Config{Store: st, ParseFact: parseFact, Logger: o.logger}
 	var lc *lifecycle.Service
 	if newLifecycle != nil {
 		lc = newLifecycle(st)
@@ -120,7 +142,7 @@ func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.S
 	}
 	r := mux.NewRouter()
 	a.Register(r)
-	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond}
+	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond, SessionTTL: o.sessionTTL, Logger: o.logger}
 	if lc != nil {
 		uc.BMCs = lc
 	}
@@ -129,7 +151,16 @@ func newConsoleWith(t testing.TB, withTokens bool, newLifecycle func(st *store.S
 		t.Fatal(err)
 	}
 	r.PathPrefix(ui.Prefix).Handler(c)
-	srv := httptest.NewServer(r)
+	srv := httptest.NewUnstartedServer(r)
+	if o.logger != nil {
+		srv.Config.ErrorLog = slog.NewLogLogger(o.logger.Handler(), slog.LevelError)
+	}
+	if o.tls != nil {
+		srv.TLS = o.tls
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return &console{srv: srv, store: st, handler: r, lifecycle: lc, boot: boot.Handler()}
 }

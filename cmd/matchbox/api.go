@@ -30,10 +30,12 @@ type apiOptions struct {
 	clientCAFile string
 	maxBody      int64
 	maxConns     int
+	uiSessionTTL time.Duration
 }
 
 func (e *apiOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&e.tokenFile, "api-token-file", "", "API bearer tokens, one `<token> <role>` per line (role read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
+	f.DurationVar(&e.uiSessionTTL, "ui-session-ttl", 12*time.Hour, "how long a web console login lasts")
 	f.IntVar(&e.maxConns, "api-max-conns", 0, "connections --api-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
 	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS; with TLS it also serves v0.11's gRPC API)")
 	f.StringVar(&e.certFile, "tls-cert-file", "", "TLS certificate of the API listener (--api-addr)")
@@ -73,11 +75,11 @@ func (s *services) startAPI(e *apiOptions) error {
 	}
 	if e.addr == "" {
 		a.Register(s.router)
-		return s.registerUI(s.router, a)
+		return s.registerUI(s.router, a, e.uiSessionTTL)
 	}
 	router := mux.NewRouter()
 	a.Register(router)
-	if err := s.registerUI(router, a); err != nil {
+	if err := s.registerUI(router, a, e.uiSessionTTL); err != nil {
 		return err
 	}
 	var handler http.Handler = router

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -11,8 +12,8 @@ import (
 
 // registerUI serves the web console under /ui/ on the API's router r, where
 // a serves the API: the console authenticates by the API's rules and acts
-// through its handlers.
-func (s *services) registerUI(r *mux.Router, a *api.API) error {
+// through its handlers. A login lasts sessionTTL.
+func (s *services) registerUI(r *mux.Router, a *api.API, sessionTTL time.Duration) error {
 	c, err := ui.New(ui.Config{
 		Machines:  s.store,
 		Snapshot:  s.store.Snapshot,
@@ -21,6 +22,8 @@ func (s *services) registerUI(r *mux.Router, a *api.API) error {
 		Auth:      a,
 		API:       r,
 		Logger:    s.log,
+
+		SessionTTL: sessionTTL,
 	})
 	if err != nil {
 		return err
