@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X matchbox/version.version=$(VERSION) -X matchbox/version.commit=$(COMMIT)
 
-.PHONY: build run test test-short vet fuzz bench e2e clean proto
+.PHONY: build run test test-short vet fuzz fuzz-long reliability bench e2e clean proto
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/matchbox
@@ -44,6 +44,15 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# Every fuzz target for 10 minutes each.
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
+
+# The long form of the crash, full-disk and boot-storm tests of reliability/
+# (root: namespaces, mounts; at least 50 kills, a storm of 1,000 machines).
+reliability:
+	$(GO) test -count=1 -v -timeout 120m ./reliability/ -args -long
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./matchbox/...

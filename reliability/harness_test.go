@@ -1,0 +1,315 @@
+package reliability
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"matchbox/internal/needs"
+)
+
+// long selects the long form of every test (make reliability).
+var long = flag.Bool("long", false, "run the long form of the reliability tests (at least 50 kills, a storm of 1,000)")
+
+// stormSize overrides the number of machines of TestBootStorm.
+var stormSize = flag.Int("storm", 0, "machines in TestBootStorm (default 150, 1,000 with -long)")
+
+// bins are the binaries built once for every test.
+var bins struct {
+	matchbox, storm string
+	err             error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "matchbox-reliability-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if !testing.Short() {
+		bins.matchbox = filepath.Join(dir, "matchbox")
+		bins.storm = filepath.Join(dir, "storm")
+		for bin, pkg := range map[string]string{bins.matchbox: "matchbox/cmd/matchbox", bins.storm: "matchbox/bench/storm/cmd/storm"} {
+			out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+			if err != nil {
+				bins.err = fmt.Errorf("go build %s: %v: %s", pkg, err, out)
+				break
+			}
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needBinaries skips in -short mode and fails when the build failed.
+func needBinaries(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the matchbox binary: not in -short mode")
+	}
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+}
+
+// needRoot skips unless the test can create namespaces and run the
+// commands named.
+func needRoot(t *testing.T, cmds ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		needs.Skip(t, "needs root (network namespaces, mounts)")
+	}
+	for _, c := range append([]string{"ip"}, cmds...) {
+		if _, err := exec.LookPath(c); err != nil {
+			needs.Skipf(t, "needs the %s command (Debian packages: .ci/apt-packages)", c)
+		}
+	}
+}
+
+// kills returns short in the short form, longN in the long one.
+func kills(short, longN int) int {
+	if *long {
+		return longN
+	}
+	return short
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+var labSeq atomic.Int32
+
+// lab is a server namespace holding a bridge br0 (10.77.0.1/16) and a
+// client namespace with n interfaces c0..c(n-1), each the end of a veth
+// pair whose other end is on the bridge.
+type lab struct {
+	srv, cli string
+	clients  []string
+}
+
+const (
+	serverIP  = "10.77.0.1"
+	dhcpRange = "10.77.1.0-10.77.255.250"
+)
+
+func newLab(t *testing.T, n int) *lab {
+	t.Helper()
+	id := fmt.Sprintf("%d-%d", os.Getpid(), labSeq.Add(1))
+	l := &lab{srv: "mbxr-s-" + id, cli: "mbxr-c-" + id}
+	tok := rand.Uint32() & 0xffffff // veth names are at most 15 bytes
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", l.srv).Run()
+		exec.Command("ip", "netns", "del", l.cli).Run()
+	})
+	cmds := [][]string{
+		{"netns", "add", l.srv}, {"netns", "add", l.cli},
+		{"-n", l.srv, "link", "set", "lo", "up"}, {"-n", l.cli, "link", "set", "lo", "up"},
+		{"-n", l.srv, "link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0"},
+		{"-n", l.srv, "addr", "add", serverIP + "/16", "dev", "br0"},
+		{"-n", l.srv, "link", "set", "br0", "up"},
+	}
+	for i := range n {
+		s, c := fmt.Sprintf("ms%06x%d", tok, i), fmt.Sprintf("mc%06x%d", tok, i)
+		name := fmt.Sprintf("c%d", i)
+		cmds = append(cmds,
+			[]string{"link", "add", s, "netns", l.srv, "type", "veth", "peer", "name", c, "netns", l.cli},
+			[]string{"-n", l.srv, "link", "set", s, "master", "br0"},
+			[]string{"-n", l.srv, "link", "set", s, "up"},
+			[]string{"-n", l.cli, "link", "set", c, "name", name},
+			[]string{"-n", l.cli, "link", "set", name, "up"},
+		)
+		l.clients = append(l.clients, name)
+	}
+	for _, args := range cmds {
+		run(t, "ip", args...)
+	}
+	return l
+}
+
+// dialIn returns a dial function whose sockets live in network namespace
+// ns: each is opened on a thread switched into ns, which then exits.
+func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			c   net.Conn
+			err error
+		}
+		ch := make(chan result, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			f, err := os.Open("/var/run/netns/" + ns)
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+			f.Close()
+			if err != nil {
+				ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
+				return
+			}
+			var d net.Dialer
+			c, err := d.DialContext(ctx, network, addr)
+			ch <- result{c, err}
+		}()
+		r := <-ch
+		return r.c, r.err
+	}
+}
+
+// server is one matchbox serve process, restarted after each kill.
+type server struct {
+	t       *testing.T
+	ns      string // network namespace, "" for the test's own
+	dir     string
+	db      string
+	base    string // http://addr:port
+	args    []string
+	client  *http.Client
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{}
+	starts  int
+}
+
+// newServer prepares a matchbox serve over dir (data directory and
+// database) listening on httpAddr, with extra flags; the test reaches it on
+// loopback when httpAddr is 0.0.0.0.
+func newServer(t *testing.T, ns, dir, httpAddr string, extra ...string) *server {
+	base := "http://" + httpAddr
+	if host, port, _ := net.SplitHostPort(httpAddr); host == "0.0.0.0" {
+		base = "http://127.0.0.1:" + port // the API answers loopback clients
+	}
+	s := &server{t: t, ns: ns, dir: dir, db: filepath.Join(dir, "matchbox.db"), base: base,
+		logPath: filepath.Join(dir, "matchbox.log")}
+	s.args = append([]string{"serve", "--data-dir", dir, "--db", s.db, "--http-addr", httpAddr,
+		"--agent-key-file", filepath.Join(dir, "agent.key"), "--log-level", "warn", "--shutdown-timeout", "1s"}, extra...)
+	tr := &http.Transport{DisableKeepAlives: true}
+	if ns != "" {
+		tr.DialContext = dialIn(ns)
+	}
+	s.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// start runs the server and waits until /healthz answers.
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	s.starts++
+	fmt.Fprintf(logf, "=== start %d\n", s.starts)
+	if s.ns != "" {
+		s.cmd = exec.Command("ip", append([]string{"netns", "exec", s.ns, bins.matchbox}, s.args...)...)
+	} else {
+		s.cmd = exec.Command(bins.matchbox, s.args...)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		err := cmd.Wait()
+		if f, ferr := os.OpenFile(s.logPath, os.O_WRONLY|os.O_APPEND, 0); ferr == nil {
+			fmt.Fprintf(f, "=== exit: %v\n", err)
+			f.Close()
+		}
+		close(done)
+	}(s.cmd, s.exited)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			t.Fatalf("matchbox exited at start %d: %s", s.starts, s.tail())
+		default:
+		}
+		resp, err := s.client.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("matchbox did not answer /healthz within 30s: %s", s.tail())
+}
+
+// kill9 kills the server with SIGKILL and waits for it to exit. Under ip
+// netns exec the process is matchbox itself (ip execs it).
+func (s *server) kill9() {
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+	s.cmd = nil
+}
+
+// pid is the server's process id.
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+func (s *server) stop() {
+	if s.cmd != nil {
+		s.kill9()
+	}
+}
+
+// tail returns the end of the server's log.
+func (s *server) tail() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// sqlite runs a query on the server's database with the sqlite3 shell
+// (the server is down) and returns its rows, fields separated by |.
+func sqlite(t *testing.T, db, query string) []string {
+	t.Helper()
+	out, err := exec.Command("sqlite3", "-batch", db, query).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 %s %q: %v: %s", db, query, err, out)
+	}
+	return strings.Fields(string(bytes.TrimSpace(out)))
+}
+
+// integrityOK checks SQLite's integrity_check of db.
+func integrityOK(t *testing.T, db string) {
+	t.Helper()
+	if got := sqlite(t, db, "PRAGMA integrity_check;"); len(got) != 1 || got[0] != "ok" {
+		t.Fatalf("integrity_check of %s: %v", db, got)
+	}
+}
+
+// randomDelay is a random duration in [lo, hi).
+func randomDelay(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rand.Int64N(int64(hi-lo)))
+}
