@@ -1,69 +1,113 @@
 #!/usr/bin/env bash
 # bench/dhcp.sh: DHCPv4 lease throughput of matchbox (authoritative mode)
-# against ISC Kea, in one run, with ISC perfdhcp as the client.
+# against ISC Kea, side by side in one run, with ISC perfdhcp as the client.
 #
 # Two network namespaces joined by a veth pair: the server side holds
-# 10.77.0.1/16, the client side 10.77.0.2/16. matchbox (`matchbox serve
-# --dhcp-mode authoritative`, SQLite leases) and then kea-dhcp4 (memfile
-# leases, persisted to a CSV file) serve the range 10.77.1.0-10.77.255.250 in
-# the server namespace; perfdhcp runs in the client namespace at a fixed rate
-# of 4-way exchanges (DISCOVER, OFFER, REQUEST, ACK) for a fixed time. The
-# script prints exchanges/s and drops for both, and the ratio matchbox/Kea.
-# After matchbox's run it checks its SQLite file: every MAC once, every
-# address once.
+# 10.64.0.1/10, the client side 10.64.0.2/10. matchbox (`matchbox serve
+# --dhcp-mode authoritative`, SQLite leases, --db-synchronous FULL) and
+# kea-dhcp4 (memfile leases persisted to a CSV file, multi-threaded by
+# default: its faster configuration here) serve 10.64.1.0-10.127.255.250
+# (about 4 million addresses, so that no step runs out) in the server
+# namespace.
 #
-# Usage: bench/dhcp.sh [-r RATE] [-R CLIENTS] [-p SECONDS] [-s FULL|NORMAL]
-#                      [-m MIN_RATIO] [-k]
-#   -r  exchanges/s perfdhcp attempts (default 4500)
-#   -R  distinct simulated clients (MACs) (default 40000)
-#   -p  seconds per server (default 20)
+# A round ramps each server: perfdhcp runs 4-way exchanges (DISCOVER, OFFER,
+# REQUEST, ACK) at a target rate for a few seconds against a freshly started
+# server with empty lease storage, and the target steps up until more than
+# 1 % of the exchanges are dropped (then EXTRA steps more, to see where it
+# saturates). Rounds alternate which server ramps first. Every step is
+# printed; the summary gives, per server, the median over the rounds of the
+# highest achieved rate at <= 1 % drops and of the highest achieved rate at
+# all (saturation), and the ratios matchbox/Kea.
+#
+# After every step the lease storage is checked: every address and every
+# MAC leased once, and as many leases as acknowledged exchanges (perfdhcp
+# draws each exchange's MAC at random among CLIENTS, so a few MACs repeat:
+# the check allows three times the expected repeats, and no more leases
+# than REQUESTs sent). For matchbox it also reports the boot events its
+# recorder dropped (matchbox_events_dropped_total) and the machines it
+# created. The work directory must be on a real disk: the script refuses
+# tmpfs, where fsync costs nothing.
+#
+# Usage: bench/dhcp.sh [-n ROUNDS] [-a START] [-i STEP] [-x MAX] [-e EXTRA]
+#                      [-p SECONDS] [-R CLIENTS] [-s FULL|NORMAL] [-K mt|st]
+#                      [-m MIN_RATIO] [-P RATE] [-d DIR] [-k]
+#   -n  rounds (default 3)
+#   -a  first target rate, exchanges/s (default 2000)
+#   -i  rate step (default 1000)
+#   -x  highest target rate (default 20000)
+#   -e  steps run after the first one above 1 % drops (default 1)
+#   -p  seconds per step (default 8)
+#   -R  distinct simulated clients (MACs) perfdhcp draws from (default 4000000)
 #   -s  matchbox's --db-synchronous (default FULL)
-#   -m  exit 1 when the ratio is below MIN_RATIO (default: report only)
-#   -k  keep the work directory (logs, databases) for inspection
+#   -K  Kea multi-threaded (mt, 2 threads) or single-threaded (st) (default mt)
+#   -m  exit 1 when the ratio at <= 1 % drops is below MIN_RATIO
+#   -P  also take a CPU profile of matchbox (pprof, --debug-addr) during
+#       its first step at target RATE; written to the work directory
+#   -d  parent of the work directory (default /var/tmp); not tmpfs
+#   -k  keep the work directory (logs, lease files, profiles)
 #
 # Environment:
 #   MATCHBOX_BIN  a matchbox binary to run instead of building ./cmd/matchbox
 #
 # Needs root (namespaces), perfdhcp (Debian kea-admin), kea-dhcp4 (Debian
-# kea-dhcp4-server), sqlite3, iproute2, go (unless MATCHBOX_BIN).
+# kea-dhcp4-server), sqlite3, curl, iproute2, go (unless MATCHBOX_BIN).
 set -euo pipefail
 
-RATE=4500
-CLIENTS=40000
-SECONDS_PER=20
+ROUNDS=3
+START=2000
+STEP=1000
+MAX=20000
+EXTRA=1
+SECONDS_PER=8
+CLIENTS=4000000
 SYNC=FULL
+KEA_MODE=mt
 MIN_RATIO=
+PROFILE_RATE=
+PARENT=/var/tmp
 KEEP=0
-while getopts "r:R:p:s:m:kh" opt; do
+while getopts "n:a:i:x:e:p:R:s:K:m:P:d:kh" opt; do
 	case $opt in
-	r) RATE=$OPTARG ;;
-	R) CLIENTS=$OPTARG ;;
+	n) ROUNDS=$OPTARG ;;
+	a) START=$OPTARG ;;
+	i) STEP=$OPTARG ;;
+	x) MAX=$OPTARG ;;
+	e) EXTRA=$OPTARG ;;
 	p) SECONDS_PER=$OPTARG ;;
+	R) CLIENTS=$OPTARG ;;
 	s) SYNC=$OPTARG ;;
+	K) KEA_MODE=$OPTARG ;;
 	m) MIN_RATIO=$OPTARG ;;
+	P) PROFILE_RATE=$OPTARG ;;
+	d) PARENT=$OPTARG ;;
 	k) KEEP=1 ;;
 	h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) exit 2 ;;
 	esac
 done
+case $KEA_MODE in mt | st) ;; *) echo "dhcp.sh: -K $KEA_MODE: want mt or st" >&2; exit 2 ;; esac
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { printf '%s\n' "$*" >&2; }
 die() { log "dhcp.sh: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
-for c in perfdhcp:kea-admin kea-dhcp4:kea-dhcp4-server sqlite3:sqlite3 ip:iproute2; do
+for c in perfdhcp:kea-admin kea-dhcp4:kea-dhcp4-server sqlite3:sqlite3 ip:iproute2 curl:curl; do
 	command -v "${c%%:*}" >/dev/null || die "missing ${c%%:*} (Debian package ${c##*:})"
 done
 
-WORK=$(mktemp -d /tmp/dhcp-bench.XXXXXX)
+mkdir -p "$PARENT"
+WORK=$(mktemp -d "$PARENT/dhcp-bench.XXXXXX")
+FSTYPE=$(stat -f -c %T "$WORK")
+case $FSTYPE in
+tmpfs | ramfs) rmdir "$WORK"; die "$PARENT is on $FSTYPE, where fsync is free: pass -d DIR on a real disk" ;;
+esac
 ID=$$
 NS_SRV=mbxb-s-$ID
 NS_CLI=mbxb-c-$ID
-PIDS=()
+SRV_PID=
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
 	ip netns del "$NS_SRV" 2>/dev/null || true
 	ip netns del "$NS_CLI" 2>/dev/null || true
 	if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
@@ -77,10 +121,12 @@ ip -n "$NS_CLI" link set lo up
 ip link add vbs-$ID netns "$NS_SRV" type veth peer name vbc-$ID netns "$NS_CLI"
 ip -n "$NS_SRV" link set vbs-$ID name vS
 ip -n "$NS_CLI" link set vbc-$ID name vC
-ip -n "$NS_SRV" addr add 10.77.0.1/16 dev vS
-ip -n "$NS_CLI" addr add 10.77.0.2/16 dev vC
+ip -n "$NS_SRV" addr add 10.64.0.1/10 dev vS
+ip -n "$NS_CLI" addr add 10.64.0.2/10 dev vC
 ip -n "$NS_SRV" link set vS up
 ip -n "$NS_CLI" link set vC up
+RANGE_START=10.64.1.0
+RANGE_END=10.127.255.250
 
 if [ -n "${MATCHBOX_BIN:-}" ]; then
 	MBX=$MATCHBOX_BIN
@@ -90,17 +136,6 @@ else
 	(cd "$REPO" && go build -o "$MBX" ./cmd/matchbox)
 fi
 
-# run_perfdhcp NAME: perfdhcp against whatever serves now; prints its report
-# to $WORK/NAME.perf.
-run_perfdhcp() {
-	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$RATE" -R "$CLIENTS" -p "$SECONDS_PER" \
-		>"$WORK/$1.perf" 2>&1 || true # perfdhcp exits 3 when packets were dropped
-}
-
-# rate FILE, drops FILE: figures from a perfdhcp report.
-rate() { awk '/^Rate:/ {print $2; exit}' "$1"; }
-drops() { awk '/drops ratio:/ {gsub("%","",$3); s=s $3 "% "} END {print s}' "$1"; }
-
 wait_udp67() { # wait until something listens on UDP 67 in the server namespace
 	for _ in $(seq 100); do
 		ip netns exec "$NS_SRV" ss -Hlun 'sport = :67' | grep -q . && return 0
@@ -109,68 +144,172 @@ wait_udp67() { # wait until something listens on UDP 67 in the server namespace
 	return 1
 }
 
-# --- matchbox ---
-mkdir -p "$WORK/mbx"
-ip netns exec "$NS_SRV" "$MBX" serve --data-dir "$WORK/mbx" --http-addr 127.0.0.1:18080 \
-	--log-level warn --db-synchronous "$SYNC" \
-	--dhcp-mode authoritative --dhcp-iface vS --dhcp-range 10.77.1.0-10.77.255.250 \
-	--dhcp-lease-time 1h --boot-url http://10.77.0.1:18080 >"$WORK/matchbox.log" 2>&1 &
-MPID=$!
-PIDS+=("$MPID")
-wait_udp67 || { cat "$WORK/matchbox.log" >&2; die "matchbox did not start"; }
-log "perfdhcp against matchbox: $RATE/s, $CLIENTS clients, ${SECONDS_PER}s"
-run_perfdhcp matchbox
-kill "$MPID"
-wait "$MPID" || true
+stop_server() {
+	kill "$SRV_PID" 2>/dev/null || true
+	wait "$SRV_PID" 2>/dev/null || true
+	SRV_PID=
+}
 
-DB=$WORK/mbx/matchbox.db
-read -r LEASES DIST_IP DIST_MAC <<<"$(sqlite3 -separator ' ' "$DB" \
-	"SELECT count(*), count(DISTINCT ip), count(DISTINCT mac) FROM leases WHERE state = 'bound'")"
-ACKED=$(awk '/Statistics for: REQUEST-ACK/ {f=1} f && /received packets:/ {print $3; exit}' "$WORK/matchbox.perf")
+# start_matchbox DIR: a fresh matchbox with an empty database in DIR.
+start_matchbox() {
+	local dir=$1 debug=()
+	mkdir -p "$dir"
+	[ -n "$PROFILE_RATE" ] && debug=(--debug-addr 127.0.0.1:16060)
+	ip netns exec "$NS_SRV" "$MBX" serve --data-dir "$dir" --http-addr 127.0.0.1:18080 \
+		--log-level warn --db-synchronous "$SYNC" "${debug[@]}" \
+		--dhcp-mode authoritative --dhcp-iface vS --dhcp-range "$RANGE_START-$RANGE_END" \
+		--dhcp-lease-time 1h --boot-url http://10.64.0.1:18080 >"$dir/matchbox.log" 2>&1 &
+	SRV_PID=$!
+	wait_udp67 || { cat "$dir/matchbox.log" >&2; die "matchbox did not start"; }
+}
 
-# --- Kea ---
-mkdir -p "$WORK/kea"
-cat >"$WORK/kea/kea.json" <<EOF
+# start_kea DIR: a fresh kea-dhcp4 with an empty lease file in DIR.
+start_kea() {
+	local dir=$1 mt=false
+	mkdir -p "$dir"
+	[ "$KEA_MODE" = mt ] && mt=true
+	cat >"$dir/kea.json" <<EOF
 { "Dhcp4": {
     "interfaces-config": { "interfaces": [ "vS" ], "dhcp-socket-type": "raw" },
-    "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea/leases.csv", "lfc-interval": 0 },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$dir/leases.csv", "lfc-interval": 0 },
+    "multi-threading": { "enable-multi-threading": $mt, "thread-pool-size": 2, "packet-queue-size": 256 },
     "valid-lifetime": 3600,
-    "subnet4": [ { "id": 1, "subnet": "10.77.0.0/16", "pools": [ { "pool": "10.77.1.0 - 10.77.255.250" } ] } ],
-    "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$WORK/kea/kea.log" } ], "severity": "WARN" } ]
+    "subnet4": [ { "id": 1, "subnet": "10.64.0.0/10", "pools": [ { "pool": "$RANGE_START - $RANGE_END" } ] } ],
+    "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$dir/kea.log" } ], "severity": "WARN" } ]
 } }
 EOF
-KEA_PIDFILE_DIR=$WORK/kea KEA_LOCKFILE_DIR=$WORK/kea ip netns exec "$NS_SRV" kea-dhcp4 -c "$WORK/kea/kea.json" >"$WORK/kea/stdout" 2>&1 &
-KPID=$!
-PIDS+=("$KPID")
-wait_udp67 || { cat "$WORK/kea/stdout" >&2; die "kea did not start"; }
-log "perfdhcp against kea: $RATE/s, $CLIENTS clients, ${SECONDS_PER}s"
-run_perfdhcp kea
-kill "$KPID"
-wait "$KPID" || true
+	KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$NS_SRV" kea-dhcp4 -c "$dir/kea.json" >"$dir/stdout" 2>&1 &
+	SRV_PID=$!
+	wait_udp67 || { cat "$dir/stdout" >&2; die "kea did not start"; }
+}
 
-M_RATE=$(rate "$WORK/matchbox.perf")
-K_RATE=$(rate "$WORK/kea.perf")
-[ -n "$M_RATE" ] || { cat "$WORK/matchbox.perf" >&2; die "no rate in matchbox's perfdhcp report"; }
-[ -n "$K_RATE" ] || { cat "$WORK/kea.perf" >&2; die "no rate in kea's perfdhcp report"; }
-RATIO=$(awk -v m="$M_RATE" -v k="$K_RATE" 'BEGIN {printf "%.2f", (k > 0 ? m / k : 0)}')
+# Figures from a perfdhcp report.
+achieved() { awk '/^Rate:/ {print int($2); exit}' "$1"; }
+# drop_pct FILE: the exchanges lost, in %: 1 - ACKs / DISCOVERs sent.
+drop_pct() {
+	awk '/Statistics for: DISCOVER-OFFER/ {s=1} /Statistics for: REQUEST-ACK/ {s=2}
+		s==1 && /sent packets:/ {d=$3} s==2 && /sent packets:/ {r=$3} s==2 && /received packets:/ {a=$3}
+		END {if (d > 0) printf "%.2f", 100 * (1 - a / d); else print "100"}' "$1"
+}
+acks() { awk '/Statistics for: REQUEST-ACK/ {s=1} s && /received packets:/ {print $3; exit}' "$1"; }
+requests() { awk '/Statistics for: REQUEST-ACK/ {s=1} s && /sent packets:/ {print $3; exit}' "$1"; }
 
-printf '\n%-10s %14s   %s\n' server "exchanges/s" "drops (DISCOVER-OFFER, REQUEST-ACK)"
-printf '%-10s %14s   %s\n' matchbox "$M_RATE" "$(drops "$WORK/matchbox.perf")"
-printf '%-10s %14s   %s\n' kea "$K_RATE" "$(drops "$WORK/kea.perf")"
-printf 'ratio matchbox/kea: %s  (target rate %s/s, %s clients, %ss each, matchbox --db-synchronous %s)\n' \
-	"$RATIO" "$RATE" "$CLIENTS" "$SECONDS_PER" "$SYNC"
-printf 'matchbox leases in SQLite: %s bound, %s distinct addresses, %s distinct MACs; perfdhcp received %s ACKs\n' \
-	"$LEASES" "$DIST_IP" "$DIST_MAC" "$ACKED"
-
+# check_leases NAME DIR PERF: sets L_OUT to "LEASES ACKS" and fails the run
+# when the stored leases do not match the ACKs.
 FAIL=0
-if [ "$LEASES" != "$DIST_IP" ] || [ "$LEASES" != "$DIST_MAC" ]; then
-	log "FAIL: an address or a MAC appears twice among matchbox's leases"
-	FAIL=1
+check_leases() {
+	local name=$1 dir=$2 perf=$3 n dip dmac
+	if [ "$name" = matchbox ]; then
+		read -r n dip dmac <<<"$(sqlite3 -separator ' ' "$dir/matchbox.db" \
+			"SELECT count(*), count(DISTINCT ip), count(DISTINCT mac) FROM leases WHERE state = 'bound'")"
+	else
+		# memfile appends every change; the last line of an address wins.
+		read -r n dip dmac <<<"$(awk -F, 'NR > 1 {ip[$1] = $2 "," $10} END {
+			for (a in ip) { split(ip[a], f, ","); if (f[2] == 0) { n++; m[f[1]]++ } }
+			d = 0; for (k in m) d++; print n + 0, n + 0, d }' "$dir/leases.csv")"
+	fi
+	local a r
+	a=$(acks "$perf")
+	r=$(requests "$perf")
+	# Expected MAC repeats among a ACKs drawn from CLIENTS: a^2 / (2 CLIENTS).
+	local low
+	low=$(awk -v a="$a" -v c="$CLIENTS" 'BEGIN {printf "%d", a - 3 * a * a / (2 * c) - 10}')
+	L_OUT="$n/$a"
+	if [ "$n" != "$dip" ] || [ "$n" != "$dmac" ]; then
+		log "FAIL: $name: an address or a MAC is leased twice ($n leases, $dip addresses, $dmac MACs) in $dir"
+		FAIL=1
+	fi
+	if [ "$n" -lt "$low" ] || [ "$n" -gt "$r" ]; then
+		log "FAIL: $name: $n leases stored for $a ACKs received and $r REQUESTs sent (want $low..$r) in $dir"
+		FAIL=1
+	fi
+}
+
+# step NAME ROUND RATE: one step of the ramp; prints its line and sets
+# S_RATE (achieved) and S_DROP (%).
+PROFILED=0
+step() {
+	local name=$1 round=$2 rate=$3 dir=$WORK/$1-r$2-$3 perf extra=""
+	perf=$dir.perf
+	"start_$name" "$dir"
+	local prof_pid=
+	if [ "$name" = matchbox ] && [ -n "$PROFILE_RATE" ] && [ "$rate" = "$PROFILE_RATE" ] && [ "$PROFILED" = 0 ]; then
+		PROFILED=1
+		ip netns exec "$NS_SRV" curl -s -o "$WORK/matchbox-cpu-$rate.pprof" \
+			"http://127.0.0.1:16060/debug/pprof/profile?seconds=$((SECONDS_PER - 1))" &
+		prof_pid=$!
+	fi
+	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$rate" -R "$CLIENTS" -p "$SECONDS_PER" \
+		>"$perf" 2>&1 || true # perfdhcp exits 3 when packets were dropped
+	[ -n "$prof_pid" ] && wait "$prof_pid"
+	if [ "$name" = matchbox ]; then
+		local ev ov
+		ip netns exec "$NS_SRV" curl -s http://127.0.0.1:18080/metrics >"$dir.metrics" || true
+		ev=$(awk '/^matchbox_events_dropped_total / {print $2}' "$dir.metrics")
+		ov=$(awk '/^matchbox_dhcp_dropped_total\{reason="overload"\}/ {print $2}' "$dir.metrics")
+		stop_server
+		local machines
+		machines=$(sqlite3 "$dir/matchbox.db" "SELECT count(*) FROM machines")
+		extra=" events dropped ${ev:-n/a}, requests dropped for overload ${ov:-n/a}, machines created $machines"
+	else
+		stop_server
+	fi
+	S_RATE=$(achieved "$perf")
+	[ -n "$S_RATE" ] || { cat "$perf" >&2; die "$name: no rate in perfdhcp's report $perf"; }
+	S_DROP=$(drop_pct "$perf")
+	check_leases "$name" "$dir" "$perf"
+	printf 'round %s %-8s target %6s/s achieved %6s/s drops %6s%%  leases/ACKs %s%s\n' \
+		"$round" "$name" "$rate" "$S_RATE" "$S_DROP" "$L_OUT" "$extra"
+	[ "$KEEP" = 1 ] || rm -rf "$dir" "$perf" "$dir.metrics"
+}
+
+# ramp NAME ROUND: steps up until drops pass 1 %; appends "best sat" to
+# $WORK/NAME.results.
+ramp() {
+	local name=$1 round=$2 rate=$START best=0 sat=0 over=-1
+	while [ "$rate" -le "$MAX" ]; do
+		step "$name" "$round" "$rate"
+		if awk -v d="$S_DROP" 'BEGIN {exit !(d <= 1)}'; then
+			[ "$S_RATE" -gt "$best" ] && best=$S_RATE
+		elif [ "$over" -lt 0 ]; then
+			over=0
+		fi
+		[ "$S_RATE" -gt "$sat" ] && sat=$S_RATE
+		if [ "$over" -ge 0 ]; then
+			[ "$over" -ge "$EXTRA" ] && break
+			over=$((over + 1))
+		fi
+		rate=$((rate + STEP))
+	done
+	echo "$best $sat" >>"$WORK/$name.results"
+	printf 'round %s %-8s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$name" "$best" "$sat"
+}
+
+echo "dhcp.sh: $(date -u +%FT%TZ), load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo "work directory $WORK on $FSTYPE; $ROUNDS rounds, ramp $START..$MAX/s step $STEP, ${SECONDS_PER}s per step, $CLIENTS clients, matchbox --db-synchronous $SYNC, Kea $KEA_MODE $(kea-dhcp4 -v)"
+for r in $(seq "$ROUNDS"); do
+	if [ $((r % 2)) = 1 ]; then order="matchbox kea"; else order="kea matchbox"; fi
+	for s in $order; do ramp "$s" "$r"; done
+done
+
+median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+M_BEST=$(awk '{print $1}' "$WORK/matchbox.results" | median)
+M_SAT=$(awk '{print $2}' "$WORK/matchbox.results" | median)
+K_BEST=$(awk '{print $1}' "$WORK/kea.results" | median)
+K_SAT=$(awk '{print $2}' "$WORK/kea.results" | median)
+ratio() { awk -v m="$1" -v k="$2" 'BEGIN {printf "%.2f", (k > 0 ? m / k : 0)}'; }
+RATIO=$(ratio "$M_BEST" "$K_BEST")
+
+printf '\nmedian of %s rounds   at <= 1%% drops   saturation\n' "$ROUNDS"
+printf '%-20s %15s/s %12s/s\n' matchbox "$M_BEST" "$M_SAT" kea "$K_BEST" "$K_SAT"
+printf '%-20s %17s %14s\n' "ratio matchbox/kea" "$RATIO" "$(ratio "$M_SAT" "$K_SAT")"
+echo "per round (at <= 1 %, saturation): matchbox $(tr '\n' ';' <"$WORK/matchbox.results") kea $(tr '\n' ';' <"$WORK/kea.results")"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$PROFILE_RATE" ] && [ -f "$WORK/matchbox-cpu-$PROFILE_RATE.pprof" ]; then
+	echo "matchbox CPU profile at $PROFILE_RATE/s: $WORK/matchbox-cpu-$PROFILE_RATE.pprof (go tool pprof -top $MBX FILE)"
+	KEEP=1
 fi
-if [ "$LEASES" = 0 ]; then
-	log "FAIL: matchbox stored no lease"
-	FAIL=1
-fi
+
 if [ -n "$MIN_RATIO" ] && awk -v r="$RATIO" -v m="$MIN_RATIO" 'BEGIN {exit !(r < m)}'; then
 	log "FAIL: ratio $RATIO below $MIN_RATIO"
 	FAIL=1

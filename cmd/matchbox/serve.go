@@ -258,7 +258,15 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log, Discover: true})
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "matchbox_events_dropped_total",
+			Help: "Boot events not recorded because the recorder's queue was full.",
+		}, func() float64 { return float64(s.recorder.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "matchbox_events_failed_total",
+			Help: "Boot events lost to errors writing them to the store.",
+		}, func() float64 { return float64(s.recorder.Failed()) }))
 	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
 	if err != nil {
 		closeStore()

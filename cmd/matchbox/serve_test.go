@@ -134,7 +134,8 @@ func TestServeShippedDefaults(t *testing.T) {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
 	code, body = httpGet(t, s.URL+"/metrics")
-	if code != 200 || !strings.Contains(body, `matchbox_http_requests_total{code="200",endpoint="ipxe"} 1`) || !strings.Contains(body, "matchbox_groups_loaded 1") {
+	if code != 200 || !strings.Contains(body, `matchbox_http_requests_total{code="200",endpoint="ipxe"} 1`) || !strings.Contains(body, "matchbox_groups_loaded 1") ||
+		!strings.Contains(body, "matchbox_events_dropped_total 0") || !strings.Contains(body, "matchbox_events_failed_total 0") {
 		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
 }
