@@ -172,11 +172,11 @@ func TestBootHandler(t *testing.T) {
 		want    answer
 	}{
 		{name: "bios pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withClass("PXEClient:Arch:00000:UNDI:002001")), want: tftp("undionly.kpxe")},
-		{name: "uefi pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")), want: tftp("ipxe.efi")},
+		{name: "uefi pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7), withClass("PXEClient:Arch:00007:UNDI:003016")), want: tftp("snponly.efi")},
 		{name: "arm64 pxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(11)), want: tftp("arm64/snponly.efi")},
 		{name: "ipxe", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(0), withIPXE()), want: http("http://10.9.0.1:8080/boot.ipxe")},
 		{name: "http boot", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(16), withClass("HTTPClient:Arch:00016:UNDI:003001")),
-			want: answer{File: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", BootFile: "http://10.9.0.1:8080/assets/tftp/ipxe.efi", NextServer: server, Class: "HTTPClient"}},
+			want: answer{File: "http://10.9.0.1:8080/assets/tftp/snponly.efi", BootFile: "http://10.9.0.1:8080/assets/tftp/snponly.efi", NextServer: server, Class: "HTTPClient"}},
 		{name: "not netboot", req: request(dhcpv4.MessageTypeDiscover, testMAC)},
 		{name: "provisioned", req: request(dhcpv4.MessageTypeDiscover, testMAC, withArch(7)), machine: &Machine{ID: "m", State: matchbox.StateProvisioned}},
 		{name: "pxe disabled", req: request(dhcpv4.MessageTypeDiscover, testMAC, withIPXE()), machine: &Machine{ID: "m", State: matchbox.StateReady, PXEDisabled: true}},
@@ -398,7 +398,7 @@ func TestProxyMode(t *testing.T) {
 	// Boot information only: no address, no lease time, no network
 	// options, and a next-server address (iPXE ignores a proxy reply's boot
 	// file without one).
-	boot := answer{NextServer: "10.9.0.1", SName: "10.9.0.1", File: "ipxe.efi", BootFile: "ipxe.efi", TFTPServer: "10.9.0.1",
+	boot := answer{NextServer: "10.9.0.1", SName: "10.9.0.1", File: "snponly.efi", BootFile: "snponly.efi", TFTPServer: "10.9.0.1",
 		Class: "PXEClient", ServerID: "10.9.0.1", Vendor: "060108ff"}
 	with := func(a answer, typ, dst string) answer { a.Type, a.Dst = typ, dst; return a }
 	cases := []struct {
@@ -462,4 +462,45 @@ func testutilCount(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestBootFilePerArchitecture runs the authoritative server's whole chain on
+// a PXE firmware's DISCOVER of each architecture (option 93): x86-64 UEFI
+// gets snponly.efi by default and whatever Config.BootFiles names for its
+// architecture, other architectures keeping theirs.
+func TestBootFilePerArchitecture(t *testing.T) {
+	ipxeEFI := map[iana.Arch]string{7: "ipxe.efi"}
+	cases := []struct {
+		name  string
+		arch  iana.Arch
+		class string
+		files map[iana.Arch]string
+		want  string
+	}{
+		{"bios", 0, "PXEClient:Arch:00000:UNDI:002001", nil, "undionly.kpxe"},
+		{"uefi ia32", 6, "PXEClient:Arch:00006:UNDI:003016", nil, "ipxe.efi"},
+		{"uefi x86-64", 7, "PXEClient:Arch:00007:UNDI:003016", nil, "snponly.efi"},
+		{"uefi x86-64 efi bc", 9, "PXEClient:Arch:00009:UNDI:003016", nil, "snponly.efi"},
+		{"uefi arm64", 11, "PXEClient:Arch:00011:UNDI:003016", nil, "arm64/snponly.efi"},
+		{"uefi x86-64 http boot", 16, "HTTPClient:Arch:00016:UNDI:003001", nil, "http://10.9.0.1:8080/assets/tftp/snponly.efi"},
+		{"uefi x86-64, ipxe.efi chosen", 7, "PXEClient:Arch:00007:UNDI:003016", ipxeEFI, "ipxe.efi"},
+		{"bios, x86-64 uefi overridden", 0, "PXEClient:Arch:00000:UNDI:002001", ipxeEFI, "undionly.kpxe"},
+		{"efi bc, only arch 7 overridden", 9, "PXEClient:Arch:00009:UNDI:003016", ipxeEFI, "snponly.efi"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := testServerWith(t, ModeAuthoritative, fakeMachines{}, func(c *Config) { c.BootFiles = tc.files })
+			req := request(dhcpv4.MessageTypeDiscover, testMAC, withArch(tc.arch), withClass(tc.class))
+			resp, _ := s.Handle(context.Background(), req, netip.AddrPort{}, ServerPort)
+			if resp == nil {
+				t.Fatal("no OFFER")
+			}
+			if resp.MessageType() != dhcpv4.MessageTypeOffer || resp.YourIPAddr.IsUnspecified() {
+				t.Fatalf("answer %s for %s, want an OFFER with an address", resp.MessageType(), resp.YourIPAddr)
+			}
+			if resp.BootFileName != tc.want || resp.BootFileNameOption() != tc.want {
+				t.Errorf("boot file %q (option 67 %q), want %q", resp.BootFileName, resp.BootFileNameOption(), tc.want)
+			}
+		})
+	}
 }

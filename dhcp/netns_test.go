@@ -218,9 +218,9 @@ func TestUdhcpcAuthoritative(t *testing.T) {
 		want string
 	}{
 		{"bios", []string{"-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"}, "undionly.kpxe"},
-		{"uefi", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, "ipxe.efi"},
+		{"uefi", []string{"-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"}, "snponly.efi"},
 		{"ipxe", []string{"-x", "0x4d:69505845", "-x", "0x5d:0000"}, "http://10.9.0.1:8080/boot.ipxe"},
-		{"http", []string{"-V", "HTTPClient:Arch:00016:UNDI:003001", "-x", "0x5d:0010"}, "http://10.9.0.1:8080/assets/tftp/ipxe.efi"},
+		{"http", []string{"-V", "HTTPClient:Arch:00016:UNDI:003001", "-x", "0x5d:0010"}, "http://10.9.0.1:8080/assets/tftp/snponly.efi"},
 		{"plain", nil, ""},
 	}
 	for _, tc := range cases {
@@ -288,7 +288,7 @@ func TestProxyAnswersPXE(t *testing.T) {
 	if offer == nil {
 		t.Fatal("no proxy offer to a PXE DISCOVER")
 	}
-	if !offer.YourIPAddr.IsUnspecified() || offer.BootFileName != "ipxe.efi" || offer.ClassIdentifier() != "PXEClient" ||
+	if !offer.YourIPAddr.IsUnspecified() || offer.BootFileName != "snponly.efi" || offer.ClassIdentifier() != "PXEClient" ||
 		!offer.ServerIPAddr.Equal(net.ParseIP("10.9.0.1")) {
 		t.Fatalf("proxy offer: %s", offer.Summary())
 	}

@@ -181,20 +181,4 @@ func printSummary() {
 	for _, l := range summary.lines {
 		fmt.Fprintln(os.Stdout, "  "+l)
 	}
-	boots.Lock()
-	defer boots.Unlock()
-	var keys []string
-	for k := range boots.m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		scenario, vm, _ := strings.Cut(k, "/")
-		base, ok := boots.m["baseline/"+vm]
-		if scenario == "baseline" || !ok {
-			continue
-		}
-		fmt.Fprintf(os.Stdout, "  ratio %-24s matchbox %5.1fs / dnsmasq+httpd %5.1fs = %.2f\n",
-			k, boots.m[k].Config.Seconds(), base.Config.Seconds(), boots.m[k].Config.Seconds()/base.Config.Seconds())
-	}
 }

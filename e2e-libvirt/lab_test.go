@@ -62,7 +62,7 @@ func (l *lab) keep(name string) { l.kept = append(l.kept, name) }
 // startDnsmasq runs a dnsmasq on the lab's bridge that sends IPv6 router
 // advertisements (without them iPXE waits about 15 s per boot) and, as
 // asked, serves TFTP and DHCP. It binds the bridge only.
-func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) {
+func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) *process {
 	t.Helper()
 	args := []string{
 		"--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null",
@@ -95,4 +95,5 @@ func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) {
 		b, _ := os.ReadFile(logPath)
 		t.Fatalf("dnsmasq %s exited at start: %v: %s", name, p.err, b)
 	}
+	return p
 }
