@@ -55,6 +55,9 @@ type Config struct {
 	// Renderer answers GET /render; nil answers it with 501
 	// not_configured.
 	Renderer Renderer
+	// Instances lists the instances sharing the store for GET
+	// /api/v1/instances; nil answers it with 501 not_configured.
+	Instances Instances
 }
 
 // API is the REST API handler set.
@@ -128,6 +131,7 @@ func (a *API) Register(r *mux.Router) {
 	handle("/machines/{id}/provision", a.provisionMachine, http.MethodPost)
 
 	handle("/leases", a.listLeases, http.MethodGet)
+	handle("/instances", a.listInstances, http.MethodGet)
 
 	handle("/render", a.render, http.MethodGet)
 	handle("/plan", a.plan, http.MethodPost)

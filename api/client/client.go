@@ -154,8 +154,10 @@ func Collection(kind string) (string, error) {
 		return "/templates/" + kind, nil
 	case "lease", "leases":
 		return "/leases", nil
+	case "instance", "instances":
+		return "/instances", nil
 	}
-	return "", fmt.Errorf("unknown kind %q: want profiles, groups, machines, templates, ignition, generic or leases", kind)
+	return "", fmt.Errorf("unknown kind %q: want profiles, groups, machines, templates, ignition, generic, leases or instances", kind)
 }
 
 // List fetches every page of a collection (see Collection).

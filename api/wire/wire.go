@@ -125,6 +125,18 @@ type Item struct {
 	Template *matchbox.Template `json:"template,omitempty"`
 	Machine  *Machine           `json:"machine,omitempty"`
 	Lease    *Lease             `json:"lease,omitempty"`
+	Instance *Instance          `json:"instance,omitempty"`
+}
+
+// Instance is a running matchbox instance sharing the store.
+type Instance struct {
+	ID        string   `json:"id"`
+	Addresses []string `json:"addresses"`
+	Version   string   `json:"version"`
+	// DHCPRanges are the ranges its DHCP server hands out.
+	DHCPRanges []string `json:"dhcp_ranges,omitempty"`
+	// StartedAt is when it registered, RFC 3339 in UTC.
+	StartedAt string `json:"started_at"`
 }
 
 // Lease is a stored DHCP lease (its list item's id is its address).

@@ -56,7 +56,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	if tlsOn && e.addr == "" {
 		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
 	}
-	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot, Instances: s.instances}
 	if e.tokenFile != "" {
 		tokens, err := api.LoadTokens(e.tokenFile)
 		if err != nil {
@@ -132,6 +132,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	if err != nil {
 		return err
 	}
+	s.apiLn = ln
 	s.tasks = append(s.tasks, func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() {

@@ -54,11 +54,12 @@ func outputFormat(f string) error {
 func newGetCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "get profiles|groups|machines|templates|ignition|generic|leases [ID]",
-		Short: "List or show catalog objects, machines and DHCP leases",
+		Use:   "get profiles|groups|machines|templates|ignition|generic|leases|instances [ID]",
+		Short: "List or show catalog objects, machines, DHCP leases and instances",
 		Long: "List the objects of a kind, or show one by its id. Templates are named\n" +
 			"ignition/NAME or generic/NAME (or use the ignition and generic kinds).\n" +
-			"Leases are named by their address; --mac and --state filter them.",
+			"Leases are named by their address; --mac and --state filter them.\n" +
+			"Instances are the matchbox servers sharing the store.",
 		Args: cobra.RangeArgs(1, 2),
 	}
 	co := addClientFlags(cmd)
@@ -76,6 +77,15 @@ func newGetCommand() *cobra.Command {
 		}
 		c := co.client()
 		var items []wire.Item
+		if coll == "/instances" {
+			if len(args) == 2 {
+				return fmt.Errorf("get instances takes no id")
+			}
+			if items, err = c.List(cmd.Context(), coll, nil); err != nil {
+				return err
+			}
+			return printItems(cmd.OutOrStdout(), coll, items, output, false)
+		}
 		if coll == "/leases" {
 			q := url.Values{}
 			if len(args) == 2 {
@@ -155,6 +165,8 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 				objs = append(objs, it.Machine)
 			case it.Lease != nil:
 				objs = append(objs, it.Lease)
+			case it.Instance != nil:
+				objs = append(objs, it.Instance)
 			default:
 				objs = append(objs, it.Template)
 			}
@@ -184,6 +196,12 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 		for _, it := range items {
 			l := it.Lease
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.IP, l.MAC, l.State, l.Expires, dash(l.Hostname))
+		}
+	case coll == "/instances":
+		fmt.Fprintln(tw, "ID\tADDRESSES\tVERSION\tDHCP RANGES\tSTARTED")
+		for _, it := range items {
+			in := it.Instance
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.ID, dash(strings.Join(in.Addresses, ",")), in.Version, dash(strings.Join(in.DHCPRanges, ",")), in.StartedAt)
 		}
 	case coll == "/machines" && format == "wide":
 		printMachinesWide(tw, items)

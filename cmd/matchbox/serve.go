@@ -71,6 +71,9 @@ type serveOptions struct {
 	storeFlags location.Flags
 	// store is the resolved --store location.
 	store location.Location
+	// instanceTTL is how long an instance stays listed after it stops
+	// renewing its registration (etcd).
+	instanceTTL time.Duration
 }
 
 // newServeCommand returns `matchbox serve`: its flags are the boot
@@ -102,6 +105,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.storeFlags.CAFile, "etcd-ca-file", "", "CA bundle that signs etcd's server certificates (turns TLS on)")
 	f.StringVar(&o.storeFlags.Username, "etcd-username", "", "etcd user (with --etcd-password-file)")
 	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
+	f.DurationVar(&o.instanceTTL, "etcd-instance-ttl", 10*time.Second, "how long this instance stays listed by `matchbox get instances` after it stops (etcd lease TTL)")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
 	f.IntVar(&o.httpMaxConns, "http-max-conns", 0, "connections --http-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
@@ -223,7 +227,13 @@ type services struct {
 	closeStore func() error
 	// leaseBatch is the DHCP allocator's batch (0: its default).
 	leaseBatch int
-	boot       *boothttp.Server
+	// instances lists the instances sharing the store; this one
+	// registers when it serves.
+	instances *instances
+	// apiLn is the API's own listener (--api-addr), nil when it shares
+	// the boot endpoints'.
+	apiLn net.Listener
+	boot  *boothttp.Server
 	// signer signs the boot endpoints' answers (.sig, .asc); nil when off.
 	signer *signing.Signer
 	// httpTLS serves the boot listener over HTTPS; nil for plain HTTP.
@@ -250,8 +260,10 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	s := &services{opts: o, log: log, store: st, closeStore: closeStore, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
+	s.instances = &instances{}
 	if o.store.Kind == location.Etcd {
 		s.leaseBatch = etcdstore.MaxLeaseBatch
+		s.instances.shared, _ = st.(sharedInstances)
 	}
 	if err := importDataDir(ctx, log, st, o.dataDir, o.prune); err != nil {
 		closeStore()
@@ -413,6 +425,11 @@ func (s *services) run(ctx context.Context) error {
 		defer dsrv.Close()
 		s.log.Info("profiling endpoints", "addr", dbg.Addr().String())
 	}
+	self, err := s.instances.register(ctx, listenAddrs(ln, s.apiLn), s.opts.dhcp.ranges, s.opts.instanceTTL)
+	if err != nil {
+		return err
+	}
+	s.log.Info("instance registered", "instance", self.ID, "addresses", self.Addresses, "shared", s.instances.shared != nil)
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
 	recDone := make(chan struct{})
 	go func() { s.recorder.Run(recCtx); close(recDone) }()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"matchbox/api/wire"
 	"matchbox/store/etcdstore/etcdtest"
 )
 
 // TestServeOnEtcd runs two `matchbox serve` instances on one 3-member etcd
 // cluster: a catalog write through one instance's API is answered by the
-// other's boot endpoint within 1 s (p50 and p99 logged), and a machine
-// discovered through one is known to the other with its timeline.
+// other's boot endpoint within 1 s (p50 and p99 logged), a machine
+// discovered through one is known to the other with its timeline, both
+// are listed by `matchbox get instances`, and one killed with SIGKILL is
+// dropped from the list within its registration's TTL.
 func TestServeOnEtcd(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
 	var hosts []string
@@ -24,8 +28,9 @@ func TestServeOnEtcd(t *testing.T) {
 	}
 	loc := "etcd://" + strings.Join(hosts, ",") + "/site"
 	data := t.TempDir() // every instance imports the same data directory
-	a := startServer(t, "--data-dir", data, "--store", loc, "--assets-dir", "-")
-	b := startServer(t, "--data-dir", data, "--store", loc, "--assets-dir", "-")
+	const ttl = 2 * time.Second
+	a := startServer(t, "--data-dir", data, "--store", loc, "--assets-dir", "-", "--etcd-instance-ttl", ttl.String())
+	b := startServer(t, "--data-dir", data, "--store", loc, "--assets-dir", "-", "--etcd-instance-ttl", ttl.String(), "--api-addr", "127.0.0.1:0")
 
 	put := func(url, body string) {
 		t.Helper()
@@ -77,5 +82,45 @@ func TestServeOnEtcd(t *testing.T) {
 			t.Fatalf("machine discovered through one instance unknown to the other after 5s: %d\n%s\nlogs of b:\n%s", code, evs, b.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	instances := func() []wire.Item {
+		t.Helper()
+		_, body := httpGet(t, a.URL+"/api/v1/instances")
+		var l wire.List
+		if err := json.Unmarshal([]byte(body), &l); err != nil {
+			t.Fatalf("GET /api/v1/instances: %v\n%s", err, body)
+		}
+		return l.Items
+	}
+	listed := instances()
+	if len(listed) != 2 {
+		t.Fatalf("GET /api/v1/instances lists %d instances, want 2: %+v", len(listed), listed)
+	}
+	var bID string
+	for _, it := range listed {
+		if len(it.Instance.Addresses) == 2 { // b has its own API listener
+			bID = it.ID
+		}
+	}
+	if bID == "" {
+		t.Fatalf("no listed instance has b's two addresses: %+v", listed)
+	}
+	code, out, errOut := runCLI(t, []string{"MATCHBOX_ENDPOINT=" + a.URL}, "get", "instances")
+	if code != 0 || !strings.Contains(out, bID) || strings.Count(out, "\n") != 3 {
+		t.Fatalf("matchbox get instances: exit %d\n%s%s", code, out, errOut)
+	}
+	killed := time.Now()
+	b.cmd.Process.Kill()
+	for {
+		n := len(instances())
+		if n == 1 {
+			t.Logf("instance killed with SIGKILL dropped from the list after %v (TTL %v)", time.Since(killed).Round(10*time.Millisecond), ttl)
+			break
+		}
+		if time.Since(killed) > ttl+time.Second {
+			t.Fatalf("instance killed with SIGKILL still listed %v later (TTL %v)", time.Since(killed), ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -196,6 +196,9 @@ func TestServeStoreFlag(t *testing.T) {
 	if _, err := os.Stat(db); err != nil {
 		t.Fatalf("--store sqlite:// file not used: %v", err)
 	}
+	if code, body := httpGet(t, s.URL+"/api/v1/instances"); code != 200 || strings.Count(body, `"instance"`) != 1 {
+		t.Errorf("GET /api/v1/instances on SQLite: %d, want this instance alone:\n%s", code, body)
+	}
 
 	bin, err := buildOnce()
 	if err != nil {
