@@ -32,7 +32,10 @@ type compiledGroup struct {
 	facts   []FactTerm
 	terms   int    // number of label and fact terms
 	sortKey string // sorted "key=value" terms joined by ","
-	rank    int    // position in precedence order, 0 first
+	// anchorKey is the first indexed key of the selector ("" for none),
+	// anchorValue its value: groups anchored on one key with different
+	// values never tie.
+	anchorKey, anchorValue string
 }
 
 // NormalizeGroup checks a group and normalises its selector in place: a mac

@@ -23,14 +23,16 @@ type Catalog struct {
 // templates. Request handlers read it without locks; every write to the store
 // builds a new one and swaps it in.
 type Snapshot struct {
-	profiles  map[string]*compiledProfile
-	groups    []*compiledGroup // precedence order
-	byID      map[string]*compiledGroup
-	anchored  map[string]map[string][]*compiledGroup // key -> value -> groups in precedence order
-	floating  []*compiledGroup                       // groups without an indexed key, in precedence order
-	templates map[TemplateKind]map[string]*compiledTemplate
-	warnings  []string
-	dangling  []string // references naming missing objects, sorted
+	profiles   map[string]*compiledProfile
+	groups     []*compiledGroup // precedence order
+	byID       *cowMap[*compiledGroup]
+	anchored   map[string]*cowMap[[]*compiledGroup] // key -> value -> groups in precedence order
+	floating   []*compiledGroup                     // groups without an indexed key, in precedence order
+	templates  map[TemplateKind]map[string]*compiledTemplate
+	warnings   []string
+	dangling   []string        // references naming missing objects, sorted
+	bySelector *cowMap[string] // selector string -> group id
+	ties       map[tiePair]struct{}
 }
 
 type compiledProfile struct {
@@ -67,8 +69,8 @@ func (e *ValidationError) Error() string {
 func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 	s := &Snapshot{
 		profiles:  make(map[string]*compiledProfile, len(c.Profiles)),
-		byID:      make(map[string]*compiledGroup, len(c.Groups)),
-		anchored:  make(map[string]map[string][]*compiledGroup),
+		byID:      newCowMap[*compiledGroup](),
+		anchored:  make(map[string]*cowMap[[]*compiledGroup]),
 		templates: map[TemplateKind]map[string]*compiledTemplate{TemplateIgnition: {}, TemplateGeneric: {}},
 	}
 	var problems []string
@@ -95,30 +97,68 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 
 	for i := range c.Profiles {
 		p := c.Profiles[i]
-		if err := ValidateID("profile", p.ID); err != nil {
-			add("%v", err)
+		cp, errs := compileProfile(p)
+		problems = append(problems, errs...)
+		if cp == nil {
 			continue
 		}
 		if _, dup := s.profiles[p.ID]; dup {
 			add("profile %q is defined twice", p.ID)
 			continue
 		}
-		if err := p.ValidateLifecycle(); err != nil {
+		s.profiles[p.ID] = cp
+	}
+
+	s.bySelector = newCowMap[string]()
+	for i := range c.Groups {
+		cg, errs := compileGroup(c.Groups[i], parseFact)
+		problems = append(problems, errs...)
+		if cg == nil {
+			continue
+		}
+		if _, dup := s.byID.get(cg.group.ID); dup {
+			add("group %q is defined twice", cg.group.ID)
+			continue
+		}
+		if err := s.claimSelector(cg); err != nil {
 			add("%v", err)
 			continue
 		}
-		cp := &compiledProfile{profile: &p, args: make([]*template.Template, len(p.Boot.Args))}
-		for j, arg := range p.Boot.Args {
-			if !strings.Contains(arg, "{{") {
-				continue
+		s.byID.set(cg.group.ID, cg)
+		s.groups = append(s.groups, cg)
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &ValidationError{Problems: problems}
+	}
+
+	sort.Slice(s.groups, func(i, j int) bool { return precedes(s.groups[i], s.groups[j]) })
+	for _, cg := range s.groups {
+		if key, ok := anchorKey(cg.group.Selector); ok {
+			byValue := s.anchored[key]
+			if byValue == nil {
+				byValue = newCowMap[[]*compiledGroup]()
+				s.anchored[key] = byValue
 			}
-			t, err := template.New(fmt.Sprintf("%s.args[%d]", p.ID, j)).Option("missingkey=error").Parse(arg)
-			if err != nil {
-				add("profile %q: boot.args[%d]: %v", p.ID, j, err)
-				continue
-			}
-			cp.args[j] = t
+			v := cg.group.Selector[key]
+			list, _ := byValue.get(v)
+			byValue.set(v, append(list, cg))
+		} else {
+			s.floating = append(s.floating, cg)
 		}
+	}
+	s.ties = findAllTies(s.groups)
+	s.finish()
+	return s, nil
+}
+
+// finish computes what a snapshot reports about its whole catalog once its
+// indexes are in place: possible ties and dangling references.
+func (s *Snapshot) finish() {
+	s.warnings = tieWarnings(s.ties)
+	s.dangling = nil
+	for _, cp := range s.profiles {
+		p := cp.profile
 		if p.IgnitionID != "" {
 			if _, ok := s.templates[TemplateIgnition][p.IgnitionID]; !ok {
 				s.dangling = append(s.dangling, fmt.Sprintf("profile %q: ignition_id %q names no ignition template", p.ID, p.IgnitionID))
@@ -129,84 +169,86 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 				s.dangling = append(s.dangling, fmt.Sprintf("profile %q: generic_id %q names no generic template", p.ID, p.GenericID))
 			}
 		}
-		s.profiles[p.ID] = cp
 	}
+	for _, cg := range s.groups {
+		if _, ok := s.profiles[cg.group.Profile]; !ok {
+			s.dangling = append(s.dangling, fmt.Sprintf("group %q: profile %q does not exist", cg.group.ID, cg.group.Profile))
+		}
+	}
+	sort.Strings(s.dangling)
+}
 
-	bySelector := make(map[string]string, len(c.Groups))
-	for i := range c.Groups {
-		g := c.Groups[i]
-		g.Selector = copyLabels(g.Selector)
-		if err := NormalizeGroup(&g); err != nil {
-			add("%v", err)
+// claimSelector records cg's selector as taken, or refuses it when another
+// group of s already has the identical selector.
+func (s *Snapshot) claimSelector(cg *compiledGroup) error {
+	if other, dup := s.bySelector.get(cg.sortKey); dup {
+		if cg.sortKey == "" {
+			return fmt.Errorf("groups %q and %q are both default groups (empty selector): keep one", other, cg.group.ID)
+		}
+		return fmt.Errorf("groups %q and %q have identical selectors {%s}", other, cg.group.ID, cg.sortKey)
+	}
+	s.bySelector.set(cg.sortKey, cg.group.ID)
+	return nil
+}
+
+// compileProfile validates a profile and parses its templated kernel
+// arguments. It returns nil when the profile cannot be indexed at all.
+func compileProfile(p Profile) (*compiledProfile, []string) {
+	if err := ValidateID("profile", p.ID); err != nil {
+		return nil, []string{err.Error()}
+	}
+	if err := p.ValidateLifecycle(); err != nil {
+		return nil, []string{err.Error()}
+	}
+	var problems []string
+	cp := &compiledProfile{profile: &p, args: make([]*template.Template, len(p.Boot.Args))}
+	for j, arg := range p.Boot.Args {
+		if !strings.Contains(arg, "{{") {
 			continue
 		}
-		if err := normalizeMetadata(&g); err != nil {
-			add("%v", err)
+		t, err := template.New(fmt.Sprintf("%s.args[%d]", p.ID, j)).Option("missingkey=error").Parse(arg)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("profile %q: boot.args[%d]: %v", p.ID, j, err))
 			continue
 		}
-		if _, dup := s.byID[g.ID]; dup {
-			add("group %q is defined twice", g.ID)
+		cp.args[j] = t
+	}
+	return cp, problems
+}
+
+// compileGroup validates a group (a copy of g) and precomputes what
+// selection needs. It returns nil and the problems when g is invalid.
+func compileGroup(g Group, parseFact FactParser) (*compiledGroup, []string) {
+	g.Selector = copyLabels(g.Selector)
+	if err := NormalizeGroup(&g); err != nil {
+		return nil, []string{err.Error()}
+	}
+	if err := normalizeMetadata(&g); err != nil {
+		return nil, []string{err.Error()}
+	}
+	cg := &compiledGroup{group: &g}
+	var problems []string
+	for j, expr := range g.Facts {
+		if parseFact == nil {
+			problems = append(problems, fmt.Sprintf("group %q: facts[%d]: hardware-fact terms are not supported here", g.ID, j))
 			continue
 		}
-		if _, ok := s.profiles[g.Profile]; !ok {
-			s.dangling = append(s.dangling, fmt.Sprintf("group %q: profile %q does not exist", g.ID, g.Profile))
-		}
-		cg := &compiledGroup{group: &g}
-		factsOK := true
-		for j, expr := range g.Facts {
-			if parseFact == nil {
-				add("group %q: facts[%d]: hardware-fact terms are not supported here", g.ID, j)
-				factsOK = false
-				continue
-			}
-			term, err := parseFact(expr)
-			if err != nil {
-				add("group %q: facts[%d] %q: %v", g.ID, j, expr, err)
-				factsOK = false
-				continue
-			}
-			cg.facts = append(cg.facts, term)
-		}
-		if !factsOK {
+		term, err := parseFact(expr)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("group %q: facts[%d] %q: %v", g.ID, j, expr, err))
 			continue
 		}
-		cg.terms = len(g.Selector) + len(cg.facts)
-		cg.sortKey = SelectorString(&g, cg.facts)
-		if other, dup := bySelector[cg.sortKey]; dup {
-			if cg.sortKey == "" {
-				add("groups %q and %q are both default groups (empty selector): keep one", other, g.ID)
-			} else {
-				add("groups %q and %q have identical selectors {%s}", other, g.ID, cg.sortKey)
-			}
-			continue
-		}
-		bySelector[cg.sortKey] = g.ID
-		s.byID[g.ID] = cg
-		s.groups = append(s.groups, cg)
+		cg.facts = append(cg.facts, term)
 	}
 	if len(problems) > 0 {
-		sort.Strings(problems)
-		return nil, &ValidationError{Problems: problems}
+		return nil, problems
 	}
-
-	sort.Slice(s.groups, func(i, j int) bool { return precedes(s.groups[i], s.groups[j]) })
-	for rank, cg := range s.groups {
-		cg.rank = rank
-		if key, ok := anchorKey(cg.group.Selector); ok {
-			byValue := s.anchored[key]
-			if byValue == nil {
-				byValue = make(map[string][]*compiledGroup)
-				s.anchored[key] = byValue
-			}
-			v := cg.group.Selector[key]
-			byValue[v] = append(byValue[v], cg)
-		} else {
-			s.floating = append(s.floating, cg)
-		}
+	cg.terms = len(g.Selector) + len(cg.facts)
+	cg.sortKey = SelectorString(&g, cg.facts)
+	if key, ok := anchorKey(g.Selector); ok {
+		cg.anchorKey, cg.anchorValue = key, g.Selector[key]
 	}
-	s.warnings = tieWarnings(s.groups)
-	sort.Strings(s.dangling)
-	return s, nil
+	return cg, nil
 }
 
 // normalizeMetadata replaces a group's metadata with a deep copy in JSON
@@ -272,38 +314,69 @@ func compileTemplate(t *Template) (*compiledTemplate, error) {
 // maxTieWarnings bounds how many tie warnings are spelled out.
 const maxTieWarnings = 50
 
-// tieWarnings finds pairs of groups with the same priority and number of
-// terms whose selectors some request could satisfy together: their order then
-// rests on the selector-string tie-break alone.
-func tieWarnings(groups []*compiledGroup) []string {
+// tiePair is two groups that can tie, first the one tried first.
+type tiePair struct{ first, second *compiledGroup }
+
+func newTiePair(a, b *compiledGroup) tiePair {
+	if precedes(b, a) {
+		a, b = b, a
+	}
+	return tiePair{a, b}
+}
+
+// findAllTies finds every pair of groups with the same priority and number
+// of terms whose selectors some request could satisfy together: their
+// order then rests on the selector-string tie-break alone.
+func findAllTies(groups []*compiledGroup) map[tiePair]struct{} {
 	type bucketKey struct{ priority, terms int }
 	buckets := map[bucketKey][]*compiledGroup{}
-	var order []bucketKey
 	for _, g := range groups {
 		k := bucketKey{g.group.Priority, g.terms}
-		if _, ok := buckets[k]; !ok {
-			order = append(order, k)
-		}
 		buckets[k] = append(buckets[k], g)
 	}
-	var out []string
-	total := 0
-	report := func(a, b *compiledGroup) {
-		total++
-		if len(out) < maxTieWarnings {
-			first, second := a, b
-			if b.rank < a.rank {
-				first, second = b, a
-			}
-			out = append(out, fmt.Sprintf("groups %q {%s} and %q {%s} can both match one request with equal priority and specificity; %q wins by the selector-string tie-break",
-				first.group.ID, first.sortKey, second.group.ID, second.sortKey, first.group.ID))
+	ties := map[tiePair]struct{}{}
+	for _, b := range buckets {
+		findTies(b, nil, func(a, b *compiledGroup) { ties[newTiePair(a, b)] = struct{}{} })
+	}
+	return ties
+}
+
+// tiesOf adds to ties every pair that g forms with a group of groups.
+func tiesOf(g *compiledGroup, groups []*compiledGroup, ties map[tiePair]struct{}) {
+	for _, h := range groups {
+		if h == g || h.group.Priority != g.group.Priority || h.terms != g.terms {
+			continue
+		}
+		if g.anchorKey != "" && g.anchorKey == h.anchorKey && g.anchorValue != h.anchorValue {
+			continue
+		}
+		if canTie(g, h) {
+			ties[newTiePair(g, h)] = struct{}{}
 		}
 	}
-	for _, k := range order {
-		findTies(buckets[k], nil, report)
+}
+
+// tieWarnings spells out the first maxTieWarnings pairs of ties in
+// precedence order, and how many more there are.
+func tieWarnings(ties map[tiePair]struct{}) []string {
+	pairs := make([]tiePair, 0, len(ties))
+	for p := range ties {
+		pairs = append(pairs, p)
 	}
-	if total > len(out) {
-		out = append(out, fmt.Sprintf("%d more possible ties not listed", total-len(out)))
+	sort.Slice(pairs, func(i, j int) bool {
+		if pairs[i].first != pairs[j].first {
+			return precedes(pairs[i].first, pairs[j].first)
+		}
+		return precedes(pairs[i].second, pairs[j].second)
+	})
+	var out []string
+	for i, p := range pairs {
+		if i == maxTieWarnings {
+			out = append(out, fmt.Sprintf("%d more possible ties not listed", len(pairs)-i))
+			break
+		}
+		out = append(out, fmt.Sprintf("groups %q {%s} and %q {%s} can both match one request with equal priority and specificity; %q wins by the selector-string tie-break",
+			p.first.group.ID, p.first.sortKey, p.second.group.ID, p.second.sortKey, p.first.group.ID))
 	}
 	return out
 }
@@ -464,7 +537,7 @@ func (s *Snapshot) Select(labels Labels, inv *hardware.Inventory) (Match, error)
 	var best *compiledGroup
 	consider := func(list []*compiledGroup) {
 		for _, g := range list {
-			if best != nil && g.rank >= best.rank {
+			if best != nil && !precedes(g, best) {
 				return
 			}
 			if g.matchesLabels(labels) && g.matchesFacts(inv) {
@@ -475,7 +548,8 @@ func (s *Snapshot) Select(labels Labels, inv *hardware.Inventory) (Match, error)
 	}
 	for _, key := range indexedKeys {
 		if v, ok := labels[key]; ok {
-			consider(s.anchored[key][v])
+			list, _ := s.anchored[key].get(v)
+			consider(list)
 		}
 	}
 	consider(s.floating)
@@ -500,7 +574,7 @@ func (s *Snapshot) Profile(id string) (*Profile, bool) {
 
 // Group returns a group by id.
 func (s *Snapshot) Group(id string) (*Group, bool) {
-	g, ok := s.byID[id]
+	g, ok := s.byID.get(id)
 	if !ok {
 		return nil, false
 	}
@@ -510,9 +584,9 @@ func (s *Snapshot) Group(id string) (*Group, bool) {
 // Precedes reports whether group a is tried before group b (both of this
 // snapshot).
 func (s *Snapshot) Precedes(a, b *Group) bool {
-	ca, okA := s.byID[a.ID]
-	cb, okB := s.byID[b.ID]
-	return okA && okB && ca.rank < cb.rank
+	ca, okA := s.byID.get(a.ID)
+	cb, okB := s.byID.get(b.ID)
+	return okA && okB && precedes(ca, cb)
 }
 
 // Groups returns the groups in precedence order.

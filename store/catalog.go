@@ -55,6 +55,9 @@ type sqlCatalogTx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	now string
+	// changes are the objects written and deleted, as stored, in order:
+	// the new snapshot is the current one with them applied.
+	changes []matchbox.Change
 }
 
 func tableOf(kind matchbox.Kind) (table, idCol string, err error) {
@@ -126,6 +129,9 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("insert %s %q: %w", obj.Kind, id, err)
 		}
+		if err := c.record(obj.Kind, id, spec); err != nil {
+			return 0, err
+		}
 		return 1, nil
 	case err != nil:
 		return 0, fmt.Errorf("read %s %q: %w", obj.Kind, id, err)
@@ -145,7 +151,32 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("update %s %q: %w", obj.Kind, id, err)
 	}
+	if err := c.record(obj.Kind, id, spec); err != nil {
+		return 0, err
+	}
 	return cur + 1, nil
+}
+
+// record notes an object written as stored (spec decoded as the snapshot
+// of a full load would decode it), or deleted when spec is nil.
+func (c *sqlCatalogTx) record(kind matchbox.Kind, id, spec string) error {
+	ch := matchbox.Change{Kind: kind, ID: id}
+	var err error
+	switch kind {
+	case matchbox.KindProfile:
+		ch.Profile = new(matchbox.Profile)
+		err = json.Unmarshal([]byte(spec), ch.Profile)
+	case matchbox.KindGroup:
+		ch.Group = new(matchbox.Group)
+		err = json.Unmarshal([]byte(spec), ch.Group)
+	default:
+		ch.Template = &matchbox.Template{Kind: kind, Name: id, Content: spec}
+	}
+	if err != nil {
+		return fmt.Errorf("decode written %s %q: %w", kind, id, err)
+	}
+	c.changes = append(c.changes, ch)
+	return nil
 }
 
 // Delete removes an object; ifVersion as for Put (0: unconditional).
@@ -171,6 +202,7 @@ func (c *sqlCatalogTx) Delete(kind matchbox.Kind, id string, ifVersion int64) er
 		}
 		return fmt.Errorf("%s %q: %w", kind, id, ErrVersionConflict)
 	}
+	c.changes = append(c.changes, matchbox.Change{Kind: kind, ID: id})
 	return nil
 }
 
@@ -300,6 +332,11 @@ func (s *Store) UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (
 	return s.updateCatalog(ctx, fn, nil)
 }
 
+// maxAppliedChanges is how many changed objects a write may hold for its
+// snapshot to be the current one with the changes applied; a larger write
+// (an import) rebuilds the snapshot from the stored catalog.
+const maxAppliedChanges = 64
+
 // updateCatalog is UpdateCatalog with a check of the change from the
 // current snapshot to the new one, which can refuse it.
 func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
@@ -313,7 +350,12 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, c
 			return err
 		}
 		var err error
-		if snap, err = s.buildSnapshot(ctx, tx); err != nil {
+		if before != nil && len(c.changes) <= maxAppliedChanges {
+			snap, err = before.Apply(c.changes, s.cfg.ParseFact)
+		} else {
+			snap, err = s.buildSnapshot(ctx, tx)
+		}
+		if err != nil {
 			return err
 		}
 		if check != nil {

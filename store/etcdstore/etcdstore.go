@@ -1,7 +1,8 @@
 // Package etcdstore keeps matchbox's catalog in etcd, shared by several
 // matchbox instances. Each catalog write is one etcd transaction, validated
 // whole (matchbox.Build) before it commits; every instance keeps its own
-// immutable snapshot, rebuilt from an etcd watch of the catalog's keys.
+// immutable snapshot, derived from an etcd watch of the catalog's keys
+// (matchbox.Snapshot.Apply of each revision's changed objects).
 //
 // Keys, under /<prefix>/:
 //
@@ -83,6 +84,10 @@ type Store struct {
 
 	snap           atomic.Pointer[matchbox.Snapshot]
 	catalogApplied *applied // etcd revision the snapshot reflects
+	// base is the snapshot of the catalog at one catalog-rev: a writer
+	// that read the catalog at that catalog-rev derives its snapshot
+	// from it instead of building one.
+	base atomic.Pointer[baseSnapshot]
 
 	index           *machineIndex
 	machinesApplied *applied // etcd revision the index reflects
@@ -95,6 +100,18 @@ type Store struct {
 }
 
 var _ store.Backend = (*Store)(nil)
+
+// baseSnapshot is a snapshot and the catalog-rev mod revision of the
+// catalog it was made from.
+type baseSnapshot struct {
+	snap      *matchbox.Snapshot
+	revKeyMod int64
+}
+
+// maxAppliedChanges is how many changed objects a revision or a write may
+// hold for its snapshot to be derived from the previous one; a larger one
+// (an import) builds the snapshot from the whole catalog.
+const maxAppliedChanges = 64
 
 // record is one object's stored value.
 type record struct {
@@ -142,6 +159,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open etcd store: stored catalog is invalid: %w", err)
 	}
 	s.snap.Store(snap)
+	s.base.Store(&baseSnapshot{snap: snap, revKeyMod: state.revKeyMod})
 	s.catalogApplied = newApplied(state.rev)
 	ms, mrev, err := s.loadMachines(ctx)
 	if err != nil {
@@ -392,18 +410,20 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c store.CatalogTx) er
 		if err != nil {
 			return nil, err
 		}
+		// before is the snapshot of the catalog as read: the watch's when
+		// it reflects the same catalog-rev, built otherwise.
 		var before *matchbox.Snapshot
-		if check != nil {
-			if before, err = matchbox.Build(st.catalog(), s.cfg.ParseFact); err != nil {
-				return nil, fmt.Errorf("stored catalog is invalid: %w", err)
-			}
+		if b := s.base.Load(); b != nil && b.revKeyMod == st.revKeyMod {
+			before = b.snap
+		} else if before, err = matchbox.Build(st.catalog(), s.cfg.ParseFact); err != nil {
+			return nil, fmt.Errorf("stored catalog is invalid: %w", err)
 		}
 		revKeyMod := st.revKeyMod
 		c := &tx{st: st, dirty: map[string]bool{}}
 		if err := fn(c); err != nil {
 			return nil, err
 		}
-		after, err := matchbox.Build(st.catalog(), s.cfg.ParseFact)
+		after, err := s.derive(before, st, c.dirty)
 		if err != nil {
 			return nil, err
 		}
@@ -460,12 +480,18 @@ func (s *Store) watch(ctx context.Context, st *state) {
 				s.log.Warn("catalog watch interrupted; reading the catalog again", "err", err)
 				break
 			}
+			changed := map[string]bool{}
 			for _, ev := range wresp.Events {
 				key := string(ev.Kv.Key)
+				if key == s.revKey {
+					st.revKeyMod = ev.Kv.ModRevision
+					continue
+				}
 				if !strings.HasPrefix(key, s.catalog) {
-					continue // catalog-rev
+					continue
 				}
 				k := strings.TrimPrefix(key, s.catalog)
+				changed[k] = true
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(st.recs, k)
 					continue
@@ -473,16 +499,25 @@ func (s *Store) watch(ctx context.Context, st *state) {
 				var r record
 				if err := json.Unmarshal(ev.Kv.Value, &r); err != nil {
 					s.log.Error("undecodable catalog object ignored", "key", key, "err", err)
+					delete(st.recs, k)
 					continue
 				}
 				st.recs[k] = r
 			}
 			if len(wresp.Events) > 0 {
-				snap, err := matchbox.Build(st.catalog(), s.cfg.ParseFact)
+				// The previous snapshot is st's before these events only
+				// when it was derived from st (base is not nil).
+				var prev *matchbox.Snapshot
+				if b := s.base.Load(); b != nil {
+					prev = b.snap
+				}
+				snap, err := s.derive(prev, st, changed)
 				if err != nil {
 					s.log.Error("catalog in etcd is invalid; keeping the previous snapshot", "err", err)
+					s.base.Store(nil)
 				} else {
 					s.snap.Store(snap)
+					s.base.Store(&baseSnapshot{snap: snap, revKeyMod: st.revKeyMod})
 				}
 			}
 			st.rev = wresp.Header.Revision
@@ -501,10 +536,44 @@ func (s *Store) watch(ctx context.Context, st *state) {
 		}
 		if snap, err := matchbox.Build(fresh.catalog(), s.cfg.ParseFact); err == nil {
 			s.snap.Store(snap)
+			s.base.Store(&baseSnapshot{snap: snap, revKeyMod: fresh.revKeyMod})
+		} else {
+			s.log.Error("catalog in etcd is invalid; keeping the previous snapshot", "err", err)
+			s.base.Store(nil)
 		}
 		st = fresh
 		s.catalogApplied.set(st.rev)
 	}
+}
+
+// derive returns the snapshot of st, whose objects named by changed
+// (kind/id keys) are those that differ from prev's catalog: prev with
+// them applied when prev is not nil and they are few, built from the
+// whole of st otherwise.
+func (s *Store) derive(prev *matchbox.Snapshot, st *state, changed map[string]bool) (*matchbox.Snapshot, error) {
+	if prev == nil || len(changed) > maxAppliedChanges {
+		return matchbox.Build(st.catalog(), s.cfg.ParseFact)
+	}
+	keys := make([]string, 0, len(changed))
+	for k := range changed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	changes := make([]matchbox.Change, 0, len(keys))
+	for _, k := range keys {
+		r, ok := st.recs[k]
+		if !ok {
+			kind, id, _ := strings.Cut(k, "/")
+			changes = append(changes, matchbox.Change{Kind: matchbox.Kind(kind), ID: id})
+			continue
+		}
+		o, err := decode(k, r)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, matchbox.Change{Kind: o.Kind, ID: o.ID, Profile: o.Profile, Group: o.Group, Template: o.Template})
+	}
+	return prev.Apply(changes, s.cfg.ParseFact)
 }
 
 // Import writes a data directory's objects in one transaction, as
