@@ -183,11 +183,66 @@ func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, err
 			}
 		}
 		for _, cg := range added {
-			tiesOf(cg, n.groups, n.ties)
+			n.tiesOf(cg)
 		}
 	}
-	n.finish()
+	if clonedProfiles || len(clonedTemplates) > 0 {
+		n.finish()
+	} else {
+		n.warnings = tieWarnings(n.ties)
+		n.dangling = patchDangling(s.dangling, removed, added, n.profiles)
+	}
 	return n, nil
+}
+
+// tiesOf adds to n.ties every pair that cg forms with a group of n.
+// A group anchored by a key (mac, uuid, ...) cannot tie with a group
+// anchored by the same key with another value: only the groups of its own
+// slot, the floating groups and the groups anchored by other keys are
+// compared with it, so that a write to a catalog of thousands of groups
+// pinned by MAC compares a handful.
+func (n *Snapshot) tiesOf(cg *compiledGroup) {
+	if cg.anchorKey == "" {
+		tiesOf(cg, n.groups, n.ties)
+		return
+	}
+	slot, _ := n.anchored[cg.anchorKey].get(cg.anchorValue)
+	tiesOf(cg, slot, n.ties)
+	tiesOf(cg, n.floating, n.ties)
+	for key, byValue := range n.anchored {
+		if key != cg.anchorKey {
+			byValue.each(func(list []*compiledGroup) { tiesOf(cg, list, n.ties) })
+		}
+	}
+}
+
+// patchDangling returns the dangling references of a snapshot whose
+// profiles and templates are those of the one whose references are old,
+// and whose groups differ from its by removed and added: old without the
+// removed groups' references, with the added groups' ones, sorted.
+func patchDangling(old []string, removed map[*compiledGroup]bool, added []*compiledGroup, profiles map[string]*compiledProfile) []string {
+	gone := map[string]bool{}
+	for cg := range removed {
+		if _, ok := profiles[cg.group.Profile]; !ok {
+			gone[groupDangling(cg)] = true
+		}
+	}
+	out := make([]string, 0, len(old)+len(added))
+	for _, d := range old {
+		if !gone[d] {
+			out = append(out, d)
+		}
+	}
+	for _, cg := range added {
+		if _, ok := profiles[cg.group.Profile]; !ok {
+			out = append(out, groupDangling(cg))
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // patchOrdered returns a new list in precedence order: list (in precedence

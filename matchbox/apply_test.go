@@ -32,7 +32,7 @@ func viewOf(s *Snapshot, macs []string) snapshotView {
 	}
 	sort.Strings(v.Profiles)
 	for _, mac := range macs {
-		m, err := s.Select(Labels{"mac": mac, "os": "installed", "region": "east"}, nil)
+		m, err := s.Select(Labels{"mac": mac, "uuid": "u1", "os": "installed", "region": "east"}, nil)
 		switch {
 		case err != nil && m.Group != nil:
 			v.Selected[mac] = m.Group.ID + ": " + err.Error()
@@ -96,6 +96,9 @@ func TestApplyMatchesBuild(t *testing.T) {
 			sel := map[string]string{}
 			if rng.IntN(3) > 0 {
 				sel["mac"] = macs[rng.IntN(len(macs))]
+			}
+			if rng.IntN(4) == 0 {
+				sel["uuid"] = fmt.Sprintf("u%d", rng.IntN(2))
 			}
 			if rng.IntN(2) == 0 {
 				sel["os"] = "installed"

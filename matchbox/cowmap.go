@@ -68,3 +68,15 @@ func (m *cowMap[V]) remove(k string) {
 		delete(m.own(i), k)
 	}
 }
+
+// each calls fn with every value, in no particular order.
+func (m *cowMap[V]) each(fn func(V)) {
+	if m == nil {
+		return
+	}
+	for _, sh := range m.shards {
+		for _, v := range sh {
+			fn(v)
+		}
+	}
+}

@@ -172,10 +172,16 @@ func (s *Snapshot) finish() {
 	}
 	for _, cg := range s.groups {
 		if _, ok := s.profiles[cg.group.Profile]; !ok {
-			s.dangling = append(s.dangling, fmt.Sprintf("group %q: profile %q does not exist", cg.group.ID, cg.group.Profile))
+			s.dangling = append(s.dangling, groupDangling(cg))
 		}
 	}
 	sort.Strings(s.dangling)
+}
+
+// groupDangling is the dangling reference of a group whose profile does
+// not exist.
+func groupDangling(cg *compiledGroup) string {
+	return fmt.Sprintf("group %q: profile %q does not exist", cg.group.ID, cg.group.Profile)
 }
 
 // claimSelector records cg's selector as taken, or refuses it when another
