@@ -2,6 +2,7 @@ package matchbox
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,7 +91,8 @@ func (s *Snapshot) StaticArgs(profileID string) bool {
 
 // RenderIgnition returns the Ignition JSON for a profile's ignition_id: a raw
 // Ignition config as stored, or a Butane template rendered with data and
-// translated.
+// translated. The result may be shared with other callers: it must not be
+// changed.
 func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, error) {
 	ct, ok := s.templates[TemplateIgnition][name]
 	if !ok {
@@ -103,10 +105,17 @@ func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, err
 	if err := ct.parsed.Execute(&buf, data); err != nil {
 		return nil, fmt.Errorf("render %q: %w", name, err)
 	}
+	// Translation costs milliseconds of CPU; its result depends on the
+	// rendered text only, so it is done once per distinct text.
+	key := sha256.Sum256(buf.Bytes())
+	if out, ok := ct.translated.get(key); ok {
+		return out, nil
+	}
 	out, err := ignition.TranslateButane(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
+	ct.translated.put(key, out)
 	return out, nil
 }
 

@@ -44,6 +44,9 @@ type compiledTemplate struct {
 	tmpl     *Template
 	parsed   *template.Template // nil for raw Ignition served as is
 	ignition bool               // raw Ignition JSON
+	// translated caches the Ignition JSON of rendered Butane texts (a
+	// Butane template's only).
+	translated *translateCache
 }
 
 // ValidationError lists every problem found while building a snapshot.
@@ -314,6 +317,9 @@ func compileTemplate(t *Template) (*compiledTemplate, error) {
 		return nil, err
 	}
 	ct.parsed = parsed
+	if t.Kind == TemplateIgnition {
+		ct.translated = newTranslateCache(translateCacheBytes)
+	}
 	return ct, nil
 }
 
