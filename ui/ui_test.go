@@ -100,6 +100,8 @@ type consoleOpts struct {
 	logger *slog.Logger
 	// tls serves HTTPS with this configuration (httptest's certificate).
 	tls *tls.Config
+	// wrap wraps the server's handler; nil: none.
+	wrap func(http.Handler) http.Handler
 }
 
 func newConsoleOpts(t testing.TB, o consoleOpts) *console {
@@ -151,7 +153,11 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 		t.Fatal(err)
 	}
 	r.PathPrefix(ui.Prefix).Handler(c)
-	srv := httptest.NewUnstartedServer(r)
+	var h http.Handler = r
+	if o.wrap != nil {
+		h = o.wrap(r)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	if o.logger != nil {
 		srv.Config.ErrorLog = slog.NewLogLogger(o.logger.Handler(), slog.LevelError)
 	}
