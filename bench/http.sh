@@ -196,7 +196,11 @@ rate() { # endpoint port [profile-file] -> requests/s; fails on any non-2xx answ
   out=$(BENCH_ENDPOINT=$1 $PIN_CLIENT wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$work/rotate.lua" "http://127.0.0.1:$2")
   [ -z "$prof" ] || wait "$prof" || echo "bench/http.sh: no profile of /$1" >&2
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-    echo "bench/http.sh: /$1 on port $2 answered errors:" >&2; echo "$out" >&2; return 1
+    local who=matchbox
+    if [ "$2" = "$nport" ]; then who=nginx; fi
+    echo "bench/http.sh: $who (port $2) answered /$1 with errors:" >&2; echo "$out" >&2
+    if [ "$who" = nginx ]; then tail -5 "$work/nginx/error.log" >&2; else tail -5 "$work/matchbox.log" >&2; fi
+    return 1
   fi
   awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
