@@ -18,16 +18,16 @@ import (
 // fakeLifecycle records what the boot endpoints ask and tell.
 type fakeLifecycle struct {
 	mu     sync.Mutex
-	vars   []string // "id mac host" per TemplateVars call
+	vars   []string // "id state mac host" per TemplateVars call
 	served []string // "id state event profile" per Served call
 	// completed is "id token" per Complete call
 	completed []string
 }
 
-func (f *fakeLifecycle) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
+func (f *fakeLifecycle) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.vars = append(f.vars, id+" "+mac+" "+host)
+	f.vars = append(f.vars, id+" "+string(state)+" "+mac+" "+host)
 	return map[string]any{"agent_token": "tok-" + mac}
 }
 
@@ -77,14 +77,14 @@ func TestLifecycle(t *testing.T) {
 		wantServed []string
 	}{
 		{name: "unknown machine gets variables, nothing served", target: "/ipxe?mac=" + unknown, status: 200,
-			body: "token=tok-" + unknown, wantVars: []string{" " + unknown + " mb.example:8080"}},
+			body: "token=tok-" + unknown, wantVars: []string{"  " + unknown + " mb.example:8080"}},
 		{name: "known machine gets its id", target: "/ipxe?mac=" + known, status: 200,
-			body: "token=tok-" + known, wantVars: []string{"m1 " + known + " mb.example:8080"},
+			body: "token=tok-" + known, wantVars: []string{"m1 provisioning " + known + " mb.example:8080"},
 			wantServed: []string{"m1 provisioning http.ipxe disc"}},
 		{name: "generic config served to a known machine", target: "/generic?mac=" + known, status: 200,
-			body: "plain", wantVars: []string{"m1 " + known + " mb.example:8080"}, wantServed: []string{"m1 provisioning http.generic disc"}},
+			body: "plain", wantVars: []string{"m1 provisioning " + known + " mb.example:8080"}, wantServed: []string{"m1 provisioning http.generic disc"}},
 		{name: "no variables without a MAC either", target: "/ipxe?os=x", status: 200,
-			body: "token=tok-", wantVars: []string{"  mb.example:8080"}},
+			body: "token=tok-", wantVars: []string{"   mb.example:8080"}},
 		{name: "failures are not served", target: "/ignition?mac=" + known, status: 404},
 	}
 	for _, c := range cases {

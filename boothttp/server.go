@@ -45,11 +45,11 @@ type EventSink interface {
 type Lifecycle interface {
 	// TemplateVars returns the variables a machine's templates get beside
 	// its group's metadata and the request's labels: the discovery
-	// agent's machine_id, agent_token and matchbox_url. id is the
-	// requesting machine's id, empty for a machine not known yet (mac,
+	// agent's machine_id, agent_token and matchbox_url. id and state are
+	// the requesting machine's, empty for a machine not known yet (mac,
 	// possibly empty, names it then); host is the Host the request
 	// addressed. It is called only for answers rendered from templates.
-	TemplateVars(ctx context.Context, id, mac, host string) map[string]any
+	TemplateVars(ctx context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any
 	// Served is told of every successful answer of a selecting endpoint
 	// to a known machine on the boot network: its id and state when the
 	// request came, the endpoint's event type (matchbox.EventIgnition,
@@ -258,11 +258,11 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		if s.cfg.Lifecycle != nil {
 			// Computed only when a template needs variables.
 			sel.extra = func() map[string]any {
-				id := ""
+				id, state := "", matchbox.MachineState("")
 				if sel.machine != nil {
-					id = sel.machine.ID
+					id, state = sel.machine.ID, sel.machine.State
 				}
-				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, labels.MAC(), r.Host)
+				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, state, labels.MAC(), r.Host)
 			}
 		}
 		status, err := next(w, r, sel)

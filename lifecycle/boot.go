@@ -25,11 +25,17 @@ const ProvisionedPath = "/provisioned"
 // discovery agent its identity (machine_id, agent_token, matchbox_url)
 // and the installed system its one-time completion callback
 // (provisioned_url). id is the requesting machine's id, empty for a
-// machine not known yet: it then gets the id its MAC will give it. host
-// is the Host the boot request addressed, used when Config.BootURL is
-// empty. It returns nil without an agent key or anything naming the
-// machine.
-func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[string]any {
+// machine not known yet: it then gets the id its MAC will give it; state
+// is the known machine's state when the request came. host is the Host
+// the boot request addressed, used when Config.BootURL is empty. It
+// returns nil without an agent key or anything naming the machine.
+//
+// agent_token, the credential an agent reports with, is issued only to a
+// machine that is being discovered (not known yet, or discovered) or
+// provisioned: a ready, provisioned or failed machine's answers (its
+// /metadata, say) carry an empty agent_token, so that whoever asks the
+// boot endpoints in its name cannot report inventory for it.
+func (s *Service) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any {
 	if s.cfg.AgentKey == nil {
 		return nil
 	}
@@ -44,12 +50,27 @@ func (s *Service) TemplateVars(_ context.Context, id, mac, host string) map[stri
 		base = "http://" + host
 	}
 	base = strings.TrimSuffix(base, "/")
+	agentToken := ""
+	if AgentTokenIssued(state) {
+		agentToken = token.Issue(s.cfg.AgentKey, id)
+	}
 	return map[string]any{
 		"machine_id":      id,
-		"agent_token":     token.Issue(s.cfg.AgentKey, id),
+		"agent_token":     agentToken,
 		"matchbox_url":    base,
 		"provisioned_url": base + ProvisionedPath + "?" + url.Values{"machine": {id}, "token": {s.completionToken(id)}}.Encode(),
 	}
+}
+
+// AgentTokenIssued reports whether boot templates hand a machine in state
+// (empty: not known yet) its discovery agent's token: only while it is
+// discovered or provisioning, when an agent may run on it.
+func AgentTokenIssued(state matchbox.MachineState) bool {
+	switch state {
+	case "", matchbox.StateDiscovered, matchbox.StateProvisioning:
+		return true
+	}
+	return false
 }
 
 // completionToken is a machine's completion callback token: an HMAC of

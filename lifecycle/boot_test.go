@@ -138,18 +138,26 @@ func TestServed(t *testing.T) {
 }
 
 // TestTemplateVars: the agent's identity for known and unknown machines,
-// the base URL from the configuration or the request's Host.
+// the base URL from the configuration or the request's Host; the agent
+// token only for a machine being discovered or provisioned, an empty one
+// for the other states.
 func TestTemplateVars(t *testing.T) {
 	cases := []struct {
 		name            string
 		agent           []byte
 		bootURL         string
-		id, mac, host   string
+		id              string
+		state           matchbox.MachineState
+		mac, host       string
 		wantID, wantURL string // wantID "" expects no variables
+		wantToken       bool
 	}{
-		{name: "known machine", agent: agentKey, id: "m1", mac: "52:54:00:00:00:01", host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
-		{name: "unknown machine named by its MAC", agent: agentKey, mac: "52:54:00:00:00:02", host: "mb:8080", wantID: "52-54-00-00-00-02", wantURL: "http://mb:8080"},
-		{name: "boot URL wins over Host", agent: agentKey, bootURL: "http://10.0.0.1:8080/", id: "m1", host: "mb:8080", wantID: "m1", wantURL: "http://10.0.0.1:8080"},
+		{name: "known machine", agent: agentKey, id: "m1", state: matchbox.StateDiscovered, mac: "52:54:00:00:00:01", host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080", wantToken: true},
+		{name: "unknown machine named by its MAC", agent: agentKey, mac: "52:54:00:00:00:02", host: "mb:8080", wantID: "52-54-00-00-00-02", wantURL: "http://mb:8080", wantToken: true},
+		{name: "boot URL wins over Host", agent: agentKey, bootURL: "http://10.0.0.1:8080/", id: "m1", state: matchbox.StateProvisioning, host: "mb:8080", wantID: "m1", wantURL: "http://10.0.0.1:8080", wantToken: true},
+		{name: "ready machine: no agent token", agent: agentKey, id: "m1", state: matchbox.StateReady, host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
+		{name: "provisioned machine: no agent token", agent: agentKey, id: "m1", state: matchbox.StateProvisioned, host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
+		{name: "failed machine: no agent token", agent: agentKey, id: "m1", state: matchbox.StateFailed, host: "mb:8080", wantID: "m1", wantURL: "http://mb:8080"},
 		{name: "nothing names the machine", agent: agentKey, host: "mb:8080"},
 		{name: "no agent key", id: "m1", host: "mb:8080"},
 	}
@@ -159,7 +167,7 @@ func TestTemplateVars(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			vars := svc.TemplateVars(context.Background(), c.id, c.mac, c.host)
+			vars := svc.TemplateVars(context.Background(), c.id, c.state, c.mac, c.host)
 			if c.wantID == "" {
 				if vars != nil {
 					t.Fatalf("vars %v, want none", vars)
@@ -169,7 +177,16 @@ func TestTemplateVars(t *testing.T) {
 			if vars["machine_id"] != c.wantID || vars["matchbox_url"] != c.wantURL {
 				t.Errorf("vars %v, want machine_id %s, matchbox_url %s", vars, c.wantID, c.wantURL)
 			}
-			tok, _ := vars["agent_token"].(string)
+			tok, ok := vars["agent_token"].(string)
+			if !ok {
+				t.Fatalf("agent_token %v is not a string: templates naming it would fail", vars["agent_token"])
+			}
+			if !c.wantToken {
+				if tok != "" {
+					t.Errorf("a %s machine gets agent_token %q, want none", c.state, tok)
+				}
+				return
+			}
 			if err := token.Verify(agentKey, c.wantID, tok); err != nil || !strings.HasPrefix(tok, "v1.") {
 				t.Errorf("agent_token %q does not verify for %s: %v", tok, c.wantID, err)
 			}
