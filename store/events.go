@@ -273,8 +273,12 @@ type RecorderConfig struct {
 	// FlushInterval is how long an event may wait for others to share its
 	// transaction (default 100ms).
 	FlushInterval time.Duration
-	// Logger receives write failures.
+	// Logger receives write failures, and the events dropped for a full
+	// queue once per DropLogInterval.
 	Logger *slog.Logger
+	// DropLogInterval is how often dropped events are logged: one warning
+	// per interval in which some were dropped (default 10s).
+	DropLogInterval time.Duration
 	// Discover makes the recorder write with DiscoverAndAppendEvents, so
 	// that an event from a MAC no machine has creates a machine in state
 	// discovered; without it, the recorder writes with AppendEvents and
@@ -314,6 +318,9 @@ func NewRecorder(s EventWriter, cfg RecorderConfig) *Recorder {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DropLogInterval <= 0 {
+		cfg.DropLogInterval = 10 * time.Second
 	}
 	return &Recorder{store: s, cfg: cfg, ch: make(chan matchbox.BootEvent, cfg.Queue), flush: make(chan chan struct{})}
 }
@@ -397,8 +404,16 @@ func (r *Recorder) Run(ctx context.Context) {
 	// once per event.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	dropTicker := time.NewTicker(r.cfg.DropLogInterval)
+	defer dropTicker.Stop()
+	var droppedLogged int64
 	for {
 		select {
+		case <-dropTicker.C:
+			if d := r.dropped.Load(); d > droppedLogged {
+				r.cfg.Logger.Warn("boot events dropped: the recorder's queue was full", "dropped", d-droppedLogged, "dropped_total", d, "interval", r.cfg.DropLogInterval, "queue", r.cfg.Queue)
+				droppedLogged = d
+			}
 		case ev := <-r.ch:
 			if b.empty() {
 				timer.Reset(r.cfg.FlushInterval)

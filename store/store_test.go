@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,6 +251,75 @@ func TestRecorderDropsWhenFull(t *testing.T) {
 	}
 	if rec.Dropped() != 3 {
 		t.Fatalf("dropped %d, want 3", rec.Dropped())
+	}
+}
+
+// lockedBuffer is a log destination safe for the recorder's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRecorderLogsDropsOncePerInterval: a recorder with a one-event queue
+// drops a burst, and says so in one warning per interval with the count,
+// and not again while nothing more is dropped.
+func TestRecorderLogsDropsOncePerInterval(t *testing.T) {
+	s, _ := openTest(t)
+	logs := &lockedBuffer{}
+	const interval = 200 * time.Millisecond
+	rec := NewRecorder(s, RecorderConfig{Queue: 1, Discover: true, DropLogInterval: interval,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	burst := func(n int) {
+		for i := 0; i < n; i++ {
+			rec.Record(matchbox.BootEvent{MAC: "52:54:00:00:00:01", Type: "x", At: time.Now()})
+		}
+	}
+	burst(100) // the recorder is not running yet: 1 queued, 99 dropped
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	warnings := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "boot events dropped") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	waitFor := func(n int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(warnings()) < n && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return warnings()
+	}
+	if w := waitFor(1); len(w) != 1 || !strings.Contains(w[0], "dropped=99 dropped_total=99") {
+		t.Fatalf("after a burst of 100 into a queue of 1: warnings %q", w)
+	}
+	time.Sleep(3 * interval) // nothing dropped: nothing more said
+	if w := warnings(); len(w) != 1 {
+		t.Fatalf("warnings without new drops: %q", w)
+	}
+	rec.Sync(ctx) // the queue is empty again
+	burst(10)     // the running recorder takes a few; the rest are dropped
+	w := waitFor(2)
+	want := fmt.Sprintf("dropped=%d dropped_total=%d ", rec.Dropped()-99, rec.Dropped())
+	if len(w) != 2 || rec.Dropped() == 99 || !strings.Contains(w[1], want) {
+		t.Fatalf("after a second burst: warnings %q, want the second with %q", w, want)
 	}
 }
 
