@@ -365,6 +365,11 @@ func (s *Server) handleRead(filename string, rf io.ReaderFrom) error {
 	}
 	defer f.Close()
 	t.Size = size
+	if ot, ok := rf.(pintftp.OutgoingTransfer); ok {
+		// A tsize option is answered with the file's size whatever value
+		// the request carried (RFC 2349 asks for 0; pin would echo another).
+		ot.SetSize(size)
+	}
 
 	key := slotKey(t.RemoteAddr, filename)
 	sl := s.slots.acquire(key)
