@@ -2,15 +2,31 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	mathrand "math/rand/v2"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/sys/unix"
+
+	"matchbox/internal/needs"
 )
 
 // tftpAnswer is what a TFTP server said to one request packet: the
@@ -180,4 +196,228 @@ func TestServeHostileTFTP(t *testing.T) {
 			t.Errorf("a %d-byte log line: %.200s", len(line), line)
 		}
 	}
+}
+
+// inNetns runs fn on an OS thread switched into network namespace ns:
+// sockets fn opens stay in ns.
+func inNetns(ns string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns %s: %w", ns, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("restore namespace: %w", err) // the thread stays locked and dies with the goroutine
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// dhcpHeader is a 236-byte BOOTP header (op, htype, hlen as given) with
+// chaddr 52:54:00:66:00:01, followed by extra.
+func dhcpHeader(op, htype, hlen byte, extra ...byte) []byte {
+	b := make([]byte, 236)
+	b[0], b[1], b[2] = op, htype, hlen
+	copy(b[4:8], []byte{1, 2, 3, 4}) // xid
+	copy(b[28:34], []byte{0x52, 0x54, 0, 0x66, 0, 1})
+	return append(b, extra...)
+}
+
+// TestServeHostileDHCP sends the real binary's DHCP server (authoritative,
+// in a network namespace, over a veth pair) malformed and truncated
+// packets: none gets an answer, each is counted as malformed on /metrics,
+// and a well-formed DISCOVER and busybox udhcpc then get an address.
+func TestServeHostileDHCP(t *testing.T) {
+	if os.Geteuid() != 0 {
+		needs.Skip(t, "needs root to create network namespaces and veth pairs")
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
+	}
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprint(os.Getpid())
+	srv, cli := "mbxh-s-"+id, "mbxh-c-"+id
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", srv).Run()
+		exec.Command("ip", "netns", "del", cli).Run()
+	})
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", srv)
+	ip("netns", "add", cli)
+	ip("-n", srv, "link", "set", "lo", "up")
+	ip("link", "add", "mhs"+id, "netns", srv, "type", "veth", "peer", "name", "mhc"+id, "netns", cli)
+	ip("-n", srv, "link", "set", "mhs"+id, "name", "vS")
+	ip("-n", cli, "link", "set", "mhc"+id, "name", "vC")
+	ip("-n", srv, "addr", "add", "10.9.1.1/24", "dev", "vS")
+	ip("-n", cli, "addr", "add", "10.9.1.50/24", "dev", "vC")
+	ip("-n", srv, "link", "set", "vS", "up")
+	ip("-n", cli, "link", "set", "vC", "up")
+
+	dir := t.TempDir()
+	cmd := exec.Command("ip", "netns", "exec", srv, bin, "serve", "--data-dir", dir, "--http-addr", "10.9.1.1:8080",
+		"--dhcp-mode", "authoritative", "--dhcp-iface", "vS", "--dhcp-range", "10.9.1.100-10.9.1.110",
+		"--boot-url", "http://10.9.1.1:8080", "--dhcp-router", "10.9.1.1")
+	logs := &lockedLog{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	// The metrics are read from the client's namespace, over the veth.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			nerr := inNetns(cli, func() error { c, err = net.DialTimeout(network, addr, 5*time.Second); return err })
+			return c, nerr
+		}}}
+	malformed := func() int {
+		t.Helper()
+		resp, err := getRetrying(client, "http://10.9.1.1:8080/metrics", 30*time.Second)
+		if err != nil {
+			t.Fatalf("metrics: %v\nserver logs:\n%s", err, logs)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^matchbox_dhcp_dropped_total\{reason="malformed"\} (\d+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no malformed counter on /metrics:\n%s", body)
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	if n := malformed(); n != 0 {
+		t.Fatalf("%d malformed packets before the test sent any", n)
+	}
+
+	var conn *net.UDPConn
+	if err := inNetns(cli, func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
+		return err
+	}); err != nil {
+		t.Fatalf("client socket: %v", err)
+	}
+	defer conn.Close()
+	server := &net.UDPAddr{IP: net.IPv4(10, 9, 1, 1), Port: 67}
+	cookie := []byte{99, 130, 83, 99}
+	opts := func(o ...byte) []byte { return append(append([]byte{}, cookie...), o...) }
+	packets := []struct {
+		name string
+		pkt  []byte
+	}{
+		{"empty datagram", nil},
+		{"one byte", []byte{1}},
+		{"truncated header", make([]byte, 100)},
+		{"header without magic cookie", dhcpHeader(1, 1, 6)},
+		{"no message type", dhcpHeader(1, 1, 6, opts(255)...)},
+		{"option longer than the packet", dhcpHeader(1, 1, 6, opts(53, 1, 1, 12, 200, 'a', 'b')...)},
+		{"message type of length 0", dhcpHeader(1, 1, 6, opts(53, 0, 255)...)},
+		{"message type of length 0 at the end", dhcpHeader(1, 1, 6, opts(53)...)},
+		{"BOOTREPLY", dhcpHeader(2, 1, 6, opts(53, 1, 1, 255)...)},
+		{"not Ethernet", dhcpHeader(1, 6, 6, opts(53, 1, 1, 255)...)},
+		{"hardware address of 16 bytes", dhcpHeader(1, 1, 16, opts(53, 1, 1, 255)...)},
+		{"hardware address of 0 bytes", dhcpHeader(1, 1, 0, opts(53, 1, 1, 255)...)},
+		{"only pad options", dhcpHeader(1, 1, 6, append(opts(), make([]byte, 1200)...)...)},
+		{"all ones", bytes.Repeat([]byte{0xff}, 1472)},
+	}
+	rnd := mathrand.New(mathrand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		b := make([]byte, rnd.IntN(1500))
+		for j := range b {
+			b[j] = byte(rnd.Uint32())
+		}
+		packets = append(packets, struct {
+			name string
+			pkt  []byte
+		}{fmt.Sprintf("random %d", i), b})
+	}
+	// Each truncation of a well-formed DISCOVER short of its options.
+	discover, err := dhcpv4.NewDiscovery(net.HardwareAddr{0x52, 0x54, 0, 0x66, 0, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := discover.ToBytes()
+	for n := 0; n < 240; n += 7 {
+		packets = append(packets, struct {
+			name string
+			pkt  []byte
+		}{fmt.Sprintf("DISCOVER cut to %d bytes", n), whole[:n]})
+	}
+	for _, p := range packets {
+		if _, err := conn.WriteToUDP(p.pkt, server); err != nil {
+			t.Fatalf("%s: send: %v", p.name, err)
+		}
+	}
+	// None gets an answer.
+	buf := make([]byte, 1500)
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, from, err := conn.ReadFromUDP(buf); err == nil {
+		t.Errorf("a malformed packet was answered by %v: %d bytes", from, n)
+	}
+	if n := malformed(); n != len(packets) {
+		t.Errorf("%d packets counted malformed, want the %d sent", n, len(packets))
+	}
+	// A well-formed DISCOVER is answered with an offer in the range.
+	if _, err := conn.WriteToUDP(whole, server); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := conn.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("no offer to a well-formed DISCOVER after the malformed ones: %v\nserver logs:\n%s", err, logs)
+	}
+	offer, err := dhcpv4.FromBytes(buf[:n])
+	if err != nil || offer.MessageType() != dhcpv4.MessageTypeOffer || offer.TransactionID != discover.TransactionID {
+		t.Fatalf("answer to DISCOVER: %v %v", offer, err)
+	}
+	if got, _ := netip.AddrFromSlice(offer.YourIPAddr.To4()); got.Compare(netip.MustParseAddr("10.9.1.100")) < 0 || got.Compare(netip.MustParseAddr("10.9.1.110")) > 0 {
+		t.Errorf("offered %s, outside --dhcp-range", offer.YourIPAddr)
+	}
+	conn.Close()
+	// And a real client completes its exchange.
+	out, err := exec.Command("ip", "netns", "exec", cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "lease of 10.9.1.1") {
+		t.Fatalf("udhcpc after the malformed packets: %v\n%s\nserver logs:\n%s", err, out, logs)
+	}
+}
+
+// lockedLog collects a process's output safely for concurrent readers.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
