@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -420,4 +421,122 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestServeSlowlorisOnEveryListener trickles a request head one byte a
+// half second into every TCP listener (boot HTTP and HTTPS, the API in
+// plain HTTP and TLS, HTTP/1.1 and HTTP/2 as gRPC uses it, and the
+// profiling endpoints): other clients are served meanwhile, and the slow
+// connection is closed once the listener's header timeout has passed, not
+// before.
+func TestServeSlowlorisOnEveryListener(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for header timeouts of up to 30 s: not with -short")
+	}
+	pki := newTestPKI(t)
+	dir := t.TempDir()
+	common := func(name string) []string {
+		return []string{"--data-dir", "../..", "--db", filepath.Join(dir, name+".db"), "--agent-key-file", filepath.Join(dir, name+".key"), "--assets-dir", "-", "--api-addr", "127.0.0.1:0"}
+	}
+	plain := startServer(t, append(common("plain"), "--debug-addr", "127.0.0.1:0")...)
+	secure := startServer(t, append(common("tls"), "--http-tls-cert-file", pki.serverCert, "--http-tls-key-file", pki.serverKey,
+		"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey)...)
+	logged := func(s *server, re string) string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if m := regexp.MustCompile(re).FindStringSubmatch(s.Logs()); m != nil {
+				return m[1]
+			}
+		}
+		t.Fatalf("%s not logged:\n%s", re, s.Logs())
+		return ""
+	}
+	plainAPI := logged(plain, `msg="matchbox API serving" addr=(\S+)`)
+	debug := logged(plain, `msg="profiling endpoints" addr=(\S+)`)
+	secureAPI := logged(secure, `msg="matchbox API serving" addr=(\S+)`)
+	secureBoot := strings.TrimPrefix(secure.URL, "http://")
+
+	const head = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+	h2Preface := "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	tests := []struct {
+		name     string
+		addr     string
+		alpn     string // "" for plain TCP
+		trickle  string
+		probe    string // a normal request on the same listener
+		deadline time.Duration
+	}{
+		{"boot HTTP", strings.TrimPrefix(plain.URL, "http://"), "", head, plain.URL + "/healthz", 30 * time.Second},
+		{"boot HTTPS", secureBoot, "http/1.1", head, "https://" + secureBoot + "/healthz", 30 * time.Second},
+		{"API HTTP", plainAPI, "", head, "http://" + plainAPI + "/api/v1/profiles", 10 * time.Second},
+		{"API TLS HTTP/1.1", secureAPI, "http/1.1", head, "https://" + secureAPI + "/api/v1/profiles", 10 * time.Second},
+		{"API TLS HTTP/2 (gRPC)", secureAPI, "h2", h2Preface, "https://" + secureAPI + "/api/v1/profiles", 10 * time.Second},
+		{"profiling", debug, "", head, "http://" + debug + "/debug/pprof/cmdline", 10 * time.Second},
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var c net.Conn
+			var err error
+			if tt.alpn == "" {
+				c, err = net.DialTimeout("tcp", tt.addr, 5*time.Second)
+			} else {
+				c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tt.addr, &tls.Config{RootCAs: pki.pool, NextProtos: []string{tt.alpn}})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			closed := make(chan time.Duration, 1)
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						closed <- time.Since(start)
+						return
+					}
+				}
+			}()
+			// A byte every half second, the head never finished.
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				msg := tt.trickle + strings.Repeat("a", 1000)
+				for i := 0; i < len(msg); i++ {
+					select {
+					case <-stop:
+						return
+					case <-time.After(500 * time.Millisecond):
+					}
+					if _, err := c.Write([]byte{msg[i]}); err != nil {
+						return
+					}
+				}
+			}()
+			// Others are served while the slow client trickles.
+			for i := 0; i < 3; i++ {
+				time.Sleep(time.Second)
+				resp, err := client.Get(tt.probe)
+				if err != nil {
+					t.Fatalf("GET %s beside the slow client: %v", tt.probe, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("GET %s beside the slow client: %d", tt.probe, resp.StatusCode)
+				}
+			}
+			select {
+			case d := <-closed:
+				if d < tt.deadline-time.Second {
+					t.Errorf("slow client cut after %v, before the header timeout %v", d, tt.deadline)
+				}
+				t.Logf("slow client cut after %v (header timeout %v)", d.Round(100*time.Millisecond), tt.deadline)
+			case <-time.After(tt.deadline + 20*time.Second):
+				t.Fatalf("slow client still connected %v after the header timeout %v", 20*time.Second, tt.deadline)
+			}
+		})
+	}
 }
