@@ -125,6 +125,10 @@ func TestServeHostileAssetNames(t *testing.T) {
 		{"dot-dot", "/assets/../secret.txt", 400},
 		{"encoded dot-dot", "/assets/%2e%2e/secret.txt", 400}, // decoded to .. inside /assets/: refused
 		{"encoded slash dot-dot", "/assets/..%2fsecret.txt", 400},
+		{"double-encoded dot-dot", "/assets/%252e%252e/secret.txt", 404},   // decoded once: a name %2e%2e, not ..
+		{"double-encoded slash dot-dot", "/assets/..%252fsecret.txt", 404}, // a name "..%2fsecret.txt" in the folder
+		{"mixed-encoding dot-dot", "/assets/.%2e/secret.txt", 400},
+		{"backslash dot-dot", "/assets/..%5csecret.txt", 400},
 		{"absolute symlink out", "/assets/escape", 403},
 		{"relative symlink out", "/assets/escape-rel", 403},
 		{"NUL byte", "/assets/kernel%00.txt", 403},

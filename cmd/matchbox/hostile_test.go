@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -539,4 +540,127 @@ func TestServeSlowlorisOnEveryListener(t *testing.T) {
 			}
 		})
 	}
+}
+
+// billionLaughs is a group whose metadata (decoded, unlike unknown
+// fields) is a YAML alias bomb: 9 levels of 9 aliases, 9^9 strings if
+// expanded.
+func billionLaughs() string {
+	var b strings.Builder
+	b.WriteString("id: bomb\nprofile: discovery\nselector:\n  mac: 52:54:00:66:66:66\nmetadata:\n")
+	b.WriteString("  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
+	prev := "a"
+	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		fmt.Fprintf(&b, "  %s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n", n, n, prev, prev, prev, prev, prev, prev, prev, prev, prev)
+		prev = n
+	}
+	return b.String()
+}
+
+// peakRSS returns a process's peak resident set size in bytes (VmHWM).
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+// TestServeHostileAPIBodies sends the real server's API bodies nested a
+// million deep (JSON and YAML), over the body limit (announced and
+// chunked) and YAML alias bombs (as an object and inside an apply
+// bundle), and has the command line apply a directory holding a bomb:
+// each gets its 4xx with the error code, quickly, the server's memory
+// stays bounded and it answers normally afterwards.
+func TestServeHostileAPIBodies(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, "--data-dir", "../..", "--db", filepath.Join(dir, "m.db"), "--agent-key-file", filepath.Join(dir, "agent.key"), "--assets-dir", "-")
+	bomb := billionLaughs()
+	bundle, _ := json.Marshal(map[string]any{"files": map[string]string{"groups/bomb.yaml": bomb}})
+	tests := []struct {
+		name, method, path, ctype string
+		body                      io.Reader
+		chunked                   bool
+		status                    int
+		code                      string // the error's code
+	}{
+		{"JSON nested a million deep", "POST", "/api/v1/profiles", "application/json", strings.NewReader(strings.Repeat("[", 1_000_000)), false, 400, "invalid_body"},
+		{"JSON object nested a million deep", "POST", "/api/v1/profiles", "application/json", strings.NewReader(strings.Repeat(`{"a":`, 200_000)), false, 400, "invalid_body"},
+		{"YAML nested a million deep", "POST", "/api/v1/profiles", "application/yaml", strings.NewReader(strings.Repeat("[", 1_000_000)), false, 400, "invalid_body"},
+		{"YAML alias bomb", "POST", "/api/v1/groups", "application/yaml", strings.NewReader(bomb), false, 400, "invalid_body"},
+		{"YAML alias bomb in an apply bundle", "POST", "/api/v1/apply", "application/json", bytes.NewReader(bundle), false, 400, "invalid_bundle"},
+		{"YAML alias bomb in a plan bundle", "POST", "/api/v1/plan", "application/json", bytes.NewReader(bundle), false, 400, "invalid_bundle"},
+		{"5 MiB body", "POST", "/api/v1/profiles", "application/json", bytes.NewReader(bytes.Repeat([]byte(" "), 5<<20)), false, 413, "body_too_large"},
+		{"5 MiB body, chunked", "POST", "/api/v1/profiles", "application/json", bytes.NewReader(bytes.Repeat([]byte(" "), 5<<20)), true, 413, "body_too_large"},
+		{"100 MiB body announced", "POST", "/api/v1/apply", "application/json", io.LimitReader(zeros{}, 100<<20), false, 413, "body_too_large"},
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, s.URL+tt.path, tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lr, ok := tt.body.(*io.LimitedReader); ok {
+				req.ContentLength = lr.N
+			}
+			if tt.chunked {
+				req.ContentLength = -1
+				req.Body = io.NopCloser(req.Body) // hide the length
+			}
+			req.Header.Set("Content-Type", tt.ctype)
+			start := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+			}
+			defer resp.Body.Close()
+			var e struct {
+				Error struct{ Code, Message string }
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			json.Unmarshal(b, &e)
+			if resp.StatusCode != tt.status || e.Error.Code != tt.code {
+				t.Errorf("%d %s, want %d %s: %.300s", resp.StatusCode, e.Error.Code, tt.status, tt.code, b)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("answered after %v", d)
+			}
+			t.Logf("%d %s in %v: %.120s", resp.StatusCode, e.Error.Code, time.Since(start).Round(time.Millisecond), e.Error.Message)
+		})
+	}
+	// apply -f of a directory holding a bomb: a clear error, nothing written.
+	bombDir := t.TempDir()
+	writeFiles(t, bombDir, map[string]string{"groups/bomb.yaml": bomb})
+	start := time.Now()
+	code, stdout, stderr := runCLI(t, []string{"MATCHBOX_ENDPOINT=" + s.URL}, "apply", "-f", bombDir, "--auto-approve")
+	if code == 0 || !strings.Contains(stderr, "bomb.yaml") {
+		t.Errorf("apply -f of an alias bomb: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	t.Logf("apply -f of an alias bomb: exit %d in %v: %s", code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr))
+	if code, body := httpGet(t, s.URL+"/api/v1/groups/bomb"); code != 404 {
+		t.Errorf("the bomb profile was stored: %d %s", code, body)
+	}
+	if rss := peakRSS(t, s.cmd.Process.Pid); rss > 400<<20 {
+		t.Errorf("server's peak RSS %d MiB after the hostile bodies", rss>>20)
+	} else {
+		t.Logf("server's peak RSS: %d MiB", rss>>20)
+	}
+	if code, body := httpGet(t, s.URL+"/api/v1/profiles"); code != 200 || !strings.Contains(body, "discovery") {
+		t.Errorf("after the hostile bodies: %d %.200s", code, body)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
