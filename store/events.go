@@ -195,6 +195,10 @@ type EventFilter struct {
 	AfterID int64     // events with a greater id (pagination)
 	Limit   int       // 0: 1000
 	Newest  bool      // the newest Limit events (still returned oldest first)
+	// Written orders a machine's events as they were written (by id)
+	// instead of by time, so that AfterID follows a live timeline: an
+	// event written late with an earlier time is still after the cursor.
+	Written bool
 }
 
 // Events returns a machine's timeline, oldest first.
@@ -209,13 +213,35 @@ func (s *Store) FleetEvents(ctx context.Context, f EventFilter) ([]matchbox.Even
 
 // events lists the events of one machine, or of all when machineID is nil.
 func (s *Store) events(ctx context.Context, machineID *string, f EventFilter) ([]matchbox.Event, error) {
-	q := "SELECT id, machine_id, at, type, detail FROM events WHERE id > ?"
-	args := []any{f.AfterID}
+	// A machine's timeline is ordered by time, then id: events are
+	// written in batches in the background (the recorder) or at once (the
+	// lifecycle, the API), so ids alone can put a later action before an
+	// earlier request. Stored times vary in width (RFC 3339, trailing zeros
+	// cut), so they are compared through strftime (to the millisecond). The
+	// fleet's events stay in id order: a cursor over everything written.
+	// The cursor AfterID names the last event seen, in either order.
+	const when = "strftime('%Y-%m-%dT%H:%M:%f', at)"
+	q := "SELECT id, machine_id, at, type, detail FROM events WHERE "
+	var args []any
+	order, reverse := "id", "id DESC"
 	what := "the fleet"
-	if machineID != nil {
-		q += " AND machine_id = ?"
+	switch {
+	case machineID != nil && f.Written:
+		q += "machine_id = ? AND id > ?"
+		args = append(args, *machineID, f.AfterID)
+		what = fmt.Sprintf("machine %q", *machineID)
+	case machineID != nil:
+		q += "machine_id = ?"
 		args = append(args, *machineID)
 		what = fmt.Sprintf("machine %q", *machineID)
+		order, reverse = when+", id", when+" DESC, id DESC"
+		if f.AfterID > 0 {
+			q += " AND (" + when + ", id) > (SELECT " + when + ", id FROM events WHERE id = ?)"
+			args = append(args, f.AfterID)
+		}
+	default:
+		q += "id > ?"
+		args = append(args, f.AfterID)
 	}
 	if f.Type != "" {
 		if f.Type[len(f.Type)-1] == '.' {
@@ -227,7 +253,7 @@ func (s *Store) events(ctx context.Context, machineID *string, f EventFilter) ([
 		}
 	}
 	if !f.Since.IsZero() {
-		q += " AND at >= ?"
+		q += " AND " + when + " >= strftime('%Y-%m-%dT%H:%M:%f', ?)"
 		args = append(args, timestamp(f.Since))
 	}
 	limit := f.Limit
@@ -235,9 +261,9 @@ func (s *Store) events(ctx context.Context, machineID *string, f EventFilter) ([
 		limit = 1000
 	}
 	if f.Newest {
-		q = "SELECT * FROM (" + q + " ORDER BY id DESC LIMIT ?) ORDER BY id"
+		q = "SELECT * FROM (" + q + " ORDER BY " + reverse + " LIMIT ?) ORDER BY " + order
 	} else {
-		q += " ORDER BY id LIMIT ?"
+		q += " ORDER BY " + order + " LIMIT ?"
 	}
 	args = append(args, limit)
 	rows, err := s.read.QueryContext(ctx, q, args...)

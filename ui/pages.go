@@ -390,7 +390,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, u user) error {
 		return err
 	}
 	return s.sse(w, r, func(after int64) ([]streamEvent, error) {
-		evs, err := s.cfg.Machines.Events(ctx, id, store.EventFilter{AfterID: after, Limit: 100})
+		evs, err := s.cfg.Machines.Events(ctx, id, store.EventFilter{AfterID: after, Limit: 100, Written: true})
 		if err != nil || len(evs) == 0 {
 			return nil, err
 		}
