@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
@@ -116,19 +117,22 @@ func (a *API) Register(r *mux.Router) {
 	handle("/machines", a.listMachines, http.MethodGet)
 	handle("/machines", a.createMachine, http.MethodPost)
 	handle("/machines/provision", a.provisionMachines, http.MethodPost)
-	handle("/machines/{id}", a.getMachine, http.MethodGet)
-	handle("/machines/{id}", a.replaceMachine, http.MethodPut)
-	handle("/machines/{id}", a.deleteMachine, http.MethodDelete)
-	handle("/machines/{id}/labels", a.setMachineLabels, http.MethodPut)
-	handle("/machines/{id}/state", a.setMachineState, http.MethodPut)
-	handle("/machines/{id}/events", a.machineEvents, http.MethodGet)
-	handle("/machines/{id}/inventory", a.machineInventory, http.MethodGet)
-	handle("/machines/{id}/bmc", a.getBMC, http.MethodGet)
-	handle("/machines/{id}/bmc", a.putBMC, http.MethodPut)
-	handle("/machines/{id}/bmc", a.deleteBMC, http.MethodDelete)
-	handle("/machines/{id}/power", a.machinePower, http.MethodPost)
-	handle("/machines/{id}/bootdevice", a.machineBootDevice, http.MethodPost)
-	handle("/machines/{id}/provision", a.provisionMachine, http.MethodPost)
+	// A machine's routes name it by id or by one of its MACs (any
+	// notation), so a MAC read off a console or a DHCP log works.
+	m := a.byMAC
+	handle("/machines/{id}", m(a.getMachine), http.MethodGet)
+	handle("/machines/{id}", m(a.replaceMachine), http.MethodPut)
+	handle("/machines/{id}", m(a.deleteMachine), http.MethodDelete)
+	handle("/machines/{id}/labels", m(a.setMachineLabels), http.MethodPut)
+	handle("/machines/{id}/state", m(a.setMachineState), http.MethodPut)
+	handle("/machines/{id}/events", m(a.machineEvents), http.MethodGet)
+	handle("/machines/{id}/inventory", m(a.machineInventory), http.MethodGet)
+	handle("/machines/{id}/bmc", m(a.getBMC), http.MethodGet)
+	handle("/machines/{id}/bmc", m(a.putBMC), http.MethodPut)
+	handle("/machines/{id}/bmc", m(a.deleteBMC), http.MethodDelete)
+	handle("/machines/{id}/power", m(a.machinePower), http.MethodPost)
+	handle("/machines/{id}/bootdevice", m(a.machineBootDevice), http.MethodPost)
+	handle("/machines/{id}/provision", m(a.provisionMachine), http.MethodPost)
 
 	handle("/leases", a.listLeases, http.MethodGet)
 	handle("/instances", a.listInstances, http.MethodGet)
@@ -278,4 +282,28 @@ func page(r *http.Request, def, max int) (limit int, after string, err error) {
 		limit = n
 	}
 	return limit, q.Get("after"), nil
+}
+
+// byMAC makes h's {id} the id of the machine that has the MAC the path
+// names, when no machine has that id and it parses as a MAC
+// (52:54:00:12:34:56, 52-54-00-12-34-56, 525400123456). A MAC no machine
+// has is left as it is: as an id it is 404, or a machine a PUT creates.
+func (a *API) byMAC(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		vars := mux.Vars(r)
+		id := vars["id"]
+		if _, ok := a.cfg.Store.LookupMachineByID(id); ok {
+			return h(w, r)
+		}
+		mac, err := matchbox.NormalizeMAC(id)
+		if err != nil {
+			return h(w, r)
+		}
+		if m, ok := a.cfg.Store.LookupMachine(mac, ""); ok {
+			resolved := maps.Clone(vars)
+			resolved["id"] = m.ID
+			r = mux.SetURLVars(r, resolved)
+		}
+		return h(w, r)
+	}
 }

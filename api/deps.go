@@ -43,6 +43,9 @@ type Machines interface {
 	// LookupMachineByID returns what the in-memory index holds of a
 	// machine (inventory included).
 	LookupMachineByID(id string) (matchbox.Machine, bool)
+	// LookupMachine returns what the in-memory index holds of the machine
+	// that has the MAC (normalised) or, without one, the UUID.
+	LookupMachine(mac, uuid string) (matchbox.Machine, bool)
 	// PutMachine creates or replaces a machine under the precondition
 	// ifVersion and returns its new version.
 	PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion int64) (int64, error)

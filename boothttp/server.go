@@ -244,13 +244,13 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			// A dangling reference: the group exists, its profile not (yet).
 			s.log.WarnContext(r.Context(), "selected group names a missing profile", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Group.Profile, "labels", "{"+labels.String()+"}", "remote", r.RemoteAddr)
 			sel.match = matchbox.Match{Group: match.Group}
-			s.record(sel, http.StatusNotFound, err.Error())
+			s.record(r.Context(), sel, http.StatusNotFound, err.Error())
 			http.Error(w, oneLine(err.Error()), http.StatusNotFound)
 			return
 		}
 		if err != nil {
 			s.log.InfoContext(r.Context(), "no group matches", "path", r.URL.Path, "labels", "{"+labels.String()+"}", "remote", r.RemoteAddr)
-			s.record(sel, http.StatusNotFound, "no group matches")
+			s.record(r.Context(), sel, http.StatusNotFound, "no group matches")
 			http.Error(w, "no group matches labels "+"{"+labels.String()+"}", http.StatusNotFound)
 			return
 		}
@@ -270,27 +270,41 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			// A dangling reference: the profile names a template not (yet) written.
 			status = http.StatusNotFound
 			s.log.WarnContext(r.Context(), "profile names a missing template", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
-			s.record(sel, status, err.Error())
+			s.record(r.Context(), sel, status, err.Error())
 			http.Error(w, oneLine(fmt.Sprintf("profile %q: %v", match.Profile.ID, err)), status)
 			return
 		}
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
-			s.record(sel, status, err.Error())
+			s.record(r.Context(), sel, status, err.Error())
 			http.Error(w, oneLine(err.Error()), status)
 			return
 		}
 		if s.log.Enabled(r.Context(), slog.LevelDebug) {
 			s.log.DebugContext(r.Context(), "served", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}")
 		}
-		s.record(sel, status, "")
+		s.record(r.Context(), sel, status, "")
 		if s.cfg.Lifecycle != nil && sel.observed && sel.machine != nil && status == http.StatusOK {
 			s.cfg.Lifecycle.Served(r.Context(), sel.machine.ID, sel.machine.State, sel.event, match.Profile)
 		}
 	})
 }
 
-func (s *Server) record(sel *selection, status int, problem string) {
+// firstSyncTimeout bounds how long the answer to a machine's first request
+// waits for its record to be written.
+const firstSyncTimeout = 2 * time.Second
+
+// eventSyncer is an EventSink that can wait until the events queued so
+// far are written (store.Recorder).
+type eventSyncer interface {
+	Sync(ctx context.Context) error
+}
+
+// record queues the request's event. The first request of a machine not
+// known yet waits (up to firstSyncTimeout) until its event, and so the
+// machine it discovers, is written, so that the machine exists by the time
+// the answer is complete: `curl` then `matchbox machine bmc set MAC` works.
+func (s *Server) record(ctx context.Context, sel *selection, status int, problem string) {
 	if s.cfg.Events == nil || !sel.observed {
 		return
 	}
@@ -305,7 +319,16 @@ func (s *Server) record(sel *selection, status int, problem string) {
 		ev.Outcome.Group = sel.match.Group.ID
 		ev.Outcome.Profile = sel.match.Group.Profile
 	}
-	s.cfg.Events.Record(ev)
+	if !s.cfg.Events.Record(ev) || sel.machine != nil {
+		return
+	}
+	if sy, ok := s.cfg.Events.(eventSyncer); ok {
+		ctx, cancel := context.WithTimeout(ctx, firstSyncTimeout)
+		defer cancel()
+		if err := sy.Sync(ctx); err != nil {
+			s.log.WarnContext(ctx, "first boot request: its machine's record is not written yet", "mac", mac, "err", err)
+		}
+	}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

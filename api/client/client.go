@@ -419,3 +419,21 @@ func (c *Client) Render(ctx context.Context, endpoint string, query url.Values) 
 	}
 	return &out, nil
 }
+
+// PutMachine creates or replaces a machine's identity, labels and state;
+// ifVersion > 0 requires that version (a read-modify-write that another
+// writer overtook fails with 412 instead of undoing its change). It
+// returns the machine as stored and its version.
+func (c *Client) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion int64) (*wire.Machine, int64, error) {
+	h := http.Header{}
+	if ifVersion > 0 {
+		h.Set("If-Match", strconv.Quote(strconv.FormatInt(ifVersion, 10)))
+	}
+	var out wire.Machine
+	tag, err := c.do(ctx, http.MethodPut, machinePath(m.ID, ""), h, m, &out)
+	if err != nil {
+		return nil, 0, err
+	}
+	v, _ := strconv.ParseInt(strings.Trim(tag, `"`), 10, 64)
+	return &out, v, nil
+}

@@ -276,9 +276,9 @@ func newDeleteCommand() *cobra.Command {
 func newMachineCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "machine",
-		Short: "Inspect machines, declare their BMCs, power and provision them",
+		Short: "Inspect and set machines, declare their BMCs, power and provision them",
 	}
-	cmd.AddCommand(newMachineEventsCommand(), newMachineShowCommand(), newMachineBMCCommand(), newMachinePowerCommand(),
+	cmd.AddCommand(newMachineEventsCommand(), newMachineShowCommand(), newMachineSetCommand(), newMachineBMCCommand(), newMachinePowerCommand(),
 		newMachineBootDeviceCommand(), newMachineProvisionCommand())
 	return cmd
 }
