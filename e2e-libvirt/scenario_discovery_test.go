@@ -441,9 +441,11 @@ func (d *discoveryRun) bootDisk(ctx context.Context) {
 	if err != nil {
 		d.fatalf("timeline: %v", err)
 	}
+	// Events written since: the timeline is ordered by time, so the last
+	// written is the greatest id, not necessarily the last listed.
 	lastID := int64(0)
-	if len(before) > 0 {
-		lastID = before[len(before)-1].ID
+	for _, e := range before {
+		lastID = max(lastID, e.ID)
 	}
 	offset := fileSize(d.spec.SerialLog)
 	start := time.Now()

@@ -330,9 +330,11 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request, u user) error {
 	if err != nil {
 		return err
 	}
+	// The page lists the timeline by time; the live stream follows it from
+	// the last event written (the greatest id).
 	var lastID int64
-	if len(evs) > 0 {
-		lastID = evs[len(evs)-1].ID
+	for _, ev := range evs {
+		lastID = max(lastID, ev.ID)
 	}
 	data := map[string]any{
 		"User": u, "Title": "Machine " + m.ID, "M": m, "Inv": m.Inventory, "Events": evs, "LastID": lastID,
