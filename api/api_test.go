@@ -324,9 +324,17 @@ func TestAPIDanglingReferences(t *testing.T) {
 	if got := s.must(t, http.StatusOK, "GET", "/api/v1/profiles", "").header.Values("Warning"); len(got) != 0 {
 		t.Errorf("warnings after the reference was resolved: %q", got)
 	}
-	// Deleting a profile a group names leaves the group, with a warning.
+	// Deleting a profile groups name leaves them, with one warning that
+	// says the profile is deleted and names every group that names it.
+	s.must(t, http.StatusCreated, "POST", "/api/v1/groups", `{"id": "g2", "profile": "p", "selector": {"os": "x"}}`)
+	s.must(t, http.StatusCreated, "POST", "/api/v1/groups", `{"id": "other", "profile": "q", "selector": {"os": "y"}}`)
 	r = s.must(t, http.StatusNoContent, "DELETE", "/api/v1/profiles/p", "")
-	warned(r, `group \"g\": profile \"p\" does not exist`)
+	warned(r, `profile \"p\" is deleted and groups \"g\", \"g2\" still name it`)
+	if got := r.header.Values("Warning"); len(got) != 1 || strings.Contains(got[0], `\"other\"`) {
+		t.Errorf("delete warnings %q; want one naming g and g2 only", got)
+	}
+	s.must(t, http.StatusNoContent, "DELETE", "/api/v1/groups/g2", "")
+	s.must(t, http.StatusNoContent, "DELETE", "/api/v1/groups/other", "")
 	if d := s.store.Snapshot().Dangling(); len(d) != 1 {
 		t.Errorf("dangling references after the delete: %q", d)
 	}

@@ -432,6 +432,10 @@ func TestBMCRefusals(t *testing.T) {
 			}
 		})
 	}
+	// The no_bmc answer tells CLI users the command, API users the call.
+	if r := s.call(t, "POST", "/api/v1/machines/m1/power", `{"action": "status"}`); !strings.Contains(r.body, "matchbox machine bmc set ID --address ADDR") || !strings.Contains(r.body, "PUT /api/v1/machines/ID/bmc") {
+		t.Errorf("no_bmc hint: %s", r.body)
+	}
 	// A YAML body whose password lands in a field of another type is not
 	// echoed in the error, not even the start YAML quotes.
 	r := s.call(t, "PUT", "/api/v1/machines/m1/bmc", "address: h\nport: "+password+"\n", "Content-Type: application/yaml")

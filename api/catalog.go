@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -257,6 +259,24 @@ func deleteObject(ctx context.Context, st Catalog, kind matchbox.Kind, id string
 	return snap.NewDangling(before), nil
 }
 
+// deletedProfileWarning names the groups that still name profile id once
+// it is deleted: the deletion is done, and those groups' machines are
+// answered 404 until a profile of that id is written again.
+func deletedProfileWarning(snap *matchbox.Snapshot, id string) string {
+	var users []string
+	for _, g := range snap.Groups() {
+		if g.Profile == id {
+			users = append(users, strconv.Quote(g.ID))
+		}
+	}
+	slices.Sort(users)
+	what := "group " + strings.Join(users, "") + " still names it"
+	if len(users) != 1 {
+		what = "groups " + strings.Join(users, ", ") + " still name it"
+	}
+	return fmt.Sprintf("dangling reference: profile %q is deleted and %s: the machines selected are answered 404 until profile %q is written again or the groups name another", id, what, id)
+}
+
 // danglingWarnings words dangling references as warnings.
 func danglingWarnings(refs []string) []string {
 	out := make([]string, len(refs))
@@ -283,7 +303,11 @@ func (c catalogHandlers) remove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	addWarnings(w, danglingWarnings(dangling))
+	if kind == matchbox.KindProfile && len(dangling) > 0 {
+		addWarnings(w, []string{deletedProfileWarning(c.a.cfg.Store.Snapshot(), id)})
+	} else {
+		addWarnings(w, danglingWarnings(dangling))
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

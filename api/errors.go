@@ -95,9 +95,9 @@ func classify(err error) *apiError {
 	case errors.Is(err, lifecycle.ErrNoSecretKey):
 		return errorf(http.StatusUnprocessableEntity, CodeNoSecretKey, "password", "%v", err)
 	case errors.Is(err, lifecycle.ErrCredentialsUnavailable):
-		return errorf(http.StatusConflict, CodeCredentialsUnavailable, "", "%v: set them again with PUT %s/machines/{id}/bmc", err, Prefix)
+		return errorf(http.StatusConflict, CodeCredentialsUnavailable, "", "%v: set them again with `matchbox machine bmc set ID --address ADDR --username U --password-file F` (PUT %s/machines/ID/bmc)", err, Prefix)
 	case errors.Is(err, lifecycle.ErrNoBMC):
-		return errorf(http.StatusConflict, CodeNoBMC, "", "%v: declare it with PUT %s/machines/{id}/bmc", err, Prefix)
+		return errorf(http.StatusConflict, CodeNoBMC, "", "%v: declare it with `matchbox machine bmc set ID --address ADDR` (PUT %s/machines/ID/bmc)", err, Prefix)
 	}
 	var bfe *bmc.FieldError
 	if errors.As(err, &bfe) {

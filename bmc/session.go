@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -95,9 +96,46 @@ func openBMCLib(ctx context.Context, ep Endpoint, driver string) (session, error
 				return nil, fmt.Errorf("%w: %s: %w", ErrAuth, probe, err)
 			}
 		}
-		return nil, err
+		return nil, openFailure(err, driver, ep)
 	}
 	return &bmclibSession{drv: driver, ep: ep, client: c}, nil
+}
+
+// openError is a failure to open a bmclib session, worded without
+// bmclib's own framing; it wraps bmclib's error.
+type openError struct {
+	msg string
+	err error
+}
+
+func (e *openError) Error() string { return e.msg }
+func (e *openError) Unwrap() error { return e.err }
+
+// openFailure rewords bmclib's Open error ("2 errors occurred: * provider:
+// ipmitool: ... * no Opener implementations found") as what the provider
+// said, naming the BMC's address and protocol.
+func openFailure(err error, driver string, ep Endpoint) error {
+	var reasons []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		switch {
+		case line == "", strings.Contains(line, "no Opener implementations found"), strings.HasSuffix(line, "errors occurred:"), strings.HasSuffix(line, "error occurred:"):
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "provider: "); ok {
+			line = rest
+		}
+		reasons = append(reasons, line)
+	}
+	reason := strings.Join(reasons, "; ")
+	if reason == "" {
+		reason = "it did not answer"
+	}
+	addr := ep.Address
+	if ep.Port != 0 {
+		addr = net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
+	}
+	return &openError{msg: fmt.Sprintf("the BMC at %s did not open a %s session: %s", addr, driver, reason), err: err}
 }
 
 func (s *bmclibSession) driver() string   { return s.drv }

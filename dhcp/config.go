@@ -256,6 +256,11 @@ func (cfg *Config) Validate() error {
 			return fieldErr(field, "range %s-%s: router %s is not an IPv4 address", r.Start, r.End, r.Router)
 		}
 	}
+	if cfg.Mode == ModeProxy && cfg.BootURL == "" {
+		// Proxy DHCP gives only boot information: without the URL, iPXE
+		// clients get none and loop back to DHCP.
+		return fieldErr("BootURL", "required with mode proxy: iPXE clients would get no boot script and loop; give matchbox's URL as machines reach it, http://ADDR:PORT")
+	}
 	if cfg.Mode == ModeAuthoritative && len(cfg.Ranges) == 0 {
 		return fieldErr("Ranges", "at least one range is required with mode authoritative")
 	}

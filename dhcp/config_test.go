@@ -20,7 +20,8 @@ func TestConfigValidate(t *testing.T) {
 		wantField string // "" for valid
 	}{
 		{"valid", func(*Config) {}, ""},
-		{"proxy without ranges", func(c *Config) { c.Mode, c.Ranges = ModeProxy, nil }, ""},
+		{"proxy without ranges", func(c *Config) { c.Mode, c.Ranges, c.BootURL = ModeProxy, nil, "http://10.0.0.1:8080" }, ""},
+		{"proxy without boot URL", func(c *Config) { c.Mode, c.Ranges = ModeProxy, nil }, "BootURL"},
 		{"packets only: server address, no interface", func(c *Config) { c.Interface, c.ServerIP = "", a("10.0.0.1") }, ""},
 		{"mode off", func(c *Config) { c.Mode = ModeOff }, "Mode"},
 		{"unknown mode", func(c *Config) { c.Mode = "on" }, "Mode"},

@@ -77,8 +77,19 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 	)
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetUsageTemplate(root.UsageTemplate() + envHelp)
 	return root
 }
+
+// envHelp ends every command's help: flags also come from the environment.
+const envHelp = `
+Environment:
+  Every flag can be set by MATCHBOX_<FLAG>, upper case with dashes as
+  underscores (--data-dir: MATCHBOX_DATA_DIR, --endpoint: MATCHBOX_ENDPOINT,
+  --token: MATCHBOX_TOKEN); the command line wins. matchbox v0.11's variables
+  and single-dash flags (MATCHBOX_ADDRESS, MATCHBOX_DATA_PATH, -data-path, ...)
+  are aliases of serve's flags; an alias that disagrees with its flag is an error.
+`
 
 // envName is the environment variable that sets a flag.
 func envName(flag string) string {

@@ -293,7 +293,17 @@ func (p *parser) value(f Fact, inList bool) (value, error) {
 		}
 		return value{}, bad()
 	default:
-		n, ok := parseNumber(word, f.Type)
+		n, frac, ok := parseNumber(word, f.Type)
+		if frac != nil {
+			// A number and unit that give no whole number: say so
+			// instead of calling the unit wrong.
+			base := "bytes"
+			if f.Type == TypeSpeed {
+				base = "Mbps"
+			}
+			return value{}, &SyntaxError{Pos: start + 1, Got: strconv.Quote(word),
+				Expected: fmt.Sprintf("a whole number of %s (%s is %s %s; round it, or use a unit that divides it)", base, word, frac.FloatString(3), base)}
+		}
 		if !ok {
 			return value{}, bad()
 		}
@@ -384,32 +394,37 @@ func unitScale(t Type, unit string) (uint64, bool) {
 }
 
 // parseNumber parses "64", "64GiB", "1.5 TB" or "25Gbps" for a numeric
-// fact type. The result must be a whole number that fits in a uint64.
-func parseNumber(word string, t Type) (uint64, bool) {
+// fact type. The result must be a whole number that fits in a uint64; a
+// valid number and unit whose product is not whole (1.3TiB) is returned as
+// frac, with ok false.
+func parseNumber(word string, t Type) (n uint64, frac *big.Rat, ok bool) {
 	i := 0
 	for i < len(word) && (word[i] >= '0' && word[i] <= '9' || word[i] == '.') {
 		i++
 	}
 	num, unit := word[:i], strings.TrimLeft(word[i:], " \t")
 	if num == "" || len(num) > maxNumberLen || num[0] == '.' || num[len(num)-1] == '.' || strings.Count(num, ".") > 1 {
-		return 0, false
+		return 0, nil, false
 	}
 	if t == TypeCount && (unit != "" || strings.Contains(num, ".")) {
-		return 0, false
+		return 0, nil, false
 	}
 	scale, ok := unitScale(t, unit)
 	if !ok {
-		return 0, false
+		return 0, nil, false
 	}
 	r, ok := new(big.Rat).SetString(num)
 	if !ok {
-		return 0, false
+		return 0, nil, false
 	}
 	r.Mul(r, new(big.Rat).SetUint64(scale))
-	if !r.IsInt() || !r.Num().IsUint64() {
-		return 0, false
+	if !r.IsInt() {
+		return 0, r, false
 	}
-	return r.Num().Uint64(), true
+	if !r.Num().IsUint64() {
+		return 0, nil, false
+	}
+	return r.Num().Uint64(), nil, true
 }
 
 // formatNumber writes a number in the unit that divides it exactly with the
