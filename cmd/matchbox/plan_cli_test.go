@@ -173,7 +173,7 @@ func TestCLIPlanApply(t *testing.T) {
 		{
 			name: "deleting a profile a group names leaves a dangling reference, with a warning",
 			args: []string{"delete", "profile", "etcd"}, code: 0, want: []string{"deleted profile etcd"},
-			stderr: `warning: dangling reference: group "node1": profile "etcd" does not exist`,
+			stderr: `warning: dangling reference: profile "etcd" is deleted and group "node1" still names it`,
 		},
 		{
 			name: "get warns of dangling references",
