@@ -59,6 +59,9 @@ type Config struct {
 	// Instances lists the instances sharing the store for GET
 	// /api/v1/instances; nil answers it with 501 not_configured.
 	Instances Instances
+	// Audit reads the audit trail for GET /api/v1/audit; nil answers it
+	// with 501 not_configured.
+	Audit AuditLog
 }
 
 // API is the REST API handler set.
@@ -136,6 +139,7 @@ func (a *API) Register(r *mux.Router) {
 
 	handle("/leases", a.listLeases, http.MethodGet)
 	handle("/instances", a.listInstances, http.MethodGet)
+	handle("/audit", a.listAudit, http.MethodGet)
 
 	handle("/render", a.render, http.MethodGet)
 	handle("/plan", a.plan, http.MethodPost)

@@ -27,7 +27,7 @@ func TestTokensFile(t *testing.T) {
 			lookups: map[string]Role{adminToken: RoleAdmin, readToken: RoleRead, "admin-token-012345678": "", "": ""},
 		},
 		{name: "unknown role", file: adminToken + " root\n", wantErr: ":1: role \"root\""},
-		{name: "missing role", file: "# x\n" + adminToken + "\n", wantErr: ":2: want `<token> <role>`"},
+		{name: "missing role", file: "# x\n" + adminToken + "\n", wantErr: ":2: want `<token> <role> [<name>]`"},
 		{name: "short token", file: "abc admin\n", wantErr: ":1: token is shorter than 16 characters"},
 		{name: "empty file", file: "", lookups: map[string]Role{adminToken: ""}},
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"matchbox/agent/token"
+	"matchbox/audit"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -110,6 +111,7 @@ var (
 // machine's token it moves a provisioning (or timed-out, failed) machine
 // to provisioned, once.
 func (s *Service) Complete(ctx context.Context, machineID, tok string) error {
+	ctx = audit.WithDefaultActor(ctx, audit.ActorLifecycle)
 	if s.cfg.AgentKey == nil {
 		return fmt.Errorf("machine %q: %w: no key configured", machineID, ErrBadCompletionToken)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"matchbox/agent/token"
+	"matchbox/audit"
 	"matchbox/bmc"
 	"matchbox/bmc/secret"
 	"matchbox/hardware"
@@ -124,6 +125,7 @@ type Enrollment struct {
 // (no selector terms) matches. A group with auto_provision starts
 // provisioning in the background, until Close.
 func (s *Service) ReportInventory(ctx context.Context, machineID string, inv hardware.Inventory) (Enrollment, error) {
+	ctx = audit.WithDefaultActor(ctx, audit.ActorLifecycle)
 	st := s.cfg.Store
 	changed, err := st.RecordInventory(ctx, machineID, inv)
 	if err != nil {
@@ -407,6 +409,7 @@ func (s *Service) SetBootDevice(ctx context.Context, machineID string, opts bmc.
 // served its group's profile; its completion callback then marks it
 // provisioned. A BMC failure leaves the machine failed.
 func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, error) {
+	ctx = audit.WithDefaultActor(ctx, audit.ActorLifecycle) // auto_provision names none
 	ep, err := s.endpoint(ctx, machineID)
 	if err != nil {
 		return bmc.Result{}, err
@@ -433,6 +436,7 @@ func (s *Service) Provision(ctx context.Context, machineID string) (bmc.Result, 
 // profile's provisioned_by names: a provisioning machine becomes
 // provisioned.
 func (s *Service) ConfigFetched(ctx context.Context, machineID, endpoint string) {
+	ctx = audit.WithDefaultActor(ctx, audit.ActorLifecycle)
 	sum, ok := s.cfg.Store.LookupMachineByID(machineID)
 	if !ok || sum.State != matchbox.StateProvisioning {
 		return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"matchbox/audit"
 	"matchbox/hardware"
 	"matchbox/matchbox"
 	"matchbox/store"
@@ -46,6 +47,7 @@ const ReasonTimeout = "provisioning_timeout"
 // (its record's last change), recording the reason on its timeline and in
 // the metrics. It returns the machines it failed.
 func (s *Service) ExpireProvisioning(ctx context.Context, now time.Time) ([]string, error) {
+	ctx = audit.WithDefaultActor(ctx, audit.ActorLifecycle)
 	from, to := From(TriggerTimeout)
 	var failed []string
 	for _, state := range from {

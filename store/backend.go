@@ -91,6 +91,10 @@ type CatalogStore interface {
 	Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error)
 	// Close releases the store.
 	Close() error
+
+	// AuditStore is the audit trail: every catalog write records its
+	// changes in it, in the write's transaction, where the store can.
+	AuditStore
 }
 
 var _ Backend = (*Store)(nil)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"matchbox/audit"
 	"matchbox/matchbox"
 )
 
@@ -58,6 +59,7 @@ type sqlCatalogTx struct {
 	// changes are the objects written and deleted, as stored, in order:
 	// the new snapshot is the current one with them applied.
 	changes []matchbox.Change
+	audit   *auditLog // nil in read transactions
 }
 
 func tableOf(kind matchbox.Kind) (table, idCol string, err error) {
@@ -132,6 +134,9 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 		if err := c.record(obj.Kind, id, spec); err != nil {
 			return 0, err
 		}
+		if err := c.audited(audit.ActionCreate, obj.Kind, id, 0, 1); err != nil {
+			return 0, err
+		}
 		return 1, nil
 	case err != nil:
 		return 0, fmt.Errorf("read %s %q: %w", obj.Kind, id, err)
@@ -152,6 +157,9 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 		return 0, fmt.Errorf("update %s %q: %w", obj.Kind, id, err)
 	}
 	if err := c.record(obj.Kind, id, spec); err != nil {
+		return 0, err
+	}
+	if err := c.audited(audit.ActionUpdate, obj.Kind, id, cur, cur+1); err != nil {
 		return 0, err
 	}
 	return cur + 1, nil
@@ -192,18 +200,24 @@ func (c *sqlCatalogTx) Delete(kind matchbox.Kind, id string, ifVersion int64) er
 		q += " AND version = ?"
 		qargs = append(qargs, ifVersion)
 	}
-	res, err := c.tx.ExecContext(c.ctx, q, qargs...)
-	if err != nil {
-		return fmt.Errorf("delete %s %q: %w", kind, id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	var cur int64
+	err = c.tx.QueryRowContext(c.ctx, q+" RETURNING version", qargs...).Scan(&cur)
+	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := c.Get(kind, id); err != nil {
 			return err
 		}
 		return fmt.Errorf("%s %q: %w", kind, id, ErrVersionConflict)
 	}
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", kind, id, err)
+	}
 	c.changes = append(c.changes, matchbox.Change{Kind: kind, ID: id})
-	return nil
+	return c.audited(audit.ActionDelete, kind, id, cur, 0)
+}
+
+// audited writes the audit record of a change into the transaction.
+func (c *sqlCatalogTx) audited(action string, kind matchbox.Kind, id string, before, after int64) error {
+	return c.audit.add(c.ctx, c.tx, audit.Record{Action: action, Kind: string(kind), Object: id, VersionBefore: before, VersionAfter: after})
 }
 
 // Encode returns the object's id and its stored form: the JSON of a
@@ -344,8 +358,11 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, c
 	defer s.writeMu.Unlock()
 	before := s.snap.Load()
 	var snap *matchbox.Snapshot
+	var log *auditLog
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(s.now())}
+		now := s.now()
+		log = newAuditLog(ctx, now)
+		c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(now), audit: log}
 		if err := fn(c); err != nil {
 			return err
 		}
@@ -367,6 +384,7 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, c
 		return nil, err
 	}
 	s.snap.Store(snap)
+	s.logAudit(ctx, log)
 	for _, d := range snap.NewDangling(before) {
 		s.log.WarnContext(ctx, "catalog holds a dangling reference", "reference", d)
 	}

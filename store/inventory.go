@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"matchbox/audit"
 	"matchbox/hardware"
 	"matchbox/matchbox"
 )
@@ -123,10 +125,13 @@ func (s *Store) InventoryHistory(ctx context.Context, machineID string) ([]Inven
 // keeps it. It returns the resulting state.
 func (s *Store) Enroll(ctx context.Context, machineID, group string) (matchbox.MachineState, error) {
 	var state string
+	log := newAuditLog(ctx, s.now())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, "SELECT state FROM machines WHERE id = ?", machineID).Scan(&state); err != nil {
+		var oldGroup string
+		var version int64
+		if err := tx.QueryRowContext(ctx, "SELECT state, group_id, version FROM machines WHERE id = ?", machineID).Scan(&state, &oldGroup, &version); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("machine %q: %w", machineID, ErrNotFound)
 			}
@@ -139,11 +144,22 @@ func (s *Store) Enroll(ctx context.Context, machineID, group string) (matchbox.M
 		if _, err := tx.ExecContext(ctx, "UPDATE machines SET group_id = ?, state = ?, version = version + 1, updated_at = ? WHERE id = ?", group, next, timestamp(s.now()), machineID); err != nil {
 			return fmt.Errorf("enroll machine %q: %w", machineID, err)
 		}
+		var changes []string
+		if oldGroup != group {
+			changes = append(changes, "group "+oldGroup+" -> "+group)
+		}
+		if next != state {
+			changes = append(changes, "state "+state+" -> "+next)
+		}
 		state = next
-		return nil
+		if len(changes) == 0 {
+			return nil // a repeated boot request: nothing an operator would look for
+		}
+		return log.add(ctx, tx, audit.Record{Action: audit.ActionUpdate, Kind: audit.KindMachine, Object: machineID, VersionBefore: version, VersionAfter: version + 1, Detail: "enrolled: " + strings.Join(changes, ", ")})
 	})
 	if err != nil {
 		return "", err
 	}
+	s.logAudit(ctx, log)
 	return matchbox.MachineState(state), s.refreshMachine(ctx, machineID)
 }

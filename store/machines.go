@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"matchbox/audit"
 	"matchbox/matchbox"
 )
 
@@ -205,14 +206,15 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 		return 0, fmt.Errorf("machine %q: encode labels: %w", m.ID, err)
 	}
 	var version int64
+	log := newAuditLog(ctx, s.now())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		now := timestamp(s.now())
-		var cur int64
-		err := tx.QueryRowContext(ctx, "SELECT version FROM machines WHERE id = ?", m.ID).Scan(&cur)
+		old, cur, err := getMachine(ctx, tx, m.ID)
+		rec := audit.Record{Action: audit.ActionCreate, Kind: audit.KindMachine, Object: m.ID}
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, ErrNotFound):
 			if ifVersion > 0 {
 				return fmt.Errorf("machine %q: %w", m.ID, ErrNotFound)
 			}
@@ -220,7 +222,7 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.ID, m.UUID, m.Serial, m.Hostname, m.IP, string(labels), string(m.State), m.Group, boolInt(m.PXEDisabled), now, now)
 			version = 1
 		case err != nil:
-			return fmt.Errorf("read machine %q: %w", m.ID, err)
+			return err
 		default:
 			if ifVersion == -1 {
 				return fmt.Errorf("machine %q: %w", m.ID, ErrExists)
@@ -231,10 +233,12 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 			_, err = tx.ExecContext(ctx, `UPDATE machines SET uuid = ?, serial = ?, hostname = ?, ip = ?, labels = ?, state = ?, group_id = ?, pxe_disabled = ?, version = version + 1, updated_at = ? WHERE id = ?`,
 				m.UUID, m.Serial, m.Hostname, m.IP, string(labels), string(m.State), m.Group, boolInt(m.PXEDisabled), now, m.ID)
 			version = cur + 1
+			rec.Action, rec.VersionBefore, rec.Detail = audit.ActionUpdate, cur, machineChanges(old, m)
 		}
 		if err != nil {
 			return fmt.Errorf("write machine %q: %w", m.ID, err)
 		}
+		rec.VersionAfter = version
 		if _, err := tx.ExecContext(ctx, "DELETE FROM machine_macs WHERE machine_id = ?", m.ID); err != nil {
 			return fmt.Errorf("write MACs of machine %q: %w", m.ID, err)
 		}
@@ -246,16 +250,18 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 				return fmt.Errorf("write MAC %s of machine %q: %w", mac, m.ID, err)
 			}
 		}
-		return nil
+		return log.add(ctx, tx, rec)
 	})
 	if err != nil {
 		return 0, err
 	}
+	s.logAudit(ctx, log)
 	return version, s.refreshMachine(ctx, m.ID)
 }
 
 // DeleteMachine removes a machine, its MACs, inventory history and events.
 func (s *Store) DeleteMachine(ctx context.Context, id string, ifVersion int64) error {
+	log := newAuditLog(ctx, s.now())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -264,21 +270,23 @@ func (s *Store) DeleteMachine(ctx context.Context, id string, ifVersion int64) e
 			q += " AND version = ?"
 			args = append(args, ifVersion)
 		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("delete machine %q: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		var cur int64
+		err := tx.QueryRowContext(ctx, q+" RETURNING version", args...).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
 			if _, _, err := getMachine(ctx, tx, id); err != nil {
 				return err
 			}
 			return fmt.Errorf("machine %q: %w", id, ErrVersionConflict)
 		}
-		return nil
+		if err != nil {
+			return fmt.Errorf("delete machine %q: %w", id, err)
+		}
+		return log.add(ctx, tx, audit.Record{Action: audit.ActionDelete, Kind: audit.KindMachine, Object: id, VersionBefore: cur})
 	})
 	if err != nil {
 		return err
 	}
+	s.logAudit(ctx, log)
 	s.index.remove(id)
 	return nil
 }
@@ -392,11 +400,13 @@ func (s *Store) SetMachineState(ctx context.Context, id string, state matchbox.M
 	if !state.Valid() {
 		return fmt.Errorf("machine %q: unknown state %q", id, state)
 	}
+	log := newAuditLog(ctx, s.now())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var cur string
-		if err := tx.QueryRowContext(ctx, "SELECT state FROM machines WHERE id = ?", id).Scan(&cur); err != nil {
+		var version int64
+		if err := tx.QueryRowContext(ctx, "SELECT state, version FROM machines WHERE id = ?", id).Scan(&cur, &version); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("machine %q: %w", id, ErrNotFound)
 			}
@@ -415,11 +425,12 @@ func (s *Store) SetMachineState(ctx context.Context, id string, state matchbox.M
 		if err != nil {
 			return fmt.Errorf("set state of machine %q: %w", id, err)
 		}
-		return nil
+		return log.add(ctx, tx, audit.Record{Action: audit.ActionState, Kind: audit.KindMachine, Object: id, VersionBefore: version, VersionAfter: version + 1, Detail: cur + " -> " + string(state)})
 	})
 	if err != nil {
 		return err
 	}
+	s.logAudit(ctx, log)
 	return s.refreshMachine(ctx, id)
 }
 
@@ -427,18 +438,29 @@ func (s *Store) SetMachineState(ctx context.Context, id string, state matchbox.M
 // caller; the store never sees credentials in clear). An empty record
 // removes it.
 func (s *Store) SetMachineBMC(ctx context.Context, id, record string) error {
+	log := newAuditLog(ctx, s.now())
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE machines SET bmc = ?, version = version + 1, updated_at = ? WHERE id = ?", record, timestamp(s.now()), id)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var version int64
+		err := tx.QueryRowContext(ctx, "UPDATE machines SET bmc = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING version", record, timestamp(s.now()), id).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("machine %q: %w", id, ErrNotFound)
+		}
 		if err != nil {
 			return fmt.Errorf("store BMC of machine %q: %w", id, err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("machine %q: %w", id, ErrNotFound)
+		action := audit.ActionBMCSet
+		if record == "" {
+			action = audit.ActionBMCDelete
 		}
-		return nil
+		return log.add(ctx, tx, audit.Record{Action: action, Kind: audit.KindMachine, Object: id, VersionBefore: version - 1, VersionAfter: version})
 	})
+	if err != nil {
+		return err
+	}
+	s.logAudit(ctx, log)
+	return nil
 }
 
 // MachineBMC returns a machine's stored BMC record ("" when it has none).
@@ -452,4 +474,42 @@ func (s *Store) MachineBMC(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("read BMC of machine %q: %w", id, err)
 	}
 	return record, nil
+}
+
+// machineChanges names the fields a machine write changes, in a few
+// words: "labels, state discovered -> ready".
+func machineChanges(old, m *matchbox.Machine) string {
+	var out []string
+	field := func(name string, changed bool) {
+		if changed {
+			out = append(out, name)
+		}
+	}
+	field("uuid", old.UUID != m.UUID)
+	field("serial", old.Serial != m.Serial)
+	field("hostname", old.Hostname != m.Hostname)
+	field("ip", old.IP != m.IP)
+	field("macs", strings.Join(old.MACs, ",") != strings.Join(m.MACs, ","))
+	field("labels", !sameLabels(old.Labels, m.Labels))
+	field("group", old.Group != m.Group)
+	field("pxe_disabled", old.PXEDisabled != m.PXEDisabled)
+	if old.State != m.State {
+		out = append(out, "state "+string(old.State)+" -> "+string(m.State))
+	}
+	if len(out) == 0 {
+		return "no field changed"
+	}
+	return strings.Join(out, ", ")
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

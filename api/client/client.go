@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"matchbox/api/wire"
+	"matchbox/audit"
 	"matchbox/matchbox"
 	"matchbox/matchbox/datadir"
 )
@@ -225,6 +226,31 @@ func (c *Client) Events(ctx context.Context, machineID, typ string, limit int) (
 		if limit > 0 && len(out) >= limit {
 			return out[:limit], nil
 		}
+		if page.Next == 0 {
+			return out, nil
+		}
+		q.Set("after", strconv.FormatInt(page.Next, 10))
+	}
+}
+
+// Audit fetches the audit trail (every page), oldest first, filtered by
+// query (object, actor, since).
+func (c *Client) Audit(ctx context.Context, query url.Values) ([]audit.Record, error) {
+	out := []audit.Record{}
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	for {
+		var page wire.AuditList
+		p := "/audit"
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		if _, err := c.do(ctx, http.MethodGet, p, nil, nil, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Records...)
 		if page.Next == 0 {
 			return out, nil
 		}

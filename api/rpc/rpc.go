@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"matchbox/api/rpc/rpcpb"
+	"matchbox/audit"
 	"matchbox/matchbox"
 )
 
@@ -123,6 +124,7 @@ func (s *services) authorize(ctx context.Context, req any, info *grpc.UnaryServe
 	if writeMethods[info.FullMethod] && s.cfg.MayWrite != nil && !s.cfg.MayWrite(cert) {
 		return nil, status.Errorf(codes.PermissionDenied, "matchbox: the client certificate %q is read-only and may not call %s", cert.Subject.CommonName, info.FullMethod)
 	}
+	ctx = audit.WithActor(ctx, cert.Subject.String())
 	resp, err := handler(ctx, req)
 	if err != nil {
 		s.cfg.Logger.InfoContext(ctx, "gRPC call failed", "method", info.FullMethod, "client", cert.Subject.CommonName, "code", status.Code(err).String(), "err", err)

@@ -7,6 +7,7 @@ package wire
 import (
 	"time"
 
+	"matchbox/audit"
 	"matchbox/hardware"
 	"matchbox/matchbox"
 )
@@ -161,6 +162,14 @@ type List struct {
 // EventList is a page of a machine's timeline.
 type EventList struct {
 	Events []matchbox.Event `json:"events"`
+	// Next is the `after` value that fetches the next page; 0 on the last
+	// page.
+	Next int64 `json:"next,omitempty"`
+}
+
+// AuditList is a page of the audit trail, oldest first.
+type AuditList struct {
+	Records []audit.Record `json:"records"`
 	// Next is the `after` value that fetches the next page; 0 on the last
 	// page.
 	Next int64 `json:"next,omitempty"`

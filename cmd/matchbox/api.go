@@ -17,6 +17,7 @@ import (
 
 	"matchbox/api"
 	"matchbox/api/rpc"
+	"matchbox/audit"
 )
 
 // apiOptions are the flags of the REST API, served on the boot endpoints'
@@ -56,7 +57,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	if tlsOn && e.addr == "" {
 		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
 	}
-	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot, Instances: s.instances}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot, Instances: s.instances, Audit: s.store}
 	if e.tokenFile != "" {
 		tokens, err := api.LoadTokens(e.tokenFile)
 		if err != nil {
@@ -166,11 +167,17 @@ func reloadTokensOnHUP(ctx context.Context, s *services, tokens *api.Tokens) err
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			if err := tokens.Reload(); err != nil {
+			changes, err := tokens.ReloadChanges()
+			if err != nil {
 				s.log.Error("API tokens not reloaded, keeping the previous set", "err", err)
 				continue
 			}
 			s.log.Info("API tokens reloaded", "tokens", tokens.Len())
+			// Each token added, removed or given another role is a
+			// change of who may do what: audited.
+			if err := s.store.RecordAudit(audit.WithActor(ctx, audit.ActorTokenFile), changes...); err != nil {
+				s.log.Error("API token changes not recorded in the audit trail", "err", err)
+			}
 		}
 	}
 }

@@ -74,6 +74,7 @@ func newRootCommand() *cobra.Command {
 		newPlanCommand(),
 		newRenderCommand(),
 		newApplyCommand(),
+		newAuditCommand(),
 		newVersionCommand(),
 	)
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"matchbox/audit"
 	"matchbox/bmc"
 	"matchbox/boothttp"
 	"matchbox/lifecycle"
@@ -163,7 +164,7 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 	if err := guard.check(len(pruned), imported); err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w (would delete: %s)", dir, err, strings.Join(pruned, ", "))
 	}
-	res, snap, err := st.Import(ctx, objs)
+	res, snap, err := st.Import(audit.WithActor(ctx, audit.ActorDataDir), objs)
 	if err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
 	}

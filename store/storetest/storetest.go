@@ -43,6 +43,7 @@ func RunCatalog(t *testing.T, open OpenCatalog) {
 	t.Run("Versions", func(t *testing.T) { testCatalogVersions(t, open(t)) })
 	t.Run("Transactions", func(t *testing.T) { testCatalogTransactions(t, open(t)) })
 	t.Run("Import", func(t *testing.T) { testImport(t, open(t)) })
+	t.Run("Audit", func(t *testing.T) { testCatalogAudit(t, open(t)) })
 }
 
 // RunMachines is the machine part of the suite: versions, MAC ownership,
@@ -54,6 +55,7 @@ func RunMachines(t *testing.T, open Open) {
 	t.Run("BMC", func(t *testing.T) { testMachineBMC(t, open(t)) })
 	t.Run("Inventory", func(t *testing.T) { testInventory(t, open(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, open(t)) })
+	t.Run("Audit", func(t *testing.T) { testMachineAudit(t, open(t)) })
 }
 
 // RunLeases is the lease-storage part of the suite.
