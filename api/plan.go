@@ -133,7 +133,7 @@ func makePlan(tx store.CatalogTx, req *wire.PlanRequest, content *datadir.Conten
 				keep = want
 			}
 		case !wanted && req.Prune:
-			ch.Action, ch.Version = wire.ActionDelete, cur.Version
+			ch.Action, ch.Version, ch.Reason = wire.ActionDelete, cur.Version, pruneReason(cur)
 			p.ops = append(p.ops, operation{action: ch.Action, key: k, version: cur.Version})
 		default:
 			keep = cur // not in the bundle, kept
@@ -158,6 +158,24 @@ func makePlan(tx store.CatalogTx, req *wire.PlanRequest, content *datadir.Conten
 	}
 	p.plan.PlanID = planID(req, keys, current)
 	return p, nil
+}
+
+// pruneReason says why a prune deletes a stored object the bundle does not
+// hold: what the object is, and where it came from.
+func pruneReason(o *store.Object) string {
+	shipped := (o.Profile != nil && o.Profile.Shipped) || (o.Group != nil && o.Group.Shipped)
+	var what string
+	switch {
+	case shipped && o.Source != "":
+		what = "shipped default, imported from data-dir file " + o.Source
+	case shipped:
+		what = "shipped default"
+	case o.Source != "":
+		what = "imported from data-dir file " + o.Source
+	default:
+		what = "written through the API"
+	}
+	return what + "; not in the bundle"
 }
 
 // planID digests what a plan depends on: the bundle, the prune flag and the

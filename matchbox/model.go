@@ -45,6 +45,9 @@ type Profile struct {
 	// ProvisioningTimeout is how long a machine may stay provisioning
 	// (a Go duration, "30m") before it is marked failed; "" waits forever.
 	ProvisioningTimeout string `json:"provisioning_timeout,omitempty" yaml:"provisioning_timeout,omitempty"`
+	// Shipped marks a profile matchbox ships as a default (discovery):
+	// plans that would delete it say so.
+	Shipped bool `json:"shipped,omitempty" yaml:"shipped,omitempty"`
 }
 
 // ProvisionedByCallback is Profile.ProvisionedBy's default: the installed
@@ -107,6 +110,9 @@ type Group struct {
 	// AutoProvision asks for machines that enroll into this group by their
 	// hardware facts to be provisioned at once.
 	AutoProvision bool `json:"auto_provision,omitempty" yaml:"auto_provision,omitempty"`
+	// Shipped marks a group matchbox ships as a default (default): plans
+	// that would delete it say so.
+	Shipped bool `json:"shipped,omitempty" yaml:"shipped,omitempty"`
 }
 
 // Kind names a kind of catalog object: profile, group, or one of the

@@ -84,6 +84,10 @@ type Change struct {
 	Version int64 `json:"version,omitempty"`
 	// Diff lists the changed fields of an update.
 	Diff []FieldChange `json:"diff,omitempty"`
+	// Reason says why a delete deletes: what the object is (a shipped
+	// default, imported from a data-directory file, written through the
+	// API) and that the bundle does not hold it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // FieldChange is one changed field: its path (selector.os, boot.args[1],

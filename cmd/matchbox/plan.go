@@ -134,7 +134,11 @@ func printPlan(w, errw io.Writer, p *wire.Plan) {
 		case wire.ActionCreate:
 			fmt.Fprintf(w, "  + create %s %s\n", ch.Kind, ch.ID)
 		case wire.ActionDelete:
-			fmt.Fprintf(w, "  - delete %s %s\n", ch.Kind, ch.ID)
+			if ch.Reason != "" {
+				fmt.Fprintf(w, "  - delete %s %s (%s)\n", ch.Kind, ch.ID, ch.Reason)
+			} else {
+				fmt.Fprintf(w, "  - delete %s %s\n", ch.Kind, ch.ID)
+			}
 		case wire.ActionUpdate:
 			fmt.Fprintf(w, "  ~ update %s %s\n", ch.Kind, ch.ID)
 			for _, d := range ch.Diff {

@@ -113,7 +113,7 @@ func TestCLIPlanApply(t *testing.T) {
 			name:  "prune deletes what the directory no longer holds",
 			files: map[string]string{"groups/default.yaml": "", "profiles/disk.json": ""},
 			args:  []string{"plan", "-f", dir, "--prune"}, code: 2,
-			want: []string{"  - delete profile disk\n", "  - delete group default\n", "  ~ update group node1\n", "Plan: 0 to create, 1 to update, 2 to delete."},
+			want: []string{"  - delete profile disk (written through the API; not in the bundle)\n", "  - delete group default (written through the API; not in the bundle)\n", "  ~ update group node1\n", "Plan: 0 to create, 1 to update, 2 to delete."},
 		},
 		{
 			name: "apply without prune keeps what the directory no longer holds",

@@ -248,8 +248,8 @@ func DecodeGroup(data []byte, file, defaultID string) (*matchbox.Group, []string
 }
 
 var (
-	profileFields = map[string]bool{"id": true, "name": true, "boot": true, "ignition_id": true, "generic_id": true, "provisioned_by": true, "provisioning_timeout": true}
-	groupFields   = map[string]bool{"id": true, "name": true, "profile": true, "selector": true, "facts": true, "priority": true, "metadata": true, "auto_provision": true}
+	profileFields = map[string]bool{"id": true, "name": true, "boot": true, "ignition_id": true, "generic_id": true, "provisioned_by": true, "provisioning_timeout": true, "shipped": true}
+	groupFields   = map[string]bool{"id": true, "name": true, "profile": true, "selector": true, "facts": true, "priority": true, "metadata": true, "auto_provision": true, "shipped": true}
 )
 
 // decode parses JSON (a document starting with '{') or YAML into v, with
