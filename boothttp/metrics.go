@@ -96,3 +96,6 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 		s.cfg.Metrics.requests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
 	})
 }
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

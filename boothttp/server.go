@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"matchbox/hardware"
+	"matchbox/logclip"
 	"matchbox/matchbox"
 )
 
@@ -163,6 +164,7 @@ func (s *Server) Front(next http.Handler) http.Handler {
 	routes, assets := s.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == provisionedPath && s.cfg.Lifecycle != nil {
+			defer s.logRequest(&w, r)()
 			s.provisioned(w, r)
 			return
 		}
@@ -174,6 +176,7 @@ func (s *Server) Front(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		defer s.logRequest(&w, r)()
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -181,6 +184,36 @@ func (s *Server) Front(next http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// logRequest wraps *w to see the answer's status and returns the function
+// that logs the request once answered: method, path, status, client address
+// and duration. A success is logged at DEBUG (every firmware fetch would
+// flood INFO), a 4xx (the client's or the catalog's doing) at INFO, a 5xx
+// at WARN (its cause is logged at ERROR where it happened). The path comes
+// from the client: it is cut to logclip.Max bytes.
+func (s *Server) logRequest(w *http.ResponseWriter, r *http.Request) func() {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: *w}
+	*w = sw
+	return func() {
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		lvl := slog.LevelDebug
+		switch {
+		case status >= 500:
+			lvl = slog.LevelWarn
+		case status >= 400:
+			lvl = slog.LevelInfo
+		}
+		if !s.log.Enabled(r.Context(), lvl) {
+			return
+		}
+		s.log.Log(r.Context(), lvl, "boot request", "method", r.Method, "path", logclip.String(r.URL.Path),
+			"status", status, "remote", r.RemoteAddr, "duration", time.Since(start))
+	}
 }
 
 const bootIPXEScript = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
@@ -275,7 +308,13 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			return
 		}
 		if err != nil {
-			s.log.ErrorContext(r.Context(), "boot endpoint failed", "path", r.URL.Path, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
+			// A 4xx is the request's or the catalog's doing (a profile
+			// without the config asked for): WARN; a 5xx is ours: ERROR.
+			lvl := slog.LevelWarn
+			if status >= 500 {
+				lvl = slog.LevelError
+			}
+			s.log.Log(r.Context(), lvl, "boot endpoint failed", "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "group", match.Group.ID, "profile", match.Profile.ID, "labels", "{"+labels.String()+"}", "err", err)
 			s.record(r.Context(), sel, status, err.Error())
 			http.Error(w, oneLine(err.Error()), status)
 			return

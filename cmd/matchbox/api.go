@@ -35,7 +35,7 @@ type apiOptions struct {
 }
 
 func (e *apiOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&e.tokenFile, "api-token-file", "", "file of API bearer tokens, one \"TOKEN ROLE\" per line (ROLE read or admin); reloaded on SIGHUP. Without it the API answers loopback clients only")
+	f.StringVar(&e.tokenFile, "api-token-file", "", "file of API bearer tokens, one \"TOKEN ROLE [NAME]\" per line (ROLE read or admin; NAME is the audit trail's actor); reloaded on SIGHUP. Without it the API answers loopback clients only")
 	f.DurationVar(&e.uiSessionTTL, "ui-session-ttl", 12*time.Hour, "how long a web console login lasts")
 	f.IntVar(&e.maxConns, "api-max-conns", 0, "connections --api-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
 	f.StringVar(&e.addr, "api-addr", "", "serve the API on this address instead of --http-addr (required with TLS; with TLS it also serves v0.11's gRPC API)")
