@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,16 +111,9 @@ func (h *agentHandler) report(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusBadRequest, CodeBadBody, "", "reading inventory: %v", err)
 	}
-	var inv hardware.Inventory
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&inv); err != nil {
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		}
-		return errorf(http.StatusBadRequest, CodeInvalidInventory, field, "inventory: %v", err)
+	inv, err := decodeInventory(body)
+	if err != nil {
+		return err
 	}
 	res, err := h.inv.ReportInventory(r.Context(), id, inv)
 	if err != nil {
@@ -129,4 +123,22 @@ func (h *agentHandler) report(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(res)
 	return nil
+}
+
+// decodeInventory decodes an agent's inventory report, refusing unknown
+// fields: a refusal is a 400 invalid_inventory naming the field when it
+// can.
+func decodeInventory(body []byte) (hardware.Inventory, error) {
+	var inv hardware.Inventory
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&inv); err != nil {
+		field := ""
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field = te.Field
+		}
+		return inv, errorf(http.StatusBadRequest, CodeInvalidInventory, field, "inventory: %v", err)
+	}
+	return inv, nil
 }
