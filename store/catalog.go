@@ -111,7 +111,7 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 		return 0, err
 	}
 	if obj.Template != nil {
-		if err := checkTemplate(obj); err != nil {
+		if err := CheckTemplate(obj); err != nil {
 			return 0, err
 		}
 	}
@@ -415,56 +415,68 @@ type ImportResult struct {
 func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
 	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
-		seen := map[matchbox.Kind]map[string]bool{}
-		for _, o := range objs {
-			id, spec, err := o.Encode()
-			if err != nil {
-				return err
-			}
-			if seen[o.Kind] == nil {
-				seen[o.Kind] = map[string]bool{}
-			}
-			seen[o.Kind][id] = true
-			cur, err := c.Get(o.Kind, id)
-			if err == nil {
-				_, curSpec, encErr := cur.Encode()
-				if encErr == nil && curSpec == spec && cur.Source == o.Source {
-					res.Unchanged++
-					continue
-				}
-				res.Updated++
-			} else if errors.Is(err, ErrNotFound) {
-				res.Created++
-			} else {
-				return err
-			}
-			if _, err := c.Put(o, 0); err != nil {
-				return err
-			}
-		}
-		for _, kind := range matchbox.Kinds() {
-			existing, err := c.List(kind)
-			if err != nil {
-				return err
-			}
-			for _, o := range existing {
-				if o.Source != "" && !seen[kind][o.ID] {
-					if err := c.Delete(kind, o.ID, 0); err != nil {
-						return err
-					}
-					res.Deleted++
-				}
-			}
-		}
-		return nil
+		var err error
+		res, err = ImportObjects(c, objs)
+		return err
 	}, matchbox.NoNewDangling)
 	return res, snap, err
 }
 
-// checkTemplate applies the write-time check of a template (strict Butane
+// ImportObjects writes a data directory's objects through c, counting what
+// it creates, updates and leaves unchanged, and deletes the imported
+// objects (those with a source) that objs no longer provides. Every store
+// runs its Import through it inside one catalog transaction.
+func ImportObjects(c CatalogTx, objs []*Object) (ImportResult, error) {
+	var res ImportResult
+	seen := map[matchbox.Kind]map[string]bool{}
+	for _, o := range objs {
+		id, spec, err := o.Encode()
+		if err != nil {
+			return res, err
+		}
+		if seen[o.Kind] == nil {
+			seen[o.Kind] = map[string]bool{}
+		}
+		seen[o.Kind][id] = true
+		cur, err := c.Get(o.Kind, id)
+		switch {
+		case err == nil:
+			if _, curSpec, encErr := cur.Encode(); encErr == nil && curSpec == spec && cur.Source == o.Source {
+				res.Unchanged++
+				continue
+			}
+			res.Updated++
+		case errors.Is(err, ErrNotFound):
+			res.Created++
+		default:
+			return res, err
+		}
+		if _, err := c.Put(o, 0); err != nil {
+			return res, err
+		}
+	}
+	for _, kind := range matchbox.Kinds() {
+		existing, err := c.List(kind)
+		if err != nil {
+			return res, err
+		}
+		for _, o := range existing {
+			if o.Source != "" && !seen[kind][o.ID] {
+				if err := c.Delete(kind, o.ID, 0); err != nil {
+					return res, err
+				}
+				res.Deleted++
+			}
+		}
+	}
+	return res, nil
+}
+
+// CheckTemplate applies the write-time check of a template (strict Butane
 // with sample data) and reports a refusal as a validation problem, located
-// at file:line when the template comes from a data-directory file.
-func checkTemplate(obj *Object) error {
+// at file:line when the template comes from a data-directory file. Every
+// store calls it before writing a template.
+func CheckTemplate(obj *Object) error {
 	err := matchbox.CheckTemplate(obj.Template)
 	if err == nil {
 		return nil

@@ -349,7 +349,7 @@ func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
 		return 0, err
 	}
 	if obj.Template != nil {
-		if err := checkTemplate(obj); err != nil {
+		if err := store.CheckTemplate(obj); err != nil {
 			return 0, err
 		}
 	}
@@ -584,69 +584,9 @@ func (s *Store) derive(prev *matchbox.Snapshot, st *state, changed map[string]bo
 func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportResult, *matchbox.Snapshot, error) {
 	var res store.ImportResult
 	snap, err := s.updateCatalog(ctx, func(c store.CatalogTx) error {
-		res = store.ImportResult{}
-		seen := map[matchbox.Kind]map[string]bool{}
-		for _, o := range objs {
-			id, spec, err := o.Encode()
-			if err != nil {
-				return err
-			}
-			if seen[o.Kind] == nil {
-				seen[o.Kind] = map[string]bool{}
-			}
-			seen[o.Kind][id] = true
-			cur, err := c.Get(o.Kind, id)
-			switch {
-			case err == nil:
-				if _, curSpec, encErr := cur.Encode(); encErr == nil && curSpec == spec && cur.Source == o.Source {
-					res.Unchanged++
-					continue
-				}
-				res.Updated++
-			case errors.Is(err, store.ErrNotFound):
-				res.Created++
-			default:
-				return err
-			}
-			if _, err := c.Put(o, 0); err != nil {
-				return err
-			}
-		}
-		for _, kind := range matchbox.Kinds() {
-			existing, err := c.List(kind)
-			if err != nil {
-				return err
-			}
-			for _, o := range existing {
-				if o.Source != "" && !seen[kind][o.ID] {
-					if err := c.Delete(kind, o.ID, 0); err != nil {
-						return err
-					}
-					res.Deleted++
-				}
-			}
-		}
-		return nil
+		var err error
+		res, err = store.ImportObjects(c, objs) // a retried transaction counts afresh
+		return err
 	}, matchbox.NoNewDangling)
 	return res, snap, err
-}
-
-// checkTemplate applies the write-time check of a template, as the SQLite
-// store does, and reports a refusal as a validation problem, at file:line
-// when the template comes from a data-directory file.
-func checkTemplate(obj *store.Object) error {
-	err := matchbox.CheckTemplate(obj.Template)
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	var te *matchbox.TemplateError
-	if obj.Source != "" && errors.As(err, &te) {
-		if te.Line > 0 {
-			msg = fmt.Sprintf("%s:%d: %v", obj.Source, te.Line, te.Err)
-		} else {
-			msg = fmt.Sprintf("%s: %v", obj.Source, te.Err)
-		}
-	}
-	return &matchbox.ValidationError{Problems: []string{msg}}
 }
