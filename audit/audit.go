@@ -8,6 +8,8 @@ package audit
 import (
 	"context"
 	"time"
+
+	"matchbox/logclip"
 )
 
 // Actors that are not an API client.
@@ -130,11 +132,14 @@ func Actor(ctx context.Context) string {
 	return ActorUnknown
 }
 
-// LogAttrs are a record's attributes for its log line.
+// LogAttrs are a record's attributes for its log line. The strings a
+// client may have chosen (the actor's name, the object's kind and id, the
+// detail naming changed values) are each cut by logclip.String, so that a
+// 10 KB id costs a log line of bounded size whatever handler writes it.
 func (r Record) LogAttrs() []any {
-	attrs := []any{"actor", r.Actor, "action", r.Action, "kind", r.Kind, "id", r.Object, "version_before", r.VersionBefore, "version_after", r.VersionAfter}
+	attrs := []any{"actor", logclip.String(r.Actor), "action", r.Action, "kind", logclip.String(r.Kind), "id", logclip.String(r.Object), "version_before", r.VersionBefore, "version_after", r.VersionAfter}
 	if r.Detail != "" {
-		attrs = append(attrs, "detail", r.Detail)
+		attrs = append(attrs, "detail", logclip.String(r.Detail))
 	}
 	return attrs
 }
