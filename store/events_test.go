@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
-
-	"github.com/google/go-cmp/cmp"
 
 	"matchbox/matchbox"
 )
@@ -87,73 +84,5 @@ func recordWith(discover bool) func(*Store, []matchbox.BootEvent) error {
 		cancel()
 		<-done
 		return err
-	}
-}
-
-// TestTimelineOrder: a machine's timeline is ordered by time, then id,
-// whatever order the events were written in (the recorder writes a
-// request's event after an action the request led to), and its cursors
-// (AfterID, Newest, Since) follow that order; Written keeps the order of
-// writing for following a timeline live.
-func TestTimelineOrder(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTest(t)
-	if _, err := s.PutMachine(ctx, &matchbox.Machine{ID: "m1", MACs: []string{"52:54:00:00:00:01"}}, 0); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	// Written in this order; times chosen so that id order, string order
-	// of the stored times ("05Z" sorts after "05.5Z") and time order differ.
-	writes := []matchbox.BootEvent{
-		{MachineID: "m1", Type: "c", At: t0.Add(time.Second)},
-		{MachineID: "m1", Type: "a", At: t0},
-		{MachineID: "m1", Type: "b", At: t0.Add(500 * time.Millisecond)},
-		{MachineID: "m1", Type: "b2", At: t0.Add(500 * time.Millisecond)},
-		{MachineID: "m1", Type: "d", At: t0.Add(2 * time.Second)},
-	}
-	for _, ev := range writes {
-		if err := s.AppendEvents(ctx, []matchbox.BootEvent{ev}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	types := func(f EventFilter) []string {
-		t.Helper()
-		evs, err := s.Events(ctx, "m1", f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range evs {
-			out = append(out, e.Type)
-		}
-		return out
-	}
-	all, err := s.Events(ctx, "m1", EventFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b EventFilter
-	for _, e := range all {
-		if e.Type == "b" {
-			b.AfterID = e.ID
-		}
-	}
-	tests := []struct {
-		name string
-		f    EventFilter
-		want []string
-	}{
-		{"all", EventFilter{}, []string{"a", "b", "b2", "c", "d"}},
-		{"limit", EventFilter{Limit: 2}, []string{"a", "b"}},
-		{"newest", EventFilter{Limit: 2, Newest: true}, []string{"c", "d"}},
-		{"after b", EventFilter{AfterID: b.AfterID}, []string{"b2", "c", "d"}},
-		{"since", EventFilter{Since: t0.Add(500 * time.Millisecond)}, []string{"b", "b2", "c", "d"}},
-		{"as written", EventFilter{Written: true}, []string{"c", "a", "b", "b2", "d"}},
-		{"as written after b", EventFilter{Written: true, AfterID: b.AfterID}, []string{"b2", "d"}},
-	}
-	for _, tc := range tests {
-		if d := cmp.Diff(tc.want, types(tc.f)); d != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, d)
-		}
 	}
 }

@@ -239,35 +239,64 @@ func randomHex(n int) (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Events returns a machine's timeline, oldest first (in commit order).
+// Events returns a machine's timeline, oldest first: ordered by time, then
+// id, as the SQLite store orders it (a request's event may be written after
+// the action it led to); f.Written orders it by id, the order of writing.
+// The cursor f.AfterID names the last event seen, in either order.
 func (s *Store) Events(ctx context.Context, machineID string, f store.EventFilter) ([]matchbox.Event, error) {
-	return s.events(ctx, s.eventPrefix(machineID), f)
+	return s.events(ctx, s.eventPrefix(machineID), f, !f.Written)
 }
 
-// FleetEvents returns the events of every machine, oldest first.
+// FleetEvents returns the events of every machine in the order they were
+// written (by id), a cursor over everything written.
 func (s *Store) FleetEvents(ctx context.Context, f store.EventFilter) ([]matchbox.Event, error) {
-	return s.events(ctx, s.root+"events/", f)
+	return s.events(ctx, s.root+"events/", f, false)
 }
 
-func (s *Store) events(ctx context.Context, pfx string, f store.EventFilter) ([]matchbox.Event, error) {
+func (s *Store) events(ctx context.Context, pfx string, f store.EventFilter, byTime bool) ([]matchbox.Event, error) {
 	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
-	out := make([]matchbox.Event, 0, len(resp.Kvs))
+	all := make([]matchbox.Event, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		var r eventRecord
 		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return nil, fmt.Errorf("decode event %s: %w", kv.Key, err)
 		}
-		id := kv.CreateRevision<<12 | r.N
-		if id <= f.AfterID || !typeMatches(r.Type, f.Type) || (!f.Since.IsZero() && r.At.Before(f.Since)) {
+		machine, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.root+"events/"), "/")
+		all = append(all, matchbox.Event{ID: kv.CreateRevision<<12 | r.N, MachineID: machine, At: r.At, Type: r.Type, Detail: r.Detail})
+	}
+	before := func(a, b *matchbox.Event) bool { return a.ID < b.ID }
+	if byTime {
+		before = func(a, b *matchbox.Event) bool {
+			if c := a.At.Compare(b.At); c != 0 {
+				return c < 0
+			}
+			return a.ID < b.ID
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return before(&all[i], &all[j]) })
+	// The cursor: events after the one named AfterID in this order; when
+	// it is gone (trimmed, expired), those of a greater id.
+	after := func(e *matchbox.Event) bool { return e.ID > f.AfterID }
+	if byTime && f.AfterID > 0 {
+		for i := range all {
+			if all[i].ID == f.AfterID {
+				cur := all[i]
+				after = func(e *matchbox.Event) bool { return before(&cur, e) }
+				break
+			}
+		}
+	}
+	out := all[:0]
+	for i := range all {
+		e := &all[i]
+		if !after(e) || !typeMatches(e.Type, f.Type) || (!f.Since.IsZero() && e.At.Before(f.Since)) {
 			continue
 		}
-		machine, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.root+"events/"), "/")
-		out = append(out, matchbox.Event{ID: id, MachineID: machine, At: r.At, Type: r.Type, Detail: r.Detail})
+		out = append(out, *e)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000

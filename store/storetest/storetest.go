@@ -55,6 +55,7 @@ func RunMachines(t *testing.T, open Open) {
 	t.Run("BMC", func(t *testing.T) { testMachineBMC(t, open(t)) })
 	t.Run("Inventory", func(t *testing.T) { testInventory(t, open(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, open(t)) })
+	t.Run("TimelineOrder", func(t *testing.T) { testTimelineOrder(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testMachineAudit(t, open(t)) })
 }
 
@@ -768,6 +769,74 @@ func testEvents(t *testing.T, s store.Backend) {
 	}
 	if got, err := s.Events(ctx, "m", store.EventFilter{}); err != nil || len(got) != 0 {
 		t.Errorf("timeline after delete: %v %v", types(got), err)
+	}
+}
+
+// testTimelineOrder: a machine's timeline is ordered by time, then id,
+// whatever order the events were written in (the recorder writes a
+// request's event after an action the request led to), and its cursors
+// (AfterID, Newest, Since) follow that order; Written keeps the order of
+// writing for following a timeline live.
+func testTimelineOrder(t *testing.T, s store.Backend) {
+	closeOnCleanup(t, s)
+	ctx := context.Background()
+	if _, err := s.PutMachine(ctx, &matchbox.Machine{ID: "m1", MACs: []string{"52:54:00:00:00:01"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	// Written in this order; times chosen so that id order, string order
+	// of RFC 3339 times ("05Z" sorts after "05.5Z") and time order differ.
+	writes := []matchbox.BootEvent{
+		{MachineID: "m1", Type: "c", At: t0.Add(time.Second)},
+		{MachineID: "m1", Type: "a", At: t0},
+		{MachineID: "m1", Type: "b", At: t0.Add(500 * time.Millisecond)},
+		{MachineID: "m1", Type: "b2", At: t0.Add(500 * time.Millisecond)},
+		{MachineID: "m1", Type: "d", At: t0.Add(2 * time.Second)},
+	}
+	for _, ev := range writes {
+		if err := s.AppendEvents(ctx, []matchbox.BootEvent{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	types := func(f store.EventFilter) []string {
+		t.Helper()
+		evs, err := s.Events(ctx, "m1", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Type)
+		}
+		return out
+	}
+	all, err := s.Events(ctx, "m1", store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b store.EventFilter
+	for _, e := range all {
+		if e.Type == "b" {
+			b.AfterID = e.ID
+		}
+	}
+	tests := []struct {
+		name string
+		f    store.EventFilter
+		want []string
+	}{
+		{"all", store.EventFilter{}, []string{"a", "b", "b2", "c", "d"}},
+		{"limit", store.EventFilter{Limit: 2}, []string{"a", "b"}},
+		{"newest", store.EventFilter{Limit: 2, Newest: true}, []string{"c", "d"}},
+		{"after b", store.EventFilter{AfterID: b.AfterID}, []string{"b2", "c", "d"}},
+		{"since", store.EventFilter{Since: t0.Add(500 * time.Millisecond)}, []string{"b", "b2", "c", "d"}},
+		{"as written", store.EventFilter{Written: true}, []string{"c", "a", "b", "b2", "d"}},
+		{"as written after b", store.EventFilter{Written: true, AfterID: b.AfterID}, []string{"b2", "d"}},
+	}
+	for _, tc := range tests {
+		if d := cmp.Diff(tc.want, types(tc.f)); d != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, d)
+		}
 	}
 }
 
