@@ -55,6 +55,11 @@ const (
 	CodeBMCFailed = "bmc_failed"
 	// CodeNotConfigured: the server runs without BMC control.
 	CodeNotConfigured = "not_configured"
+	// CodeStorageFull: the store's disk is full; nothing was stored.
+	CodeStorageFull = "storage_full"
+	// CodeStorageUnavailable: the store refuses writes (read-only, I/O
+	// errors, unreachable); nothing was stored.
+	CodeStorageUnavailable = "storage_unavailable"
 )
 
 // apiError is an error with the status and body it answers with.
@@ -80,6 +85,12 @@ func classify(err error) *apiError {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "request body exceeds %d bytes", mbe.Limit)
+	}
+	switch {
+	case errors.Is(err, store.ErrStorageFull):
+		return errorf(http.StatusInsufficientStorage, CodeStorageFull, "", "the store's disk is full, nothing was stored (retry once space is freed): %v", err)
+	case errors.Is(err, store.ErrUnavailable):
+		return errorf(http.StatusServiceUnavailable, CodeStorageUnavailable, "", "the store cannot take writes, nothing was stored (retry once it is writable again): %v", err)
 	}
 	var ve *matchbox.ValidationError
 	if errors.As(err, &ve) {
@@ -146,6 +157,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case e.status == http.StatusBadGateway || e.status == http.StatusGatewayTimeout:
 		// A BMC failed, not the server.
 		a.log.WarnContext(r.Context(), "api request failed at the BMC", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.detail.Code, "err", err)
+	case e.status == http.StatusInsufficientStorage || e.detail.Code == CodeStorageUnavailable:
+		// The storage failed; the store's health logs the condition once.
+		a.log.WarnContext(r.Context(), "api write refused: storage failing", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.detail.Code, "err", err)
 	case e.status >= 500:
 		a.log.ErrorContext(r.Context(), "api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:

@@ -58,6 +58,9 @@ type Store struct {
 	syncMode string
 	// leaseStmts are the lease writes, prepared on first use.
 	leaseStmts leaseStmts
+	// health is degraded while writes fail for want of space or a
+	// writable database.
+	health Health
 }
 
 // Open opens (creating if needed) the database, applies pending schema
@@ -166,7 +169,13 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // inTx runs fn in one write transaction, committing when it returns nil.
+// A failure of the storage is returned wrapping ErrStorageFull or
+// ErrUnavailable, and every outcome is recorded in the store's Health.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.health.Observe(classifySQLite(s.inTxRaw(ctx, fn), s.cfg.Path))
+}
+
+func (s *Store) inTxRaw(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -190,6 +199,10 @@ func (s *Store) inTxRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	if s.syncMode == "NORMAL" {
 		return s.inTx(ctx, fn)
 	}
+	return s.health.Observe(classifySQLite(s.inTxRelaxedRaw(ctx, fn), s.cfg.Path))
+}
+
+func (s *Store) inTxRelaxedRaw(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	conn, err := s.write.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("write connection: %w", err)

@@ -248,6 +248,8 @@ type services struct {
 	// clientMAC maps a client address to its MAC as DHCP saw it (nil when
 	// DHCP is off); TFTP uses it to put transfers on timelines.
 	clientMAC func(netip.Addr) (string, bool)
+	// health is the store's write health; nil when the store has none.
+	health *store.Health
 	// background tasks started by run, each stopping when ctx ends
 	tasks []func(ctx context.Context) error
 }
@@ -280,6 +282,10 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 			Name: "matchbox_events_failed_total",
 			Help: "Boot events lost to errors writing them to the store.",
 		}, func() float64 { return float64(s.recorder.Failed()) }))
+	if s.health, err = s.watchStoreHealth(st, log); err != nil {
+		closeStore()
+		return nil, err
+	}
 	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
 	if err != nil {
 		closeStore()
@@ -366,16 +372,6 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		return nil, err
 	}
 	return s, nil
-}
-
-func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintln(w, "ok")
 }
 
 func (s *services) close() {
