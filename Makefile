@@ -36,18 +36,23 @@ test: vet
 test-short:
 	$(GO) test -short -count=1 ./...
 
-# Run each fuzz target for a while (FUZZTIME=30s by default).
+# Run each fuzz target for a while (FUZZTIME=30s by default), one at a time,
+# with FUZZFLAGS added (e.g. -parallel=1). A target that fails does not stop
+# the others; the exit status is 1 if any failed.
 FUZZTIME ?= 30s
+FUZZFLAGS ?=
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@fail=0; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
-	    echo "== $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f $$(date -u +%FT%TZ)"; \
+	    $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || { echo "== FAILED $$pkg $$f"; fail=1; }; \
 	  done; \
-	done
+	done; echo "== done $$(date -u +%FT%TZ)"; exit $$fail
 
-# Every fuzz target for 10 minutes each.
+# Every fuzz target for 10 minutes each, one at a time with one worker
+# (about 10 minutes times the number of targets).
 fuzz-long:
-	$(MAKE) fuzz FUZZTIME=10m
+	$(MAKE) fuzz FUZZTIME=10m FUZZFLAGS=-parallel=1
 
 # The long form of the crash, full-disk and boot-storm tests of reliability/
 # (root: namespaces, mounts; at least 50 kills, a storm of 1,000 machines).
