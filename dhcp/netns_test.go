@@ -2,28 +2,18 @@ package dhcp
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"golang.org/x/sys/unix"
 
 	"matchbox/matchbox"
 
-	"matchbox/internal/needs"
+	"matchbox/internal/netnstest"
 )
-
-var nsSeq atomic.Int32
 
 // lab is a pair of network namespaces joined by a veth pair: the server
 // side "vS" holds 10.9.0.1/24, the client side "vC" no address.
@@ -33,62 +23,8 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		needs.Skip(t, "needs root to create network namespaces and veth pairs")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		needs.Skip(t, "needs ip (Debian iproute2)")
-	}
-	id := fmt.Sprintf("%d-%d", os.Getpid(), nsSeq.Add(1))
-	l := &lab{srv: "mbxd-s-" + id, cli: "mbxd-c-" + id}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", l.srv).Run()
-		exec.Command("ip", "netns", "del", l.cli).Run()
-	})
-	vs, vc := "mds"+id, "mdc"+id
-	for _, args := range [][]string{
-		{"netns", "add", l.srv}, {"netns", "add", l.cli},
-		{"-n", l.srv, "link", "set", "lo", "up"}, {"-n", l.cli, "link", "set", "lo", "up"},
-		{"link", "add", vs, "netns", l.srv, "type", "veth", "peer", "name", vc, "netns", l.cli},
-		{"-n", l.srv, "link", "set", vs, "name", "vS"}, {"-n", l.cli, "link", "set", vc, "name", "vC"},
-		{"-n", l.srv, "addr", "add", "10.9.0.1/24", "dev", "vS"},
-		{"-n", l.srv, "link", "set", "vS", "up"}, {"-n", l.cli, "link", "set", "vC", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	return l
-}
-
-// in runs fn on an OS thread switched into namespace ns: sockets opened by
-// fn stay in ns.
-func inNetns(t *testing.T, ns string, fn func() error) error {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: it dies with the goroutine.
-		return fmt.Errorf("restore namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	p := netnstest.NewPair(t, "dhcp", "10.9.0.1/24")
+	return &lab{srv: p.Server, cli: p.Client}
 }
 
 // startServer runs a server on vS in the lab's server namespace until the
@@ -100,7 +36,7 @@ func (l *lab) startServer(t *testing.T, cfg Config) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := inNetns(t, l.srv, s.Listen); err != nil {
+	if err := netnstest.Do(l.srv, s.Listen); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,39 +60,16 @@ func (l *lab) startServer(t *testing.T, cfg Config) (stop func()) {
 // variables its script saw on "bound".
 func (l *lab) udhcpc(t *testing.T, args ...string) map[string]string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
+	vars, err := netnstest.Udhcpc(t, l.cli, netnstest.ClientIface, append([]string{"-t", "4", "-T", "1"}, args...)...)
 	if err != nil {
-		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
-	}
-	dir := t.TempDir()
-	out := filepath.Join(dir, "env")
-	script := filepath.Join(dir, "script")
-	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = bound ] && env > %s\nexit 0\n", out)
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
-	}
-	cmd := append([]string{"netns", "exec", l.cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "4", "-T", "1", "-s", script}, args...)
-	if b, err := exec.Command("ip", cmd...).CombinedOutput(); err != nil {
-		t.Fatalf("udhcpc %s: %v\n%s", strings.Join(args, " "), err, b)
-	}
-	env, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatalf("udhcpc got no lease: %v", err)
-	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(env), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			vars[k] = v
-		}
 	}
 	return vars
 }
 
 func (l *lab) setClientMAC(t *testing.T, mac string) {
 	t.Helper()
-	if out, err := exec.Command("ip", "-n", l.cli, "link", "set", "vC", "address", mac).CombinedOutput(); err != nil {
-		t.Fatalf("set MAC: %v: %s", err, out)
-	}
+	netnstest.IP(t, "-n", l.cli, "link", "set", "vC", "address", mac)
 }
 
 func labConfig(mode string, leases Leases, machines MachineLookup) Config {
@@ -248,7 +161,7 @@ func TestProxyAnswersPXE(t *testing.T) {
 	l := newLab(t)
 	l.startServer(t, labConfig(ModeProxy, nil, nil))
 	var conn *net.UDPConn
-	if err := inNetns(t, l.cli, func() error {
+	if err := netnstest.Do(l.cli, func() error {
 		var err error
 		conn, err = server4.NewIPv4UDPConn("vC", &net.UDPAddr{Port: ClientPort})
 		return err
@@ -258,7 +171,7 @@ func TestProxyAnswersPXE(t *testing.T) {
 	defer conn.Close()
 	ifi := func() net.HardwareAddr {
 		var hw net.HardwareAddr
-		inNetns(t, l.cli, func() error {
+		netnstest.Do(l.cli, func() error {
 			i, err := net.InterfaceByName("vC")
 			if err == nil {
 				hw = i.HardwareAddr

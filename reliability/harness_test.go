@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -11,16 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"matchbox/internal/needs"
+	"matchbox/internal/netnstest"
 )
 
 // long selects the long form of every test (make reliability).
@@ -100,8 +96,6 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-var labSeq atomic.Int32
-
 // lab is a server namespace holding a bridge br0 (10.77.0.1/16) and a
 // client namespace with n interfaces c0..c(n-1), each the end of a veth
 // pair whose other end is on the bridge.
@@ -117,67 +111,17 @@ const (
 
 func newLab(t *testing.T, n int) *lab {
 	t.Helper()
-	id := fmt.Sprintf("%d-%d", os.Getpid(), labSeq.Add(1))
-	l := &lab{srv: "mbxr-s-" + id, cli: "mbxr-c-" + id}
-	tok := rand.Uint32() & 0xffffff // veth names are at most 15 bytes
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", l.srv).Run()
-		exec.Command("ip", "netns", "del", l.cli).Run()
-	})
-	cmds := [][]string{
-		{"netns", "add", l.srv}, {"netns", "add", l.cli},
-		{"-n", l.srv, "link", "set", "lo", "up"}, {"-n", l.cli, "link", "set", "lo", "up"},
-		{"-n", l.srv, "link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0"},
-		{"-n", l.srv, "addr", "add", serverIP + "/16", "dev", "br0"},
-		{"-n", l.srv, "link", "set", "br0", "up"},
-	}
+	l := &lab{srv: netnstest.New(t, "rels"), cli: netnstest.New(t, "relc")}
+	netnstest.IP(t, "-n", l.srv, "link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	netnstest.IP(t, "-n", l.srv, "addr", "add", serverIP+"/16", "dev", "br0")
+	netnstest.IP(t, "-n", l.srv, "link", "set", "br0", "up")
 	for i := range n {
-		s, c := fmt.Sprintf("ms%06x%d", tok, i), fmt.Sprintf("mc%06x%d", tok, i)
-		name := fmt.Sprintf("c%d", i)
-		cmds = append(cmds,
-			[]string{"link", "add", s, "netns", l.srv, "type", "veth", "peer", "name", c, "netns", l.cli},
-			[]string{"-n", l.srv, "link", "set", s, "master", "br0"},
-			[]string{"-n", l.srv, "link", "set", s, "up"},
-			[]string{"-n", l.cli, "link", "set", c, "name", name},
-			[]string{"-n", l.cli, "link", "set", name, "up"},
-		)
+		port, name := fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i)
+		netnstest.Veth(t, l.srv, port, l.cli, name)
+		netnstest.IP(t, "-n", l.srv, "link", "set", port, "master", "br0")
 		l.clients = append(l.clients, name)
 	}
-	for _, args := range cmds {
-		run(t, "ip", args...)
-	}
 	return l
-}
-
-// dialIn returns a dial function whose sockets live in network namespace
-// ns: each is opened on a thread switched into ns, which then exits.
-func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			f, err := os.Open("/var/run/netns/" + ns)
-			if err != nil {
-				ch <- result{err: err}
-				return
-			}
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-			if err != nil {
-				ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-				return
-			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
-	}
 }
 
 // server is one matchbox serve process, restarted after each kill.
@@ -209,7 +153,7 @@ func newServer(t *testing.T, ns, dir, httpAddr string, extra ...string) *server 
 		"--agent-key-file", filepath.Join(dir, "agent.key"), "--log-level", "warn", "--shutdown-timeout", "1s"}, extra...)
 	tr := &http.Transport{DisableKeepAlives: true}
 	if ns != "" {
-		tr.DialContext = dialIn(ns)
+		tr.DialContext = netnstest.DialContext(ns)
 	}
 	s.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	t.Cleanup(s.stop)

@@ -35,7 +35,7 @@ func TestCLIAudit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte(adminTok+" admin alice\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.Cmd.Process.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(s.Logs(), "action=token-remove") && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

@@ -70,7 +70,7 @@ func TestServeSlowClientsOnEveryListener(t *testing.T) {
 		}
 		t.Logf("GET %s behind %d slow connections: %v", url, len(conns), time.Since(start).Round(time.Millisecond))
 	}
-	if fds := openFiles(t, s.cmd.Process.Pid); fds > 2*256+100 {
+	if fds := openFiles(t, s.Cmd.Process.Pid); fds > 2*256+100 {
 		t.Errorf("server holds %d files with two listeners capped at 256 connections", fds)
 	}
 	if strings.Contains(s.Logs(), "too many open files") {

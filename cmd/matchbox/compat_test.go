@@ -1,19 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,12 +13,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"matchbox/agent/token"
+	"matchbox/internal/servetest"
 	"matchbox/signing/signingtest"
 )
 
@@ -39,50 +30,10 @@ func startProcess(t *testing.T, args, env []string, tlsOn bool) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.logs.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-		close(addr)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("server did not stop on SIGTERM; logs:\n%s", s.Logs())
-		}
-	})
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			cmd.Wait()
-			t.Fatalf("server exited before listening; logs:\n%s", s.Logs())
-		}
-		s.URL = "http://" + a
-		if tlsOn {
-			s.URL = "https://" + a
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not start; logs:\n%s", s.Logs())
+	p := servetest.Start(t, bin, args, env, servetest.HTTPListening)
+	s := &server{Process: p, URL: "http://" + p.Addrs[0]}
+	if tlsOn {
+		s.URL = "https://" + p.Addrs[0]
 	}
 	return s
 }
@@ -242,7 +193,7 @@ func TestV011UnitFile(t *testing.T) {
 	} else {
 		t.Log("Go module proxy unreachable: using the committed copy of v0.11's unit unchecked")
 	}
-	ca := newTestPKI(t)
+	ca := servetest.NewPKI(t, "test")
 	for _, dropIn := range []string{"", "override-debug.conf", "override-rpc.conf"} {
 		t.Run("unit+"+dropIn, func(t *testing.T) {
 			files := []string{unit}
@@ -274,7 +225,7 @@ func TestV011UnitFile(t *testing.T) {
 			if rpc {
 				// v0.11's default paths are /etc/matchbox/{server.crt,
 				// server.key,ca.crt}; its variables point elsewhere.
-				env = append(env, "MATCHBOX_CERT_FILE="+ca.serverCert, "MATCHBOX_KEY_FILE="+ca.serverKey, "MATCHBOX_CA_FILE="+ca.caCert)
+				env = append(env, "MATCHBOX_CERT_FILE="+ca.ServerCert, "MATCHBOX_KEY_FILE="+ca.ServerKey, "MATCHBOX_CA_FILE="+ca.CAFile)
 			}
 			// The binary's path is substituted; its arguments (none) kept.
 			s := startProcess(t, u.execStart[1:], env, false)
@@ -293,7 +244,7 @@ func TestV011UnitFile(t *testing.T) {
 				if m == nil {
 					t.Fatalf("MATCHBOX_RPC_ADDRESS: no TLS API listener:\n%s", logs)
 				}
-				conn, err := tls.Dial("tcp", m[1], &tls.Config{RootCAs: ca.pool, ServerName: "localhost", Certificates: []tls.Certificate{ca.client}, NextProtos: []string{"h2"}})
+				conn, err := tls.Dial("tcp", m[1], &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", Certificates: []tls.Certificate{ca.Client(t)}, NextProtos: []string{"h2"}})
 				if err != nil {
 					t.Fatalf("TLS to the API listener: %v", err)
 				}
@@ -304,55 +255,6 @@ func TestV011UnitFile(t *testing.T) {
 			}
 		})
 	}
-}
-
-// testPKI is a CA with a server certificate for localhost and a client
-// certificate, in files.
-type testPKI struct {
-	caCert, serverCert, serverKey string
-	pool                          *x509.CertPool
-	client                        tls.Certificate
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caParsed, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caParsed, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	p := &testPKI{pool: x509.NewCertPool()}
-	p.pool.AddCert(caParsed)
-	p.caCert = write("ca.crt", "CERTIFICATE", caDER)
-	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth)
-	p.serverCert = write("server.crt", "CERTIFICATE", srvDER)
-	kb, _ := x509.MarshalECPrivateKey(srvKey)
-	p.serverKey = write("server.key", "EC PRIVATE KEY", kb)
-	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth)
-	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	return p
 }
 
 // TestSignedBootEndpoints serves with v0.11's -key-ring-path and
@@ -414,12 +316,12 @@ func fetchSigned(t *testing.T, base, path, suffix, query string) (body, sig []by
 // TestHTTPSBootEndpoints serves the boot endpoints over TLS through v0.11's
 // MATCHBOX_WEB_SSL, MATCHBOX_WEB_CERT_FILE and MATCHBOX_WEB_KEY_FILE.
 func TestHTTPSBootEndpoints(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := servetest.NewPKI(t, "test")
 	data := v011DataDir(t)
 	env := append(baseEnv(), "MATCHBOX_ADDRESS=127.0.0.1:0", "MATCHBOX_DATA_PATH="+data, "MATCHBOX_WEB_SSL=true",
-		"MATCHBOX_WEB_CERT_FILE="+pki.serverCert, "MATCHBOX_WEB_KEY_FILE="+pki.serverKey)
+		"MATCHBOX_WEB_CERT_FILE="+pki.ServerCert, "MATCHBOX_WEB_KEY_FILE="+pki.ServerKey)
 	s := startProcess(t, nil, env, true)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}}}
 	checkBootEndpoints(t, client, s.URL)
 	// Plain HTTP on the HTTPS listener is refused (Go answers 400).
 	if code, body := httpGet(t, strings.Replace(s.URL, "https:", "http:", 1)+"/boot.ipxe"); code != http.StatusBadRequest {

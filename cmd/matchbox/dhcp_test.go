@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"matchbox/internal/needs"
+	"matchbox/internal/netnstest"
 	"matchbox/store"
 )
 
@@ -65,38 +63,13 @@ func TestDHCPFlagErrors(t *testing.T) {
 // authoritative` in a network namespace and has udhcpc get an address and
 // iPXE's boot URL over a veth pair.
 func TestDHCPServeBinary(t *testing.T) {
-	if os.Geteuid() != 0 {
-		needs.Skip(t, "needs root to create network namespaces and veth pairs")
-	}
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
-	}
+	netnstest.Require(t, "busybox")
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := fmt.Sprint(os.Getpid())
-	srv, cli := "mbxc-s-"+id, "mbxc-c-"+id
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", srv).Run()
-		exec.Command("ip", "netns", "del", cli).Run()
-	})
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", srv)
-	ip("netns", "add", cli)
-	ip("-n", srv, "link", "set", "lo", "up")
-	ip("link", "add", "mcs"+id, "netns", srv, "type", "veth", "peer", "name", "mcc"+id, "netns", cli)
-	ip("-n", srv, "link", "set", "mcs"+id, "name", "vS")
-	ip("-n", cli, "link", "set", "mcc"+id, "name", "vC")
-	ip("-n", srv, "addr", "add", "10.9.0.1/24", "dev", "vS")
-	ip("-n", srv, "link", "set", "vS", "up")
-	ip("-n", cli, "link", "set", "vC", "up")
+	pair := netnstest.NewPair(t, "mdhcp", "10.9.0.1/24")
+	srv, cli := pair.Server, pair.Client
 
 	dir := t.TempDir()
 	cmd := exec.Command("ip", "netns", "exec", srv, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0",
@@ -112,21 +85,10 @@ func TestDHCPServeBinary(t *testing.T) {
 		cmd.Wait()
 	})
 
-	script := filepath.Join(dir, "script")
-	envFile := filepath.Join(dir, "env")
-	os.WriteFile(script, []byte(fmt.Sprintf("#!/bin/sh\n[ \"$1\" = bound ] && env > %s\nexit 0\n", envFile)), 0o755)
 	// The server may still be starting: udhcpc retries for a while.
-	out, err := exec.Command("ip", "netns", "exec", cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "15", "-T", "1",
-		"-s", script, "-x", "0x4d:69505845", "-x", "0x5d:0000").CombinedOutput()
+	vars, err := netnstest.Udhcpc(t, cli, netnstest.ClientIface, "-t", "15", "-T", "1", "-x", "0x4d:69505845", "-x", "0x5d:0000")
 	if err != nil {
-		t.Fatalf("udhcpc: %v\n%s\nserver logs:\n%s", err, out, logs.String())
-	}
-	env, _ := os.ReadFile(envFile)
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(env), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			vars[k] = v
-		}
+		t.Fatalf("%v\nserver logs:\n%s", err, logs.String())
 	}
 	got, err := netip.ParseAddr(vars["ip"])
 	inRange := err == nil && got.Compare(netip.MustParseAddr("10.9.0.100")) >= 0 && got.Compare(netip.MustParseAddr("10.9.0.110")) <= 0

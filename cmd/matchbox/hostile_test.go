@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,10 +24,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"golang.org/x/sys/unix"
+	"matchbox/internal/netnstest"
+	"matchbox/internal/servetest"
 
-	"matchbox/internal/needs"
+	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
 // tftpAnswer is what a TFTP server said to one request packet: the
@@ -200,34 +199,6 @@ func TestServeHostileTFTP(t *testing.T) {
 	}
 }
 
-// inNetns runs fn on an OS thread switched into network namespace ns:
-// sockets fn opens stay in ns.
-func inNetns(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("restore namespace: %w", err) // the thread stays locked and dies with the goroutine
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
 // dhcpHeader is a 236-byte BOOTP header (op, htype, hlen as given) with
 // chaddr 52:54:00:66:00:01, followed by extra.
 func dhcpHeader(op, htype, hlen byte, extra ...byte) []byte {
@@ -243,39 +214,14 @@ func dhcpHeader(op, htype, hlen byte, extra ...byte) []byte {
 // packets: none gets an answer, each is counted as malformed on /metrics,
 // and a well-formed DISCOVER and busybox udhcpc then get an address.
 func TestServeHostileDHCP(t *testing.T) {
-	if os.Geteuid() != 0 {
-		needs.Skip(t, "needs root to create network namespaces and veth pairs")
-	}
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		needs.Skip(t, "needs busybox (Debian busybox-static) for udhcpc")
-	}
+	netnstest.Require(t, "busybox")
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := fmt.Sprint(os.Getpid())
-	srv, cli := "mbxh-s-"+id, "mbxh-c-"+id
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", srv).Run()
-		exec.Command("ip", "netns", "del", cli).Run()
-	})
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", srv)
-	ip("netns", "add", cli)
-	ip("-n", srv, "link", "set", "lo", "up")
-	ip("link", "add", "mhs"+id, "netns", srv, "type", "veth", "peer", "name", "mhc"+id, "netns", cli)
-	ip("-n", srv, "link", "set", "mhs"+id, "name", "vS")
-	ip("-n", cli, "link", "set", "mhc"+id, "name", "vC")
-	ip("-n", srv, "addr", "add", "10.9.1.1/24", "dev", "vS")
-	ip("-n", cli, "addr", "add", "10.9.1.50/24", "dev", "vC")
-	ip("-n", srv, "link", "set", "vS", "up")
-	ip("-n", cli, "link", "set", "vC", "up")
+	pair := netnstest.NewPair(t, "mhost", "10.9.1.1/24")
+	srv, cli := pair.Server, pair.Client
+	netnstest.IP(t, "-n", cli, "addr", "add", "10.9.1.50/24", "dev", "vC")
 
 	dir := t.TempDir()
 	cmd := exec.Command("ip", "netns", "exec", srv, bin, "serve", "--data-dir", dir, "--http-addr", "10.9.1.1:8080",
@@ -293,7 +239,7 @@ func TestServeHostileDHCP(t *testing.T) {
 	// The metrics are read from the client's namespace, over the veth.
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			nerr := inNetns(cli, func() error { c, err = net.DialTimeout(network, addr, 5*time.Second); return err })
+			nerr := netnstest.Do(cli, func() error { c, err = net.DialTimeout(network, addr, 5*time.Second); return err })
 			return c, nerr
 		}}}
 	malformed := func() int {
@@ -316,7 +262,7 @@ func TestServeHostileDHCP(t *testing.T) {
 	}
 
 	var conn *net.UDPConn
-	if err := inNetns(cli, func() (err error) {
+	if err := netnstest.Do(cli, func() (err error) {
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
 		return err
 	}); err != nil {
@@ -400,7 +346,7 @@ func TestServeHostileDHCP(t *testing.T) {
 	}
 	conn.Close()
 	// And a real client completes its exchange.
-	out, err := exec.Command("ip", "netns", "exec", cli, bb, "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", cli, "busybox", "udhcpc", "-i", "vC", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "lease of 10.9.1.1") {
 		t.Fatalf("udhcpc after the malformed packets: %v\n%s\nserver logs:\n%s", err, out, logs)
 	}
@@ -434,14 +380,14 @@ func TestServeSlowlorisOnEveryListener(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for header timeouts of up to 30 s: not with -short")
 	}
-	pki := newTestPKI(t)
+	pki := servetest.NewPKI(t, "test")
 	dir := t.TempDir()
 	common := func(name string) []string {
 		return []string{"--data-dir", "../..", "--db", filepath.Join(dir, name+".db"), "--agent-key-file", filepath.Join(dir, name+".key"), "--assets-dir", "-", "--api-addr", "127.0.0.1:0"}
 	}
 	plain := startServer(t, append(common("plain"), "--debug-addr", "127.0.0.1:0")...)
-	secure := startServer(t, append(common("tls"), "--http-tls-cert-file", pki.serverCert, "--http-tls-key-file", pki.serverKey,
-		"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey)...)
+	secure := startServer(t, append(common("tls"), "--http-tls-cert-file", pki.ServerCert, "--http-tls-key-file", pki.ServerKey,
+		"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey)...)
 	logged := func(s *server, re string) string {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -475,7 +421,7 @@ func TestServeSlowlorisOnEveryListener(t *testing.T) {
 		{"profiling", debug, "", head, "http://" + debug + "/debug/pprof/cmdline", 10 * time.Second},
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}}}
+		TLSClientConfig: &tls.Config{RootCAs: pki.Pool, Certificates: []tls.Certificate{pki.Client(t)}}}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -484,7 +430,7 @@ func TestServeSlowlorisOnEveryListener(t *testing.T) {
 			if tt.alpn == "" {
 				c, err = net.DialTimeout("tcp", tt.addr, 5*time.Second)
 			} else {
-				c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tt.addr, &tls.Config{RootCAs: pki.pool, NextProtos: []string{tt.alpn}})
+				c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tt.addr, &tls.Config{RootCAs: pki.Pool, NextProtos: []string{tt.alpn}})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -647,7 +593,7 @@ func TestServeHostileAPIBodies(t *testing.T) {
 	if code, body := httpGet(t, s.URL+"/api/v1/groups/bomb"); code != 404 {
 		t.Errorf("the bomb profile was stored: %d %s", code, body)
 	}
-	if rss := peakRSS(t, s.cmd.Process.Pid); rss > 400<<20 {
+	if rss := peakRSS(t, s.Cmd.Process.Pid); rss > 400<<20 {
 		t.Errorf("server's peak RSS %d MiB after the hostile bodies", rss>>20)
 	} else {
 		t.Logf("server's peak RSS: %d MiB", rss>>20)

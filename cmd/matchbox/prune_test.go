@@ -27,8 +27,8 @@ func TestRestartWithEmptyOrMissingDataDir(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "agent.key")
 	args := []string{"--db", db, "--agent-key-file", key, "--assets-dir", "-"}
 	first := startServer(t, append([]string{"--data-dir", dir}, args...)...)
-	first.cmd.Process.Signal(os.Interrupt)
-	first.cmd.Wait()
+	first.Cmd.Process.Signal(os.Interrupt)
+	first.Cmd.Wait()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -111,7 +111,7 @@ func TestServeOnEtcd(t *testing.T) {
 		t.Fatalf("matchbox get instances: exit %d\n%s%s", code, out, errOut)
 	}
 	killed := time.Now()
-	b.cmd.Process.Kill()
+	b.Cmd.Process.Kill()
 	for {
 		n := len(instances())
 		if n == 1 {

@@ -1,51 +1,28 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"matchbox/internal/servetest"
 )
 
-// buildBinary builds the matchbox binary once per test run.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "matchbox-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "matchbox")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+// buildOnce builds the matchbox binary once per test run.
+var buildOnce = sync.OnceValues(servetest.Build)
 
-// server is a running `matchbox serve`.
+// server is a running `matchbox serve`; URL is its boot listener's.
 type server struct {
-	URL  string
-	cmd  *exec.Cmd
-	logs *strings.Builder
-	mu   *sync.Mutex
+	*servetest.Process
+	URL string
 }
-
-func (s *server) Logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.String()
-}
-
-var listenRE = regexp.MustCompile(`msg="matchbox serving" http=(\S+)`)
 
 // startServer runs the real binary with args plus --http-addr 127.0.0.1:0
 // and waits until it listens.
@@ -55,49 +32,8 @@ func startServer(t *testing.T, args ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = os.Environ()
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.logs.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-		close(addr)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("server did not stop on SIGTERM; logs:\n%s", s.Logs())
-		}
-	})
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			cmd.Wait()
-			t.Fatalf("server exited before listening; logs:\n%s", s.Logs())
-		}
-		s.URL = "http://" + a
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not start; logs:\n%s", s.Logs())
-	}
-	return s
+	p := servetest.Start(t, bin, append([]string{"serve", "--http-addr", "127.0.0.1:0"}, args...), nil, servetest.HTTPListening)
+	return &server{Process: p, URL: "http://" + p.Addrs[0]}
 }
 
 func httpGet(t *testing.T, url string) (int, string) {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"matchbox/internal/servetest"
+
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,9 +28,9 @@ const (
 	genericTmpl = "mac={{.mac}}\r\nno final newline"
 )
 
-func dialV011(t *testing.T, s *server, p *pki, certFile, keyFile string) (*client.Client, error) {
+func dialV011(t *testing.T, s *server, p *servetest.PKI, certFile, keyFile string) (*client.Client, error) {
 	t.Helper()
-	c, err := client.New(&client.Config{Endpoints: []string{s.apiAddr}, DialTimeout: 5 * time.Second, TLS: p.clientTLS(t, certFile, keyFile)})
+	c, err := client.New(&client.Config{Endpoints: []string{s.apiAddr}, DialTimeout: 5 * time.Second, TLS: p.ClientTLS(t, certFile, keyFile)})
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
@@ -39,9 +41,9 @@ func dialV011(t *testing.T, s *server, p *pki, certFile, keyFile string) (*clien
 // package over mutual TLS, in the Terraform provider's order: a group before
 // its profile, a profile before its templates.
 func TestV011Client(t *testing.T) {
-	p := newPKI(t, "matchbox")
+	p := servetest.NewPKI(t, "matchbox")
 	s := startServe(t, p)
-	c, err := dialV011(t, s, p, p.clientCert, p.clientKey)
+	c, err := dialV011(t, s, p, p.ClientCert, p.ClientKey)
 	if err != nil {
 		t.Fatalf("v0.11 client: %v", err)
 	}
@@ -182,7 +184,7 @@ func TestV011Client(t *testing.T) {
 // TestV011ClientRefused: without a client certificate every call is
 // refused; with a certificate from another CA the handshake is.
 func TestV011ClientRefused(t *testing.T) {
-	p := newPKI(t, "matchbox")
+	p := servetest.NewPKI(t, "matchbox")
 	s := startServe(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -200,9 +202,9 @@ func TestV011ClientRefused(t *testing.T) {
 		t.Errorf("GenericPut without a client certificate: %v, want Unauthenticated", err)
 	}
 
-	other := newPKI(t, "other")
+	other := servetest.NewPKI(t, "other")
 	// The other CA's client certificate, trusting the right server CA.
-	cfg := p.clientTLS(t, other.clientCert, other.clientKey)
+	cfg := p.ClientTLS(t, other.ClientCert, other.ClientKey)
 	oc, err := client.New(&client.Config{Endpoints: []string{s.apiAddr}, DialTimeout: 3 * time.Second, TLS: cfg})
 	if err == nil {
 		defer oc.Close()
@@ -213,7 +215,7 @@ func TestV011ClientRefused(t *testing.T) {
 	}
 
 	// A read-only certificate (OU read) reads but may not write.
-	roCert, roKey := p.issue(t, "reader", 9, x509.ExtKeyUsageClientAuth, "read")
+	roCert, roKey := p.Issue(t, "reader", 9, x509.ExtKeyUsageClientAuth, "read")
 	rc, err := dialV011(t, s, p, roCert, roKey)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"matchbox/internal/needs"
+	"matchbox/internal/servetest"
 )
 
 // The versions the end-to-end test runs: the last Terraform `go install`
@@ -236,7 +237,7 @@ func TestTerraformProvider(t *testing.T) {
 	tf := terraformBinary(t, ctx)
 	provider := providerBinary(t, ctx)
 
-	p := newPKI(t, "matchbox")
+	p := servetest.NewPKI(t, "matchbox")
 	s := startServe(t, p)
 
 	work := t.TempDir()
@@ -244,7 +245,7 @@ func TestTerraformProvider(t *testing.T) {
 	if err := os.WriteFile(cliConfig, []byte(fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"poseidon/matchbox\" = %q\n  }\n  direct {}\n}\n", filepath.Dir(provider))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(terraformConfig, s.apiAddr, p.clientCert, p.clientKey, p.caFile)
+	cfg := fmt.Sprintf(terraformConfig, s.apiAddr, p.ClientCert, p.ClientKey, p.CAFile)
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,7 @@ func TestTerraformProvider(t *testing.T) {
 		t.Errorf("destroy:\n%s", out)
 	}
 	// Nothing is left: read through the REST API on the same listener.
-	restClient := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS(t, p.clientCert, p.clientKey)}}
+	restClient := &http.Client{Transport: &http.Transport{TLSClientConfig: p.ClientTLS(t, p.ClientCert, p.ClientKey)}}
 	for _, coll := range []string{"profiles", "groups", "templates"} {
 		resp, err := restClient.Get("https://" + s.apiAddr + "/api/v1/" + coll)
 		if err != nil {
