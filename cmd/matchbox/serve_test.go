@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -96,12 +98,57 @@ func TestServeRefusesBadDataDir(t *testing.T) {
 	if !strings.Contains(string(out), "groups/b.json:3: field selector: cannot use a JSON number as string") {
 		t.Fatalf("error does not locate the problem:\n%s", out)
 	}
+	db := filepath.Join(dir, "matchbox.db")
+	if got := storedObjects(t, db); len(got) != 0 {
+		t.Fatalf("a refused data directory left %v in %s", got, db)
+	}
 	// Fix the type: now the two defaults collide, and nothing is stored.
 	os.WriteFile(filepath.Join(dir, "groups", "b.json"), []byte(`{"id": "b", "profile": "p"}`), 0o644)
 	out, err = exec.CommandContext(ctx, bin, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `groups "a" and "b" are both default groups`) {
 		t.Fatalf("duplicate defaults: %v\n%s", err, out)
 	}
+	if got := storedObjects(t, db); len(got) != 0 {
+		t.Fatalf("a refused data directory left %v in %s", got, db)
+	}
+}
+
+// storedObjects returns "table: id" for every profile, group, template
+// and audit record in the SQLite database db (none when db does not
+// exist), read with the sqlite driver directly, not through the store.
+func storedObjects(t *testing.T, db string) []string {
+	t.Helper()
+	if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conn, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatalf("open %s: %v", db, err)
+	}
+	defer conn.Close()
+	var got []string
+	for _, q := range []string{"SELECT 'profiles: ' || id FROM profiles", "SELECT 'groups: ' || id FROM groups",
+		"SELECT 'templates: ' || name FROM templates", "SELECT 'audit: ' || id FROM audit"} {
+		rows, err := conn.Query(q)
+		if err != nil {
+			if strings.Contains(err.Error(), "no such table") {
+				continue // the schema was never created: nothing stored
+			}
+			t.Fatalf("%s: %s: %v", db, q, err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %s: %v", db, q, err)
+		}
+		rows.Close()
+	}
+	return got
 }
 
 func TestEnvironmentSetsFlags(t *testing.T) {
