@@ -11,16 +11,25 @@ import (
 
 // CopyResult counts what Copy wrote.
 type CopyResult struct {
-	Objects, Machines, Events, Leases int
+	// Objects counts the catalog's objects; Kinds splits them by kind.
+	Objects int
+	Kinds   map[matchbox.Kind]int
+	// Machines counts machines; BMCs and Inventories those of them with
+	// a BMC record and an inventory.
+	Machines, BMCs, Inventories int
+	// Events counts timeline events, Leases DHCP leases.
+	Events, Leases int
 }
 
 // Copy writes everything from holds into to, which should be empty: the
 // catalog in one transaction (objects keep their sources), then each
 // machine with its BMC record, last inventory and timeline, then the
-// DHCP leases. Versions restart in to; inventory history keeps only the
+// DHCP leases. Into a store that is not empty, objects, machines (with
+// their timelines) and leases of the same id or address are replaced and
+// the others kept. Versions restart in to; inventory history keeps only the
 // last report; events keep their times, not their ids.
 func Copy(ctx context.Context, from, to Backend) (CopyResult, error) {
-	var res CopyResult
+	res := CopyResult{Kinds: map[matchbox.Kind]int{}}
 	var objs []*Object
 	err := from.ViewCatalog(ctx, func(c CatalogTx) error {
 		for _, kind := range matchbox.Kinds() {
@@ -36,10 +45,12 @@ func Copy(ctx context.Context, from, to Backend) (CopyResult, error) {
 		return res, fmt.Errorf("copy: read the catalog: %w", err)
 	}
 	_, err = to.UpdateCatalog(ctx, func(c CatalogTx) error {
+		res.Kinds = map[matchbox.Kind]int{} // fn may run again
 		for _, o := range objs {
 			if _, err := c.Put(o, 0); err != nil {
 				return err
 			}
+			res.Kinds[o.Kind]++
 		}
 		return nil
 	})
@@ -79,10 +90,16 @@ func Copy(ctx context.Context, from, to Backend) (CopyResult, error) {
 }
 
 func copyMachine(ctx context.Context, from, to Backend, m *matchbox.Machine, res *CopyResult) error {
+	// A machine of the same id in to is replaced whole, timeline included,
+	// so that copying again does not repeat its events.
+	if err := to.DeleteMachine(ctx, m.ID, 0); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("copy: replace machine %q: %w", m.ID, err)
+	}
 	if full, ok := from.LookupMachineByID(m.ID); ok && full.Inventory != nil {
 		if _, err := to.RecordInventory(ctx, m.ID, *full.Inventory); err != nil {
 			return fmt.Errorf("copy: inventory of machine %q: %w", m.ID, err)
 		}
+		res.Inventories++
 	}
 	if _, err := to.PutMachine(ctx, m, 0); err != nil {
 		return fmt.Errorf("copy: machine %q: %w", m.ID, err)
@@ -96,6 +113,7 @@ func copyMachine(ctx context.Context, from, to Backend, m *matchbox.Machine, res
 		if err := to.SetMachineBMC(ctx, m.ID, bmc); err != nil {
 			return fmt.Errorf("copy: BMC of machine %q: %w", m.ID, err)
 		}
+		res.BMCs++
 	}
 	var afterID int64
 	for {

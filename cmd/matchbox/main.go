@@ -75,6 +75,7 @@ func newRootCommand() *cobra.Command {
 		newRenderCommand(),
 		newApplyCommand(),
 		newAuditCommand(),
+		newStoreCommand(),
 		newVersionCommand(),
 	)
 	root.SetVersionTemplate("{{.Version}}\n")
