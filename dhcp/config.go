@@ -114,6 +114,15 @@ type Config struct {
 	ServedTTL time.Duration
 	// Leases allocates addresses (authoritative mode): an *Allocator.
 	Leases Leases
+	// StoreHealth tells why the lease storage cannot take writes, as a
+	// short reason ("storage_full"), or "" when it can (may be nil: always
+	// can). While it cannot, a DISCOVER gets no OFFER: the address could
+	// not be stored when the client asks for it. A REQUEST, a renewal
+	// included, is acknowledged only once its lease is stored, so a commit
+	// that fails gets silence (no NAK: a renewing client keeps its address
+	// until its lease ends and retries). Both are counted in
+	// matchbox_dhcp_dropped_total under that reason.
+	StoreHealth func() string
 	// Machines looks machines up (may be nil).
 	Machines MachineLookup
 	// Events receives boot events (may be nil).

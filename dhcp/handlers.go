@@ -92,6 +92,16 @@ type exchange struct {
 	boot    string     // boot file or URL given
 	nakWhy  string
 	dropWhy string
+	// dropReason is the metric reason of a drop, when not dropIgnored.
+	dropReason string
+}
+
+// storeDegraded returns why the lease storage cannot take writes, or "".
+func (x *exchange) storeDegraded() string {
+	if x.s.cfg.StoreHealth == nil {
+		return ""
+	}
+	return x.s.cfg.StoreHealth()
 }
 
 // pxeAllowed reports whether the machine may be handed a boot file.
@@ -137,6 +147,10 @@ func leaseHandler(x *exchange) Handler {
 		}
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
+			if r := x.storeDegraded(); r != "" {
+				x.dropWhy, x.dropReason = "no address is offered while the lease store cannot take writes: "+r, r
+				return nil, true
+			}
 			ip, err := cfg.Leases.Offer(OfferRequest{
 				MAC: x.c.mac, Subnet: x.subnet, Reserved: x.reserved(), Requested: addrOf(req.RequestedIPAddress()),
 			})
@@ -171,7 +185,8 @@ func leaseHandler(x *exchange) Handler {
 				x.ip, x.nakWhy = want, err.Error()
 				return nak(resp, err.Error()), true
 			case err != nil:
-				x.dropWhy = err.Error()
+				// Not stored, not acknowledged; no NAK either.
+				x.dropWhy, x.dropReason = err.Error(), x.storeDegraded()
 				return nil, true
 			}
 			x.ip = lease.IP

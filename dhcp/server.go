@@ -253,7 +253,11 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4, peer netip.Addr
 	}
 	resp = runChain(req, resp, chain...)
 	if resp == nil {
-		s.cfg.Metrics.dropped.WithLabelValues(dropIgnored).Inc()
+		reason := dropIgnored
+		if x.dropReason != "" {
+			reason = x.dropReason
+		}
+		s.cfg.Metrics.dropped.WithLabelValues(reason).Inc()
 		s.cfg.Logger.Debug("dhcp: no reply", "mac", x.c.mac, "type", mt.String(), "why", x.dropWhy)
 		detail := map[string]any{"reply": "none"}
 		if x.dropWhy != "" {

@@ -299,11 +299,11 @@ type RecorderConfig struct {
 	// FlushInterval is how long an event may wait for others to share its
 	// transaction (default 100ms).
 	FlushInterval time.Duration
-	// Logger receives write failures, and the events dropped for a full
-	// queue once per DropLogInterval.
+	// Logger receives the events lost to write failures and those
+	// dropped for a full queue, each once per DropLogInterval.
 	Logger *slog.Logger
-	// DropLogInterval is how often dropped events are logged: one warning
-	// per interval in which some were dropped (default 10s).
+	// DropLogInterval is how often dropped and failed events are logged:
+	// one warning per interval in which some were (default 10s).
 	DropLogInterval time.Duration
 	// Discover makes the recorder write with DiscoverAndAppendEvents, so
 	// that an event from a MAC no machine has creates a machine in state
@@ -395,6 +395,7 @@ func (r *Recorder) Sync(ctx context.Context) error {
 // "count" and "last_at".
 func (r *Recorder) Run(ctx context.Context) {
 	b := newBatch(r.cfg.Batch)
+	var lastFailure error
 	write := func() {
 		if b.empty() {
 			return
@@ -410,8 +411,10 @@ func (r *Recorder) Run(ctx context.Context) {
 		}
 		cancel()
 		if err != nil {
+			// Counted now, logged once per DropLogInterval (a full disk
+			// fails every batch).
 			r.failed.Add(int64(b.received))
-			r.cfg.Logger.Error("writing boot events failed", "events", len(evs), "err", err)
+			lastFailure = err
 		}
 		b.reset()
 	}
@@ -432,13 +435,17 @@ func (r *Recorder) Run(ctx context.Context) {
 	timer.Stop()
 	dropTicker := time.NewTicker(r.cfg.DropLogInterval)
 	defer dropTicker.Stop()
-	var droppedLogged int64
+	var droppedLogged, failedLogged int64
 	for {
 		select {
 		case <-dropTicker.C:
 			if d := r.dropped.Load(); d > droppedLogged {
 				r.cfg.Logger.Warn("boot events dropped: the recorder's queue was full", "dropped", d-droppedLogged, "dropped_total", d, "interval", r.cfg.DropLogInterval, "queue", r.cfg.Queue)
 				droppedLogged = d
+			}
+			if f := r.failed.Load(); f > failedLogged {
+				r.cfg.Logger.Warn("boot events lost: writing them to the store failed", "events", f-failedLogged, "failed_total", f, "interval", r.cfg.DropLogInterval, "err", lastFailure)
+				failedLogged = f
 			}
 		case ev := <-r.ch:
 			if b.empty() {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -210,4 +211,65 @@ func TestHealthRunProbesOnlyWhileDegraded(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestRecorderCountsFailuresOnAFullStore: on a full store every batch of
+// boot events fails; the events are counted as failed, one warning per
+// interval says how many, and the recorder goes on (and writes again once
+// there is room).
+func TestRecorderCountsFailuresOnAFullStore(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	var pages int64
+	if err := s.write.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	const interval = 300 * time.Millisecond
+	rec := NewRecorder(s, RecorderConfig{Discover: true, DropLogInterval: interval, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rec.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	i := 0
+	record := func() {
+		rec.Record(matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8&0xff, i&0xff), Type: "http.ipxe", At: time.Now()})
+		rec.Sync(ctx)
+		i++
+	}
+	// The first events may fit in pages the database has.
+	for deadline := time.Now().Add(10 * time.Second); rec.Failed() == 0 && time.Now().Before(deadline); {
+		record()
+	}
+	time.Sleep(interval + 50*time.Millisecond)
+	before := strings.Count(logs.String(), "boot events lost")
+	for start := time.Now(); time.Since(start) < 4*interval; {
+		record()
+	}
+	time.Sleep(interval + 50*time.Millisecond)
+	warnings := strings.Count(logs.String(), "boot events lost") - before
+	if rec.Failed() < 4 {
+		t.Fatalf("failed events counted: %d", rec.Failed())
+	}
+	if warnings < 3 || warnings > 6 || before < 1 {
+		t.Fatalf("%d warnings (%d before) for %d failed batches over about 5 intervals, want one per interval:\n%s", warnings, before, rec.Failed(), logs.String())
+	}
+	if !strings.Contains(logs.String(), "storage full") {
+		t.Fatalf("warnings do not name the cause:\n%s", logs.String())
+	}
+	if s.Health().State().Reason != ReasonFull {
+		t.Fatalf("health: %+v", s.Health().State())
+	}
+	if _, err := s.write.ExecContext(ctx, "PRAGMA max_page_count = 1000000"); err != nil {
+		t.Fatal(err)
+	}
+	failed := rec.Failed()
+	rec.Record(matchbox.BootEvent{MAC: "52:54:00:ff:ff:ff", Type: "http.ipxe", At: time.Now()})
+	rec.Sync(ctx)
+	if rec.Failed() != failed || s.Health().State().Degraded() {
+		t.Fatalf("after room returned: failed %d (was %d), health %+v", rec.Failed(), failed, s.Health().State())
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"matchbox/dhcp"
+	"matchbox/store"
 )
 
 // dhcpOptions are the flags of matchbox's DHCP server (authoritative or
@@ -142,6 +143,12 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	cfg.Logger = s.log.With("component", "dhcp")
 	if cfg.Metrics, err = dhcp.NewMetrics(s.registry); err != nil {
 		return err
+	}
+	if h := s.health; h != nil {
+		cfg.StoreHealth = func() string { return h.State().Reason }
+		for _, r := range store.Reasons {
+			cfg.Metrics.Dropped(r)
+		}
 	}
 	var leases *dhcp.Allocator
 	if d.mode == dhcp.ModeAuthoritative {
