@@ -233,7 +233,7 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 			_, err = tx.ExecContext(ctx, `UPDATE machines SET uuid = ?, serial = ?, hostname = ?, ip = ?, labels = ?, state = ?, group_id = ?, pxe_disabled = ?, version = version + 1, updated_at = ? WHERE id = ?`,
 				m.UUID, m.Serial, m.Hostname, m.IP, string(labels), string(m.State), m.Group, boolInt(m.PXEDisabled), now, m.ID)
 			version = cur + 1
-			rec.Action, rec.VersionBefore, rec.Detail = audit.ActionUpdate, cur, machineChanges(old, m)
+			rec.Action, rec.VersionBefore, rec.Detail = audit.ActionUpdate, cur, MachineChanges(old, m)
 		}
 		if err != nil {
 			return fmt.Errorf("write machine %q: %w", m.ID, err)
@@ -478,7 +478,9 @@ func (s *Store) MachineBMC(ctx context.Context, id string) (string, error) {
 
 // machineChanges names the fields a machine write changes, in a few
 // words: "labels, state discovered -> ready".
-func machineChanges(old, m *matchbox.Machine) string {
+// MachineChanges names the fields a machine write changes, for its audit
+// record ("labels, state ready -> provisioning").
+func MachineChanges(old, m *matchbox.Machine) string {
 	var out []string
 	field := func(name string, changed bool) {
 		if changed {

@@ -42,6 +42,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"matchbox/audit"
 	"matchbox/matchbox"
 	"matchbox/store"
 )
@@ -304,6 +305,13 @@ type tx struct {
 	st       *state
 	dirty    map[string]bool
 	readOnly bool
+	// audit is the records of the transaction's changes, committed with
+	// them.
+	audit []audit.Record
+}
+
+func (c *tx) audited(action string, kind matchbox.Kind, id string, before, after int64) {
+	c.audit = append(c.audit, audit.Record{Action: action, Kind: string(kind), Object: id, VersionBefore: before, VersionAfter: after})
 }
 
 func (c *tx) Get(kind matchbox.Kind, id string) (*store.Object, error) {
@@ -366,6 +374,11 @@ func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
 	v := cur.Version + 1 // 1 when new
 	c.st.recs[k] = record{Version: v, Source: obj.Source, Spec: spec}
 	c.dirty[k] = true
+	if exists {
+		c.audited(audit.ActionUpdate, obj.Kind, id, cur.Version, v)
+	} else {
+		c.audited(audit.ActionCreate, obj.Kind, id, 0, v)
+	}
 	return v, nil
 }
 
@@ -386,6 +399,7 @@ func (c *tx) Delete(kind matchbox.Kind, id string, ifVersion int64) error {
 	}
 	delete(c.st.recs, k)
 	c.dirty[k] = true
+	c.audited(audit.ActionDelete, kind, id, cur.Version, 0)
 	return nil
 }
 
@@ -449,7 +463,7 @@ func (s *Store) updateCatalog(ctx context.Context, fn func(c store.CatalogTx) er
 			ops = append(ops, clientv3.OpPut(s.catalog+k, string(b)))
 		}
 		ops = append(ops, clientv3.OpPut(s.revKey, ""))
-		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.revKey), "=", revKeyMod)).Then(ops...).Commit()
+		resp, err := s.commitAudited(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.revKey), "=", revKeyMod)}, ops, c.audit)
 		if err != nil {
 			return nil, fmt.Errorf("commit catalog: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"matchbox/audit"
 	"matchbox/hardware"
 	"matchbox/matchbox"
 	"matchbox/store"
@@ -53,6 +54,14 @@ type machineView struct {
 	cur    *machineRecord
 	modRev int64
 	owners map[string]string // MAC → owning machine id, for MACs that have one
+	// audit is the records of the write's changes, which a machine
+	// update's function adds and the update commits with them.
+	audit []audit.Record
+}
+
+// audited adds the audit record of a change of the machine to the write.
+func (v *machineView) audited(id, action string, before, after int64, detail string) {
+	v.audit = append(v.audit, audit.Record{Action: action, Kind: audit.KindMachine, Object: id, VersionBefore: before, VersionAfter: after, Detail: detail})
 }
 
 // readMachine reads a machine and the owners of macs at one revision.
@@ -130,7 +139,7 @@ func (s *Store) updateMachine(ctx context.Context, id string, macs []string, fn 
 		}
 		ops = append(ops, clientv3.OpPut(s.machineKey(id), string(body)))
 		ops = append(ops, extra...)
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := s.commitAudited(ctx, cmps, ops, v.audit)
 		if err != nil {
 			return fmt.Errorf("write machine %q: %w", id, err)
 		}
@@ -282,6 +291,11 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 		next.Machine.MACs = slices.Clone(macs)
 		next.Machine.CreatedAt, next.Machine.UpdatedAt = created, now
 		version = next.Version
+		if v.cur == nil {
+			v.audited(m.ID, audit.ActionCreate, 0, version, "")
+		} else {
+			v.audited(m.ID, audit.ActionUpdate, v.cur.Version, version, store.MachineChanges(&v.cur.Machine, &next.Machine))
+		}
 		return next, nil, nil
 	})
 	if err != nil {
@@ -312,7 +326,8 @@ func (s *Store) DeleteMachine(ctx context.Context, id string, ifVersion int64) e
 		for _, mac := range v.cur.Machine.MACs {
 			ops = append(ops, clientv3.OpDelete(s.macKey(mac)))
 		}
-		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.machineKey(id)), "=", v.modRev)).Then(ops...).Commit()
+		rec := audit.Record{Action: audit.ActionDelete, Kind: audit.KindMachine, Object: id, VersionBefore: v.cur.Version}
+		resp, err := s.commitAudited(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.machineKey(id)), "=", v.modRev)}, ops, []audit.Record{rec})
 		if err != nil {
 			return fmt.Errorf("delete machine %q: %w", id, err)
 		}
@@ -406,6 +421,7 @@ func (s *Store) SetMachineState(ctx context.Context, id string, state matchbox.M
 		next := v.cur.clone()
 		next.Version++
 		next.Machine.State, next.Machine.UpdatedAt = state, s.now().UTC()
+		v.audited(id, audit.ActionState, v.cur.Version, next.Version, string(v.cur.Machine.State)+" -> "+string(state))
 		return next, nil, nil
 	})
 }
@@ -419,6 +435,11 @@ func (s *Store) SetMachineBMC(ctx context.Context, id, record string) error {
 		next := v.cur.clone()
 		next.Version++
 		next.BMC, next.Machine.UpdatedAt = record, s.now().UTC()
+		action := audit.ActionBMCSet
+		if record == "" {
+			action = audit.ActionBMCDelete
+		}
+		v.audited(id, action, v.cur.Version, next.Version, "")
 		return next, nil, nil
 	})
 }
@@ -537,6 +558,16 @@ func (s *Store) Enroll(ctx context.Context, machineID, group string) (matchbox.M
 		}
 		next.Machine.Group, next.Machine.UpdatedAt = group, s.now().UTC()
 		state = next.Machine.State
+		var changes []string
+		if v.cur.Machine.Group != group {
+			changes = append(changes, "group "+v.cur.Machine.Group+" -> "+group)
+		}
+		if v.cur.Machine.State != state {
+			changes = append(changes, "state "+string(v.cur.Machine.State)+" -> "+string(state))
+		}
+		if len(changes) > 0 { // a repeated boot request: nothing an operator would look for
+			v.audited(machineID, audit.ActionUpdate, v.cur.Version, next.Version, "enrolled: "+strings.Join(changes, ", "))
+		}
 		return next, nil, nil
 	})
 	if err != nil {
