@@ -189,11 +189,12 @@ func (c catalogHandlers) replace(w http.ResponseWriter, r *http.Request) error {
 
 // write stores obj in one catalog transaction and answers with it.
 func (c catalogHandlers) write(w http.ResponseWriter, r *http.Request, obj *store.Object, warns []string, ifVersion int64) error {
-	version, created, dangling, err := putObject(r.Context(), c.a.cfg.Store, obj, ifVersion)
+	version, created, dangling, snap, err := putObject(r.Context(), c.a.cfg.Store, obj, ifVersion)
 	if err != nil {
 		return err
 	}
-	addWarnings(w, append(warns, danglingWarnings(dangling)...))
+	warns = append(warns, danglingWarnings(dangling)...)
+	addWarnings(w, append(warns, writeMissingWarnings(snap, obj)...))
 	w.Header().Set("ETag", etag(version))
 	status := http.StatusOK
 	if created {
@@ -216,8 +217,9 @@ func objectPath(kind matchbox.Kind, id string) string {
 // putObject writes obj under the precondition ifVersion (0, a version,
 // mustExist or mustNotExist). It returns the new version, whether the
 // object was created, and the dangling references the write introduced
-// (stored: single-object writes come in any order).
-func putObject(ctx context.Context, st Catalog, obj *store.Object, ifVersion int64) (int64, bool, []string, error) {
+// (stored: single-object writes come in any order), and the snapshot it
+// made.
+func putObject(ctx context.Context, st Catalog, obj *store.Object, ifVersion int64) (int64, bool, []string, *matchbox.Snapshot, error) {
 	var version int64
 	var created bool
 	var before *matchbox.Snapshot
@@ -239,9 +241,9 @@ func putObject(ctx context.Context, st Catalog, obj *store.Object, ifVersion int
 		return err
 	})
 	if err != nil {
-		return 0, false, nil, err
+		return 0, false, nil, nil, err
 	}
-	return version, created, snap.NewDangling(before), nil
+	return version, created, snap.NewDangling(before), snap, nil
 }
 
 // deleteObject removes an object under the precondition ifVersion (0 or a

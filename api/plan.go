@@ -325,6 +325,7 @@ func (a *API) plan(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p.plan.Warnings = append(p.plan.Warnings, snap.Warnings()...)
+	p.plan.Warnings = append(p.plan.Warnings, planMissingWarnings(snap)...)
 	writeJSON(w, http.StatusOK, p.plan)
 	return nil
 }
@@ -340,6 +341,7 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request) error {
 	}
 	p.plan.Applied = true
 	p.plan.Warnings = append(p.plan.Warnings, snap.Warnings()...)
+	p.plan.Warnings = append(p.plan.Warnings, planMissingWarnings(snap)...)
 	writeJSON(w, http.StatusOK, p.plan)
 	return nil
 }

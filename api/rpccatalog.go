@@ -57,7 +57,7 @@ func (c RPCCatalog) list(ctx context.Context, kind matchbox.Kind) ([]*store.Obje
 }
 
 func (c RPCCatalog) put(ctx context.Context, obj *store.Object) error {
-	_, _, _, err := putObject(ctx, c.Store, obj, 0)
+	_, _, _, _, err := putObject(ctx, c.Store, obj, 0)
 	return rpcError(err)
 }
 
