@@ -106,7 +106,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.storeFlags.CAFile, "etcd-ca-file", "", "CA bundle that signs etcd's server certificates (turns TLS on)")
 	f.StringVar(&o.storeFlags.Username, "etcd-username", "", "etcd user (with --etcd-password-file)")
 	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
-	f.DurationVar(&o.instanceTTL, "etcd-instance-ttl", 10*time.Second, "how long this instance stays listed by `matchbox get instances` after it stops (etcd lease TTL)")
+	f.DurationVar(&o.instanceTTL, "etcd-instance-ttl", 10*time.Second, "how long this instance stays listed by matchbox get instances after it stops (etcd lease TTL)")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
 	f.IntVar(&o.httpMaxConns, "http-max-conns", 0, "connections --http-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
