@@ -18,6 +18,9 @@ import (
 	"matchbox/internal/netnstest"
 )
 
+// tftpPayload is the boot binary the storage test serves over TFTP.
+var tftpPayload = strings.Repeat("undionly.kpxe ", 300)
+
 // knownMAC is the machine the storage test's data directory has a group for.
 const knownMAC = "52:54:00:aa:00:01"
 
@@ -107,7 +110,7 @@ func bigProfile(id string) string {
 //   - /healthz says "degraded: storage_full", /metrics has
 //     matchbox_store_degraded{reason="storage_full"} 1;
 //   - the boot endpoints (/ipxe for a known machine, /boot.ipxe) answer
-//     200 from the in-memory catalog;
+//     200 from the in-memory catalog, and TFTP serves its file;
 //   - a new DHCP client (busybox udhcpc in a namespace) gets no lease and
 //     the drop is counted under storage_full;
 //   - once the fill file is removed: /healthz is ok again, the refused
@@ -118,8 +121,9 @@ func TestFullDisk(t *testing.T) {
 	l := newLab(t, 2)
 	dir := t.TempDir()
 	for name, body := range map[string]string{
-		"profiles/p.json":   `{"id": "p", "name": "p", "boot": {"kernel": "/assets/vmlinuz", "initrd": ["/assets/initrd"], "args": ["console=ttyS0"]}}`,
-		"groups/known.json": `{"id": "known", "profile": "p", "selector": {"mac": "` + knownMAC + `"}}`,
+		"profiles/p.json":           `{"id": "p", "name": "p", "boot": {"kernel": "/assets/vmlinuz", "initrd": ["/assets/initrd"], "args": ["console=ttyS0"]}}`,
+		"groups/known.json":         `{"id": "known", "profile": "p", "selector": {"mac": "` + knownMAC + `"}}`,
+		"assets/tftp/undionly.kpxe": tftpPayload,
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -131,7 +135,7 @@ func TestFullDisk(t *testing.T) {
 	mnt := mountTmpfs(t, "4m")
 	srv := newServer(t, l.srv, dir, "0.0.0.0:8080",
 		"--dhcp-mode", "authoritative", "--dhcp-iface", "br0", "--dhcp-range", dhcpRange,
-		"--dhcp-lease-time", "1h", "--boot-url", "http://"+serverIP+":8080")
+		"--dhcp-lease-time", "1h", "--boot-url", "http://"+serverIP+":8080", "--tftp-addr", serverIP+":69")
 	srv.db = filepath.Join(mnt, "matchbox.db")
 	srv.args = append(srv.args, "--db", srv.db) // the last --db wins
 	srv.start()
@@ -194,6 +198,15 @@ func TestFullDisk(t *testing.T) {
 		if code != http.StatusOK || (strings.HasPrefix(path, "/ipxe") && !strings.Contains(body, "/assets/vmlinuz")) {
 			t.Fatalf("%s on a full disk: %d %s", path, code, body)
 		}
+	}
+	// TFTP serves from the assets directory, whatever the store.
+	netnstest.IP(t, "-n", l.cli, "addr", "add", "10.77.0.50/16", "dev", "c0")
+	got := filepath.Join(t.TempDir(), "undionly.kpxe")
+	if out, err := exec.Command("ip", "netns", "exec", l.cli, "busybox", "tftp", "-g", "-r", "undionly.kpxe", "-l", got, serverIP).CombinedOutput(); err != nil {
+		t.Fatalf("TFTP on a full disk: %v: %s", err, out)
+	}
+	if b, err := os.ReadFile(got); err != nil || string(b) != tftpPayload {
+		t.Fatalf("TFTP on a full disk got %d bytes (%v), want the %d of the file", len(b), err, len(tftpPayload))
 	}
 	dropsBefore := srv.metric(t, `matchbox_dhcp_dropped_total{reason="storage_full"}`)
 	if env, err := netnstest.Udhcpc(t, l.cli, "c1", "-t", "3", "-T", "1"); err == nil {
