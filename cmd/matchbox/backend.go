@@ -30,6 +30,8 @@ type backend interface {
 var (
 	_ backend = (*store.Store)(nil)
 	_ backend = (*etcdstore.Store)(nil)
+
+	_ hashedImporter = (*store.Store)(nil)
 )
 
 // openStore opens the store o.store names; the function returned closes it

@@ -29,6 +29,7 @@ import (
 	"matchbox/boothttp"
 	"matchbox/lifecycle"
 	"matchbox/logclip"
+	"matchbox/matchbox"
 	"matchbox/matchbox/datadir"
 	"matchbox/netlimit"
 	"matchbox/signing"
@@ -36,6 +37,7 @@ import (
 	"matchbox/store/etcdstore"
 	"matchbox/store/location"
 	v011 "matchbox/v011"
+	"matchbox/version"
 )
 
 // serveOptions are the flags of `matchbox serve`.
@@ -148,7 +150,30 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 // importDataDir reads the data directory and writes it to the store in one
 // transaction.
+//
+// A store that records its imports (hashedImporter) skips the import when
+// the directory's content, read by this same binary, is what it last
+// imported and its catalog has not changed since: the import would change
+// nothing.
 func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore, dir string, guard pruneGuard) error {
+	hi, hashed := st.(hashedImporter)
+	var hash string
+	if hashed {
+		var err error
+		if hash, err = datadir.Hash(dir, version.Get().String()); err != nil {
+			return fmt.Errorf("data directory %s: %w", dir, err)
+		}
+		current, err := hi.ImportCurrent(ctx, hash)
+		if err != nil {
+			return fmt.Errorf("data directory %s: %w", dir, err)
+		}
+		if current {
+			p, g, t := st.Snapshot().Counts()
+			log.Info("data directory unchanged since its last import and catalog unchanged since: import skipped",
+				"dir", dir, "profiles", p, "groups", g, "templates", t)
+			return nil
+		}
+	}
 	content, err := datadir.Read(dir)
 	if err != nil {
 		return fmt.Errorf("data directory %s:\n%w", dir, err)
@@ -164,7 +189,13 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 	if err := guard.check(len(pruned), imported); err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w (would delete: %s)", dir, err, strings.Join(pruned, ", "))
 	}
-	res, snap, err := st.Import(audit.WithActor(ctx, audit.ActorDataDir), objs)
+	var res store.ImportResult
+	var snap *matchbox.Snapshot
+	if hashed {
+		res, snap, err = hi.ImportHashed(audit.WithActor(ctx, audit.ActorDataDir), objs, hash)
+	} else {
+		res, snap, err = st.Import(audit.WithActor(ctx, audit.ActorDataDir), objs)
+	}
 	if err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
 	}
@@ -178,6 +209,13 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 		log.Warn("catalog warning", "warning", w)
 	}
 	return nil
+}
+
+// hashedImporter is a store that records the content hash of each
+// data-directory import and can tell whether it is still current.
+type hashedImporter interface {
+	ImportCurrent(ctx context.Context, contentHash string) (bool, error)
+	ImportHashed(ctx context.Context, objs []*store.Object, contentHash string) (store.ImportResult, *matchbox.Snapshot, error)
 }
 
 func runServe(ctx context.Context, o *serveOptions) error {

@@ -6,6 +6,8 @@ package datadir
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -373,4 +375,29 @@ func fieldLine(data []byte, field string) int {
 		}
 	}
 	return 0
+}
+
+// Hash returns a hex SHA-256 over the files Read would consider in dir
+// (each folder's listed files: path, length and content), prefixed by
+// salt. Two reads of directories hashing the same, by binaries passing the
+// same salt, give the same content.
+func Hash(dir, salt string) (string, error) {
+	fsys := os.DirFS(dir)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s\n", len(salt), salt)
+	for _, kind := range matchbox.Kinds() {
+		names, err := listFiles(fsys, Folder(kind))
+		if err != nil {
+			return "", fmt.Errorf("hash data directory %s: %w", dir, err)
+		}
+		for _, name := range names {
+			data, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				return "", fmt.Errorf("hash data directory %s: %w", dir, err)
+			}
+			fmt.Fprintf(h, "%d:%s\n%d:", len(name), name, len(data))
+			h.Write(data)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
