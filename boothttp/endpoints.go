@@ -42,16 +42,25 @@ initrd {{range .Initrd}} "{{.}}"{{end}}
 // the next device (the disk): what a provisioned machine gets.
 const ipxeExitScript = "#!ipxe\nexit\n"
 
-func (sel *selection) vars() map[string]any {
-	if sel.extra != nil && sel.req.Extra == nil {
-		sel.req.Extra = sel.extra()
+// vars returns the variables of a template whose refs are refs (nil: all
+// variables, for /metadata).
+func (sel *selection) vars(refs *matchbox.VarRefs) map[string]any {
+	req := sel.req
+	if sel.extra != nil && req.Extra == nil {
+		var uses func(string) bool
+		if refs != nil {
+			uses = refs.Uses
+		}
+		req.Extra = sel.extra(uses)
 	}
-	return matchbox.Variables(sel.match.Group, sel.req)
+	return matchbox.Variables(sel.match.Group, req)
 }
 
 func (sel *selection) boot() (matchbox.Boot, error) {
 	b := sel.match.Profile.Boot
-	args, err := sel.snap.BootArgs(sel.match.Profile.ID, sel.vars)
+	args, err := sel.snap.BootArgs(sel.match.Profile.ID, func() map[string]any {
+		return sel.vars(sel.snap.ArgsRefs(sel.match.Profile.ID))
+	})
 	if err != nil {
 		return b, err
 	}
@@ -102,7 +111,7 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request, sel *selection
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no ignition_id", sel.match.Profile.ID)
 	}
-	data := sel.vars()
+	data := sel.vars(sel.snap.TemplateRefs(matchbox.TemplateIgnition, id))
 	out, err := sel.snap.RenderIgnition(id, data)
 	if err != nil {
 		return http.StatusInternalServerError, err
@@ -117,7 +126,7 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no generic_id", sel.match.Profile.ID)
 	}
-	data := sel.vars()
+	data := sel.vars(sel.snap.TemplateRefs(matchbox.TemplateGeneric, id))
 	out, err := sel.snap.RenderGeneric(id, data)
 	if err != nil {
 		return http.StatusInternalServerError, err
@@ -128,7 +137,7 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
-	data := sel.vars()
+	data := sel.vars(nil)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := matchbox.WriteEnvFile(w, data); err != nil {
 		return http.StatusInternalServerError, err

@@ -24,7 +24,7 @@ type fakeLifecycle struct {
 	completed []string
 }
 
-func (f *fakeLifecycle) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any {
+func (f *fakeLifecycle) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string, _ func(string) bool) map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.vars = append(f.vars, id+" "+string(state)+" "+mac+" "+host)

@@ -49,8 +49,10 @@ type Lifecycle interface {
 	// agent's machine_id, agent_token and matchbox_url. id and state are
 	// the requesting machine's, empty for a machine not known yet (mac,
 	// possibly empty, names it then); host is the Host the request
-	// addressed. It is called only for answers rendered from templates.
-	TemplateVars(ctx context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any
+	// addressed; uses names the variables the template to render may read
+	// (nil: all), so that those it does not read need not be computed. It
+	// is called only for answers rendered from templates.
+	TemplateVars(ctx context.Context, id string, state matchbox.MachineState, mac, host string, uses func(name string) bool) map[string]any
 	// Served is told of every successful answer of a selecting endpoint
 	// to a known machine on the boot network: its id and state when the
 	// request came, the endpoint's event type (matchbox.EventIgnition,
@@ -229,7 +231,7 @@ type selection struct {
 	match   matchbox.Match
 	machine *MachineView
 	req     matchbox.Request
-	extra   func() map[string]any // extra template variables, when configured
+	extra   func(uses func(string) bool) map[string]any // extra template variables, when configured
 	event   string
 	// observed is false for requests that must change nothing: renders,
 	// clients outside the boot networks, requests naming no machine.
@@ -290,12 +292,12 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 		sel.match = match
 		if s.cfg.Lifecycle != nil {
 			// Computed only when a template needs variables.
-			sel.extra = func() map[string]any {
+			sel.extra = func(uses func(string) bool) map[string]any {
 				id, state := "", matchbox.MachineState("")
 				if sel.machine != nil {
 					id, state = sel.machine.ID, sel.machine.State
 				}
-				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, state, labels.MAC(), r.Host)
+				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, state, labels.MAC(), r.Host, uses)
 			}
 		}
 		status, err := next(w, r, sel)

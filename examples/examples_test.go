@@ -51,7 +51,7 @@ func (f fakeMachines) LookupMachine(_ context.Context, mac, _ string) (boothttp.
 // discovery profile the agent's variables.
 type agentVars struct{}
 
-func (agentVars) TemplateVars(_ context.Context, id string, _ matchbox.MachineState, mac, host string) map[string]any {
+func (agentVars) TemplateVars(_ context.Context, id string, _ matchbox.MachineState, mac, host string, _ func(string) bool) map[string]any {
 	return map[string]any{
 		"machine_id":      strings.ReplaceAll(mac, ":", "-"),
 		"agent_token":     "test-token",

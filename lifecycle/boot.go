@@ -36,7 +36,11 @@ const ProvisionedPath = "/provisioned"
 // provisioned: a ready, provisioned or failed machine's answers (its
 // /metadata, say) carry an empty agent_token, so that whoever asks the
 // boot endpoints in its name cannot report inventory for it.
-func (s *Service) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string) map[string]any {
+//
+// uses names the variables the template to render may read (nil: all):
+// the two that cost an HMAC each, agent_token and provisioned_url, are
+// computed and returned only when it may read them.
+func (s *Service) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string, uses func(name string) bool) map[string]any {
 	if s.cfg.AgentKey == nil {
 		return nil
 	}
@@ -51,16 +55,27 @@ func (s *Service) TemplateVars(_ context.Context, id string, state matchbox.Mach
 		base = "http://" + host
 	}
 	base = strings.TrimSuffix(base, "/")
-	agentToken := ""
-	if AgentTokenIssued(state) {
-		agentToken = token.Issue(s.cfg.AgentKey, id)
+	vars := map[string]any{
+		"machine_id":   id,
+		"matchbox_url": base,
 	}
-	return map[string]any{
-		"machine_id":      id,
-		"agent_token":     agentToken,
-		"matchbox_url":    base,
-		"provisioned_url": base + ProvisionedPath + "?" + url.Values{"machine": {id}, "token": {s.completionToken(id)}}.Encode(),
+	if uses == nil || uses("agent_token") {
+		agentToken := ""
+		if AgentTokenIssued(state) {
+			agentToken = token.Issue(s.cfg.AgentKey, id)
+			if s.cfg.Metrics != nil {
+				s.cfg.Metrics.signedAgent.Inc()
+			}
+		}
+		vars["agent_token"] = agentToken
 	}
+	if uses == nil || uses("provisioned_url") {
+		vars["provisioned_url"] = base + ProvisionedPath + "?" + url.Values{"machine": {id}, "token": {s.completionToken(id)}}.Encode()
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.signedProvisioned.Inc()
+		}
+	}
+	return vars
 }
 
 // AgentTokenIssued reports whether boot templates hand a machine in state

@@ -167,7 +167,7 @@ func TestTemplateVars(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			vars := svc.TemplateVars(context.Background(), c.id, c.state, c.mac, c.host)
+			vars := svc.TemplateVars(context.Background(), c.id, c.state, c.mac, c.host, nil)
 			if c.wantID == "" {
 				if vars != nil {
 					t.Fatalf("vars %v, want none", vars)

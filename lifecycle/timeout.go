@@ -17,17 +17,29 @@ import (
 // Metrics counts lifecycle outcomes for /metrics.
 type Metrics struct {
 	failures *prometheus.CounterVec
+	// signed counts the tokens signed for boot templates, by kind.
+	signedAgent, signedProvisioned prometheus.Counter
 }
 
 // NewMetrics registers the lifecycle's metrics with reg:
-// matchbox_machine_failures_total{reason}.
+// matchbox_machine_failures_total{reason} and
+// matchbox_template_tokens_signed_total{token} (agent, provisioned: the
+// HMACs computed for boot templates that name agent_token or
+// provisioned_url).
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "matchbox_machine_failures_total",
 		Help: "Machines marked failed, by reason (provisioning_timeout, provision_boot).",
 	}, []string{"reason"})}
-	if err := reg.Register(m.failures); err != nil {
-		return nil, fmt.Errorf("register lifecycle metrics: %w", err)
+	signed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "matchbox_template_tokens_signed_total",
+		Help: "Tokens signed for boot templates that name them, by token (agent: agent_token, provisioned: provisioned_url).",
+	}, []string{"token"})
+	m.signedAgent, m.signedProvisioned = signed.WithLabelValues("agent"), signed.WithLabelValues("provisioned")
+	for _, c := range []prometheus.Collector{m.failures, signed} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register lifecycle metrics: %w", err)
+		}
 	}
 	return m, nil
 }

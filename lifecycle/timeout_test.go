@@ -108,7 +108,7 @@ func TestComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := func(id string) string {
-		u, _ := svc.TemplateVars(ctx, id, matchbox.StateProvisioning, "", "mb:8080")["provisioned_url"].(string)
+		u, _ := svc.TemplateVars(ctx, id, matchbox.StateProvisioning, "", "mb:8080", nil)["provisioned_url"].(string)
 		_, q, _ := strings.Cut(u, "token=")
 		return q
 	}
@@ -135,7 +135,7 @@ func TestComplete(t *testing.T) {
 			t.Errorf("%s: state %s, want %s", c.name, got, c.state)
 		}
 	}
-	u := svc.TemplateVars(ctx, "m1", matchbox.StateProvisioning, "", "mb:8080")["provisioned_url"]
+	u := svc.TemplateVars(ctx, "m1", matchbox.StateProvisioning, "", "mb:8080", nil)["provisioned_url"]
 	if u != "http://mb:8080/provisioned?machine=m1&token="+tok("m1") {
 		t.Errorf("provisioned_url %v", u)
 	}

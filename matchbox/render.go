@@ -132,6 +132,29 @@ func (s *Snapshot) RenderGeneric(name string, data map[string]any) ([]byte, erro
 	return buf.Bytes(), nil
 }
 
+// ArgsRefs returns the variables a profile's template kernel arguments
+// name (all, for a profile that does not exist).
+func (s *Snapshot) ArgsRefs(profileID string) *VarRefs {
+	cp, ok := s.profiles[profileID]
+	if !ok {
+		return nil
+	}
+	return cp.refs
+}
+
+// TemplateRefs returns the variables a template names: none for raw
+// Ignition, all for a template that does not exist.
+func (s *Snapshot) TemplateRefs(kind TemplateKind, name string) *VarRefs {
+	ct, ok := s.templates[kind][name]
+	if !ok {
+		return nil
+	}
+	if ct.parsed == nil {
+		return &VarRefs{}
+	}
+	return ct.refs
+}
+
 // Template returns a stored template by kind and name.
 func (s *Snapshot) Template(kind TemplateKind, name string) (*Template, bool) {
 	ct, ok := s.templates[kind][name]

@@ -38,6 +38,8 @@ type Snapshot struct {
 type compiledProfile struct {
 	profile *Profile
 	args    []*template.Template // nil entries are plain arguments
+	// refs are the variables the template arguments name.
+	refs *VarRefs
 }
 
 type compiledTemplate struct {
@@ -47,6 +49,8 @@ type compiledTemplate struct {
 	// translated caches the Ignition JSON of rendered Butane texts (a
 	// Butane template's only).
 	translated *translateCache
+	// refs are the variables the template names (nil for raw Ignition).
+	refs *VarRefs
 }
 
 // ValidationError lists every problem found while building a snapshot.
@@ -222,6 +226,7 @@ func compileProfile(p Profile) (*compiledProfile, []string) {
 		}
 		cp.args[j] = t
 	}
+	cp.refs = refsOf(cp.args...)
 	return cp, problems
 }
 
@@ -317,6 +322,7 @@ func compileTemplate(t *Template) (*compiledTemplate, error) {
 		return nil, err
 	}
 	ct.parsed = parsed
+	ct.refs = refsOf(parsed)
 	if t.Kind == TemplateIgnition {
 		ct.translated = newTranslateCache(translateCacheBytes)
 	}
