@@ -29,9 +29,21 @@ func (e notFound) Error() string        { return e.err.Error() }
 func (e notFound) Unwrap() error        { return e.err }
 func (e notFound) Is(target error) bool { return target == rpc.ErrNotFound }
 
+// storageFailure marks a store's storage failure as rpc's.
+type storageFailure struct{ err, mark error }
+
+func (e storageFailure) Error() string        { return e.err.Error() }
+func (e storageFailure) Unwrap() error        { return e.err }
+func (e storageFailure) Is(target error) bool { return target == e.mark }
+
 func rpcError(err error) error {
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return notFound{err}
+	case errors.Is(err, store.ErrStorageFull):
+		return storageFailure{err, rpc.ErrStorageFull}
+	case errors.Is(err, store.ErrUnavailable):
+		return storageFailure{err, rpc.ErrUnavailable}
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"matchbox/api/rpc"
 	"matchbox/store"
 )
 
@@ -31,5 +32,18 @@ func TestStorageFailuresAnswer507And503(t *testing.T) {
 		if tc.status != http.StatusInternalServerError && !strings.Contains(e.detail.Message, "nothing was stored") {
 			t.Errorf("message %q does not say nothing was stored", e.detail.Message)
 		}
+	}
+}
+
+// TestRPCStorageFailures: the gRPC catalog marks the store's storage
+// failures as rpc's, keeping the cause.
+func TestRPCStorageFailures(t *testing.T) {
+	full := fmt.Errorf("put: %w", store.ErrStorageFull)
+	if got := rpcError(full); !errors.Is(got, rpc.ErrStorageFull) || !errors.Is(got, store.ErrStorageFull) {
+		t.Errorf("rpcError(%v) = %v: not rpc.ErrStorageFull", full, got)
+	}
+	ro := fmt.Errorf("put: %w", store.ErrUnavailable)
+	if got := rpcError(ro); !errors.Is(got, rpc.ErrUnavailable) || errors.Is(got, rpc.ErrStorageFull) {
+		t.Errorf("rpcError(%v) = %v: not rpc.ErrUnavailable alone", ro, got)
 	}
 }

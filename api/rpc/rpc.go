@@ -31,6 +31,14 @@ import (
 // errors a Catalog returns for them match it with errors.Is.
 var ErrNotFound = errors.New("not found")
 
+// Storage failures a Catalog's errors match with errors.Is: the disk is
+// full (answered ResourceExhausted), or the storage refuses writes or
+// cannot be reached (answered Unavailable). Nothing was stored.
+var (
+	ErrStorageFull = errors.New("storage full")
+	ErrUnavailable = errors.New("storage unavailable")
+)
+
 // Catalog is what the services need of the catalog. Each write is one
 // transaction that validates the resulting catalog before it commits; an
 // invalid result is refused with a *matchbox.ValidationError.
@@ -153,6 +161,7 @@ func invalid(format string, args ...any) error {
 
 // callError turns a Catalog error into a gRPC status: NotFound for missing
 // objects, InvalidArgument for writes the catalog's validation refuses,
+// ResourceExhausted and Unavailable for storage failures,
 // Canceled and DeadlineExceeded for the call's context, Internal otherwise.
 func callError(what string, err error) error {
 	var ve *matchbox.ValidationError
@@ -161,6 +170,10 @@ func callError(what string, err error) error {
 		return nil
 	case errors.Is(err, ErrNotFound):
 		return status.Errorf(codes.NotFound, "matchbox: %s: %v", what, err)
+	case errors.Is(err, ErrStorageFull):
+		return status.Errorf(codes.ResourceExhausted, "matchbox: %s: the store's disk is full, nothing was stored: %v", what, err)
+	case errors.Is(err, ErrUnavailable):
+		return status.Errorf(codes.Unavailable, "matchbox: %s: the store cannot take writes, nothing was stored: %v", what, err)
 	case errors.As(err, &ve):
 		return status.Errorf(codes.InvalidArgument, "matchbox: %s: %v", what, err)
 	case errors.Is(err, context.Canceled):
