@@ -61,6 +61,8 @@ type Store struct {
 	// health is degraded while writes fail for want of space or a
 	// writable database.
 	health Health
+	// checkpointer copies the WAL into the database in the background.
+	checkpointer *checkpointer
 }
 
 // Open opens (creating if needed) the database, applies pending schema
@@ -82,7 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	dsn := func(extra string) string {
 		return "file:" + cfg.Path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")" + extra
 	}
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=wal_autocheckpoint(0)"))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
 	}
@@ -109,12 +111,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	ck, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	s.checkpointer = newCheckpointer(ck, s.log)
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.leaseStmts.close(), s.read.Close(), s.write.Close())
+	var ckErr error
+	if s.checkpointer != nil {
+		ckErr = s.checkpointer.close()
+	}
+	return errors.Join(s.leaseStmts.close(), ckErr, s.read.Close(), s.write.Close())
 }
 
 // Snapshot returns the current immutable catalog snapshot.
