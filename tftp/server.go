@@ -36,6 +36,7 @@ import (
 	pintftp "github.com/pin/tftp/v3"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults for the zero fields of Config.
@@ -44,7 +45,7 @@ const (
 	DefaultTimeout         = time.Second
 	DefaultRetries         = 5
 	DefaultTransferTimeout = 10 * time.Minute
-	DefaultMaxTransfers    = 1024
+	DefaultMaxTransfers    = 16384
 	DefaultShutdownGrace   = 5 * time.Second
 )
 
@@ -79,7 +80,11 @@ type Config struct {
 	// and UDP headers, so blocks are never fragmented.
 	MaxBlockSize int
 	// MaxTransfers bounds the number of transfers running at once (default
-	// 1024); a request past it is refused with ErrBusy.
+	// 16384); a request past it is refused with ErrBusy. A transfer costs a
+	// goroutine, a socket, an open file and a few KiB; a rack powering on
+	// retries requests whose transfers are still timing out on the server,
+	// so a storm of N machines can hold more than N transfers for a while
+	// (1024 refused some of a storm of 1,000).
 	MaxTransfers int
 	// ShutdownGrace is how long Serve lets running transfers finish after
 	// its context is cancelled before it aborts them (default 5s).
@@ -203,6 +208,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("tftp: listen on %s: %w", s.cfg.Addr, err)
 	}
+	setReadBuffer(conn, readBufferBytes)
 	// Ask for the destination address and interface of every datagram now,
 	// not when pin's Serve starts: a request queued before then would carry
 	// none, and pin then answers from the default address with blksize
@@ -217,6 +223,27 @@ func (s *Server) Listen() error {
 	}
 	s.conn = conn
 	return nil
+}
+
+// readBufferBytes is the receive buffer of the listening socket. Every
+// request of a storm arrives on this one socket, read by one goroutine
+// (pin's loop): at the default buffer (about 200 KiB, some 270 requests
+// counted at their kernel size) a rack powering on overflows it, and each
+// request lost costs its client a retransmission timeout (seconds).
+const readBufferBytes = 4 << 20
+
+// setReadBuffer raises c's receive buffer, past net.core.rmem_max when the
+// process may (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else up to it.
+func setReadBuffer(c *net.UDPConn, n int) {
+	if raw, err := c.SyscallConn(); err == nil {
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		}); err == nil && serr == nil {
+			return
+		}
+	}
+	c.SetReadBuffer(n)
 }
 
 // Addr returns the bound address (a *net.UDPAddr), or nil before Listen.

@@ -578,6 +578,43 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// TestDefaultMaxTransfersHoldsAStorm: with the default bound, more
+// transfers than a rack's worth of machines (1,100, each left waiting for
+// its first ACK, as behind a retried request) run at once and none is
+// refused as busy.
+func TestDefaultMaxTransfersHoldsAStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 1,100 sockets")
+	}
+	e := newEnv(t, func(c *Config) { c.Timeout = 10 * time.Second; c.Retries = 1 })
+	const n = 1100
+	clients := make([]*rawClient, n)
+	for i := range clients {
+		clients[i] = newRaw(t, e.addr)
+		clients[i].rrq("undionly.kpxe")
+	}
+	for i, c := range clients {
+		op, body, err := c.recv(5 * time.Second)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if op != 3 {
+			t.Fatalf("client %d: opcode %d (%q), want DATA", i, op, body)
+		}
+	}
+	if a := e.srv.Active(); a < n {
+		t.Errorf("%d transfers running, want %d", a, n)
+	}
+	for _, c := range clients {
+		c.errorPacket(0, "done")
+	}
+	for _, tr := range e.waitTransfers(t, n) {
+		if errors.Is(tr.Err, ErrBusy) {
+			t.Fatalf("transfer refused: %+v", tr)
+		}
+	}
+}
+
 func TestConcurrentDownloads(t *testing.T) {
 	e := newEnv(t, nil)
 	const n = 32

@@ -382,6 +382,10 @@ func (m *machine) tftp(ctx context.Context, cfg *Config) error {
 	c.SetBlockSize(cfg.TFTPBlockSize)
 	c.SetTimeout(2 * time.Second)
 	c.SetRetries(5)
+	// Firmware sends its ACK again when its timer expires; pin's default
+	// backoff sleeps up to 1s more before each retransmission, which
+	// would add to every lost packet's cost on both sides of a storm.
+	c.SetBackoff(func(int) time.Duration { return 0 })
 	type result struct {
 		n   int64
 		err error
