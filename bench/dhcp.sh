@@ -14,8 +14,10 @@
 # REQUEST, ACK) at a target rate for a few seconds against a freshly started
 # server with empty lease storage, and the target steps up until more than
 # 1 % of the exchanges are dropped (then EXTRA steps more, to see where it
-# saturates). Rounds alternate which server ramps first. Every step is
-# printed; the summary gives, per server, the median over the rounds of the
+# saturates). perfdhcp waits 1 s after its last request (-W, its drop
+# time), so that the exchanges still in flight when sending stops are
+# counted as answered or lost, not as lost. Rounds alternate which server
+# ramps first. Every step is printed; the summary gives, per server, the median over the rounds of the
 # highest achieved rate at <= 1 % drops and of the highest achieved rate at
 # all (saturation), and the ratios matchbox/Kea.
 #
@@ -87,62 +89,27 @@ while getopts "n:a:i:x:e:p:R:s:K:m:P:d:kh" opt; do
 done
 case $KEA_MODE in mt | st) ;; *) echo "dhcp.sh: -K $KEA_MODE: want mt or st" >&2; exit 2 ;; esac
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-log() { printf '%s\n' "$*" >&2; }
-die() { log "dhcp.sh: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init dhcp.sh
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
-for c in perfdhcp:kea-admin kea-dhcp4:kea-dhcp4-server sqlite3:sqlite3 ip:iproute2 curl:curl; do
-	command -v "${c%%:*}" >/dev/null || die "missing ${c%%:*} (Debian package ${c##*:})"
-done
+need perfdhcp:kea-admin kea-dhcp4:kea-dhcp4-server sqlite3:sqlite3 ip:iproute2 curl:curl
 
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/dhcp-bench.XXXXXX")
-FSTYPE=$(stat -f -c %T "$WORK")
-case $FSTYPE in
-tmpfs | ramfs) rmdir "$WORK"; die "$PARENT is on $FSTYPE, where fsync is free: pass -d DIR on a real disk" ;;
-esac
+bench_workdir "$PARENT" dhcp-bench fsync
+FSTYPE=$BENCH_FSTYPE
+on_exit 'keep_or_remove "$WORK"'
 ID=$$
 NS_SRV=mbxb-s-$ID
 NS_CLI=mbxb-c-$ID
 SRV_PID=
-cleanup() {
-	if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; fi
-	ip netns del "$NS_SRV" 2>/dev/null || true
-	ip netns del "$NS_CLI" 2>/dev/null || true
-	if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT INT TERM
-
-ip netns add "$NS_SRV"
-ip netns add "$NS_CLI"
-ip -n "$NS_SRV" link set lo up
-ip -n "$NS_CLI" link set lo up
-ip link add vbs-$ID netns "$NS_SRV" type veth peer name vbc-$ID netns "$NS_CLI"
-ip -n "$NS_SRV" link set vbs-$ID name vS
-ip -n "$NS_CLI" link set vbc-$ID name vC
-ip -n "$NS_SRV" addr add 10.64.0.1/10 dev vS
-ip -n "$NS_CLI" addr add 10.64.0.2/10 dev vC
-ip -n "$NS_SRV" link set vS up
-ip -n "$NS_CLI" link set vC up
+netns_pair "$NS_SRV" "$NS_CLI" "vb$ID" 10.64.0.1/10 10.64.0.2/10
+on_exit 'if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; fi'
 RANGE_START=10.64.1.0
 RANGE_END=10.127.255.250
 
-if [ -n "${MATCHBOX_BIN:-}" ]; then
-	MBX=$MATCHBOX_BIN
-else
-	log "building matchbox"
-	MBX=$WORK/matchbox
-	(cd "$REPO" && go build -o "$MBX" ./cmd/matchbox)
-fi
+build_matchbox "$WORK/matchbox"
 
-wait_udp67() { # wait until something listens on UDP 67 in the server namespace
-	for _ in $(seq 100); do
-		ip netns exec "$NS_SRV" ss -Hlun 'sport = :67' | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_udp67() { wait_until 100 0.1 udp_listening "$NS_SRV" 67; }
 
 stop_server() {
 	kill "$SRV_PID" 2>/dev/null || true
@@ -239,7 +206,7 @@ step() {
 			"http://127.0.0.1:16060/debug/pprof/profile?seconds=$((SECONDS_PER - 1))" &
 		prof_pid=$!
 	fi
-	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$rate" -R "$CLIENTS" -p "$SECONDS_PER" \
+	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$rate" -R "$CLIENTS" -p "$SECONDS_PER" -W 1000000 \
 		>"$perf" 2>&1 || true # perfdhcp exits 3 when packets were dropped
 	[ -n "$prof_pid" ] && wait "$prof_pid"
 	if [ "$name" = matchbox ]; then
@@ -285,7 +252,7 @@ ramp() {
 	printf 'round %s %-8s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$name" "$best" "$sat"
 }
 
-echo "dhcp.sh: $(date -u +%FT%TZ), load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo "dhcp.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
 echo "work directory $WORK on $FSTYPE; $ROUNDS rounds, ramp $START..$MAX/s step $STEP, ${SECONDS_PER}s per step, $CLIENTS clients, matchbox --db-synchronous $SYNC, Kea $KEA_MODE $(kea-dhcp4 -v)"
 for r in $(seq "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then order="matchbox kea"; else order="kea matchbox"; fi
@@ -304,7 +271,7 @@ printf '\nmedian of %s rounds   at <= 1%% drops   saturation\n' "$ROUNDS"
 printf '%-20s %15s/s %12s/s\n' matchbox "$M_BEST" "$M_SAT" kea "$K_BEST" "$K_SAT"
 printf '%-20s %17s %14s\n' "ratio matchbox/kea" "$RATIO" "$(ratio "$M_SAT" "$K_SAT")"
 echo "per round (at <= 1 %, saturation): matchbox $(tr '\n' ';' <"$WORK/matchbox.results") kea $(tr '\n' ';' <"$WORK/kea.results")"
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average at end: $(loadavg)"
 if [ -n "$PROFILE_RATE" ] && [ -f "$WORK/matchbox-cpu-$PROFILE_RATE.pprof" ]; then
 	echo "matchbox CPU profile at $PROFILE_RATE/s: $WORK/matchbox-cpu-$PROFILE_RATE.pprof (go tool pprof -top $MBX FILE)"
 	KEEP=1

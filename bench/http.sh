@@ -26,19 +26,16 @@ ENDPOINTS=${ENDPOINTS:-ipxe ignition}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
-for bin in wrk nginx curl python3; do
-  command -v "$bin" >/dev/null || { echo "bench/http.sh: $bin is missing (apt-get install wrk nginx-light curl python3)" >&2; exit 1; }
-done
+. bench/lib.sh
+bench_init bench/http.sh
+need wrk:wrk nginx:nginx-light curl:curl python3:python3
 
-work=$(mktemp -d)
+bench_workdir "${TMPDIR:-/tmp}" tmp
+work=$WORK
 chmod 755 "$work"  # nginx workers run as an unprivileged user
+on_exit 'rm -rf "$work"'
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+on_exit 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null'
 
 # Each server gets one core and wrk the other, so that neither server
 # competes with the load generator (set PIN=0 to let the scheduler decide).
@@ -221,7 +218,7 @@ for r in $(seq 1 "$ROUNDS"); do
       n=$(rate "$ep" "$nport"); m=$(rate "$ep" "$mport" "$prof"); order="nginx first"
     fi
     echo "$ep $m $n" >> "$results"
-    printf 'round %d /%-8s matchbox %10.0f req/s  nginx %10.0f req/s  ratio %.2f  (%s; load average %s)\n' "$r" "$ep" "$m" "$n" "$(python3 -c "print($m/$n)")" "$order" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'round %d /%-8s matchbox %10.0f req/s  nginx %10.0f req/s  ratio %.2f  (%s; load average %s)\n' "$r" "$ep" "$m" "$n" "$(python3 -c "print($m/$n)")" "$order" "$(loadavg)"
   done
 done
 python3 - "$results" <<'PY'

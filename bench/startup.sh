@@ -19,16 +19,15 @@ MACHINES=${MACHINES:-100000}
 LEASES=${LEASES:-100000}
 GROUPS_N=${BENCH_GROUPS:-10000}
 RUNS=${RUNS:-3}
-command -v curl >/dev/null || { echo "bench/startup.sh: curl is missing" >&2; exit 1; }
+. bench/lib.sh
+bench_init bench/startup.sh
+need curl:curl
 
-work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}" matchbox-startup.XXXXXX)
+bench_workdir "${BENCH_DIR:-/var/tmp}" matchbox-startup
+work=$WORK
+on_exit 'rm -rf "$work"'
 pid=""
-cleanup() {
-  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+on_exit '[ -z "$pid" ] || kill "$pid" 2>/dev/null; wait 2>/dev/null'
 
 echo "building matchbox and gendb"
 go build -o "$work/matchbox" ./cmd/matchbox
@@ -58,7 +57,7 @@ for run in $(seq 0 "$RUNS"); do
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   what="restart"
   [ "$run" = 0 ] && what="first start (imports the data directory)"
-  printf 'run %d: start %5.2f s  RSS %4d MiB  peak %4d MiB  (%s; load average %s)\n' "$run" "$ready" "$rss" "$hwm" "$what" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'run %d: start %5.2f s  RSS %4d MiB  peak %4d MiB  (%s; load average %s)\n' "$run" "$ready" "$rss" "$hwm" "$what" "$(loadavg)"
   [ "$run" = 0 ] || echo "$ready $rss $hwm" >> "$results"
 done
 python3 - "$results" <<'PY'

@@ -62,54 +62,28 @@ while getopts "N:n:m:c:d:kh" opt; do
 	esac
 done
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-log() { printf '%s\n' "$*" >&2; }
-die() { log "storm.sh: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init storm.sh
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
-for c in dnsmasq:dnsmasq-base nginx:nginx-light jq:jq curl:curl ip:iproute2; do
-	command -v "${c%%:*}" >/dev/null || die "missing ${c%%:*} (Debian package ${c##*:})"
-done
+need dnsmasq:dnsmasq-base nginx:nginx-light jq:jq curl:curl ip:iproute2
 [ -f /usr/lib/ipxe/undionly.kpxe ] || die "missing /usr/lib/ipxe/undionly.kpxe (Debian package ipxe)"
 ulimit -n "$(ulimit -Hn)" # storms of 10,000 machines open that many sockets
 
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/storm-bench.XXXXXX")
+bench_workdir "$PARENT" storm-bench
 chmod 755 "$WORK" # nginx's workers (www-data) read the web root in it
+on_exit 'keep_or_remove "$WORK"'
 ID=$$
 NS_SRV=mbxs-s-$ID
 NS_CLI=mbxs-c-$ID
 PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	ip netns del "$NS_SRV" 2>/dev/null || true
-	ip netns del "$NS_CLI" 2>/dev/null || true
-	if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT INT TERM
-
-ip netns add "$NS_SRV"
-ip netns add "$NS_CLI"
-ip -n "$NS_SRV" link set lo up
-ip -n "$NS_CLI" link set lo up
-ip link add vss-$ID netns "$NS_SRV" type veth peer name vsc-$ID netns "$NS_CLI"
-ip -n "$NS_SRV" link set vss-$ID name vS
-ip -n "$NS_CLI" link set vsc-$ID name vC
-ip -n "$NS_SRV" addr add 10.70.0.1/16 dev vS
-ip -n "$NS_CLI" addr add 10.70.0.2/16 dev vC
-ip -n "$NS_SRV" link set vS up
-ip -n "$NS_CLI" link set vC up
+netns_pair "$NS_SRV" "$NS_CLI" "vs$ID" 10.70.0.1/16 10.70.0.2/16
+on_exit stop_all
 SRV=10.70.0.1
 BASE=http://$SRV:8080
 
-MBX=${MATCHBOX_BIN:-}
+build_matchbox "$WORK/matchbox"
 STORM=${STORM_BIN:-}
-if [ -z "$MBX" ]; then
-	log "building matchbox"
-	MBX=$WORK/matchbox
-	(cd "$REPO" && go build -o "$MBX" ./cmd/matchbox)
-fi
 if [ -z "$STORM" ]; then
 	log "building bench/storm"
 	STORM=$WORK/storm
@@ -147,11 +121,7 @@ storage:
 EOF
 
 wait_http() { # wait_http URL: until it answers in the server namespace
-	for _ in $(seq 150); do
-		ip netns exec "$NS_SRV" curl -sf -o /dev/null "$1" && return 0
-		sleep 0.1
-	done
-	return 1
+	wait_until 150 0.1 ip netns exec "$NS_SRV" curl -sf -o /dev/null "$1"
 }
 stop_all() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -220,10 +190,7 @@ start_peer() { # start_peer DIR
 	ip netns exec "$NS_SRV" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.error.log" &
 	PIDS+=($!)
 	wait_http "$BASE/boot.ipxe" || { cat "$WORK/nginx.error.log" >&2; die "nginx did not start"; }
-	for _ in $(seq 50); do
-		ip netns exec "$NS_SRV" ss -Hlun 'sport = :67' | grep -q . && return 0
-		sleep 0.1
-	done
+	wait_until 50 0.1 udp_listening "$NS_SRV" 67 && return 0
 	die "dnsmasq did not start: $(cat "$dir/dnsmasq.log")"
 }
 
@@ -240,7 +207,7 @@ storm() {
 		die "$name: storm of $n still running after $STORM_TIMEOUT (the load generator's goroutines above; whole dump in $WORK/$1-$2-r$3.err with -k)"
 	fi
 	[ -s "$out" ] || { cat "$WORK/$1-$2-r$3.err" >&2; die "$name: storm of $n wrote no report"; }
-	printf '\nround %s, %s machines, %s: load average %s\n' "$round" "$n" "$name" "$(cut -d' ' -f1-3 /proc/loadavg)"
+	printf '\nround %s, %s machines, %s: load average %s\n' "$round" "$n" "$name" "$(loadavg)"
 	jq -r '
 		def s: . / 1e9 | . * 1000 | round / 1000 | tostring + "s";
 		"  completed \(.completed) failed \(.failed) of \(.machines) in \(.duration_ns | s), \(.bytes / 1048576 | floor) MiB received",
@@ -251,7 +218,7 @@ storm() {
 	if [ "$(jq .failed "$out")" != 0 ]; then FAIL=1; fi
 }
 
-echo "storm.sh: $(date -u +%FT%TZ), load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo "storm.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
 echo "counts: $COUNTS; $ROUNDS rounds each; kernel and initrd ${KERNEL_MIB} MiB each; peer: $(dnsmasq --version | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)"
 for n in $COUNTS; do
 	for r in $(seq "$ROUNDS"); do
@@ -275,5 +242,5 @@ for n in $COUNTS; do
 	done | awk '{printf "%-8s %-9s %10s %8s %10.3fs %10.3fs\n", $1, $2, $3, $4, $5, $6; p50[$2] = $5; p99[$2] = $6}
 		END {printf "%-8s ratio     %30.2f %11.2f\n", "", (p50["peer"] > 0 ? p50["matchbox"] / p50["peer"] : 0), (p99["peer"] > 0 ? p99["matchbox"] / p99["peer"] : 0)}'
 done
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average at end: $(loadavg)"
 exit $FAIL

@@ -51,10 +51,8 @@ while getopts "c:r:s:b:C:m:kh" opt; do
 	esac
 done
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-log() { printf '%s\n' "$*" >&2; }
-die() { log "tftp.sh: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init tftp.sh
 
 need_pkg() { # need_pkg COMMAND PACKAGE
 	command -v "$1" >/dev/null 2>&1 && return 0
@@ -77,7 +75,8 @@ tftp) need_pkg tftp tftp-hpa ;;
 esac
 IN_TFTPD=$(command -v in.tftpd)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tftpbench.XXXXXX")
+bench_workdir "${TMPDIR:-/tmp}" tftpbench
+on_exit 'keep_or_remove "$WORK"'
 PIDS=()
 CGROUPS=()
 cleanup() {
@@ -91,14 +90,8 @@ cleanup() {
 	for cg in "${CGROUPS[@]}"; do # tftpd-hpa's children may take a moment to exit
 		for _ in $(seq 1 20); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
 	done
-	if [ "$KEEP" = 1 ]; then
-		log "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 # The served directory: readable by tftpd-hpa after it drops to nobody.
 ROOT=$WORK/root
@@ -233,6 +226,7 @@ round() {
 	awk -v s="$start" -v e="$end" -v c0="$c0" -v c1="$c1" 'BEGIN { printf "%.6f %d\n", e - s, c1 - c0 }'
 }
 
+log "tftp.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
 log "matchbox on 127.0.0.1:$MATCHBOX_PORT ($BIN), tftpd-hpa on 127.0.0.1:$HPA_PORT"
 log "$ROUNDS rounds x $CONCURRENCY concurrent downloads of $SIZE_KIB KiB, client $CLIENT, blksize $BLKSIZE"
 [ -n "$MB_CG" ] || log "(no cgroup for CPU accounting: server CPU not reported)"
@@ -254,6 +248,7 @@ done
 
 # Totals; the median of the per-round ratios is less sensitive to a round
 # slowed by other load on the machine.
+rc=0
 awk -v n="$CONCURRENCY" -v sz="$SIZE_BYTES" -v min="$MIN_RATIO" -v cpu="${MB_CG:+1}" '
 { mt += $2; mc += $3; ht += $4; hc += $5; ratio[NR] = $4 / $2; rounds = NR }
 END {
@@ -268,4 +263,6 @@ END {
 	printf "median per-round ratio: %.2f\n", med
 	printf "ratio matchbox/tftpd-hpa: %.2f\n", m / h
 	if (min != "" && m / h < min + 0) { printf "ratio below %s\n", min; exit 1 }
-}' "$RESULTS"
+}' "$RESULTS" || rc=$?
+log "load average at end: $(loadavg)"
+exit $rc

@@ -1,0 +1,111 @@
+# bench/lib.sh: the shell preamble the benchmark scripts share. Source it
+# (`. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"`) after `set -euo pipefail`;
+# then call bench_init NAME.
+#
+# It gives: log and die (messages on stderr, die prefixed by the script's
+# name), loadavg, need (commands and their Debian packages), bench_workdir
+# (a work directory, refusing tmpfs when fsync must cost), build_matchbox
+# (honours MATCHBOX_BIN), netns_pair (two namespaces joined by a veth
+# pair), wait_until (polling), and one EXIT/INT/TERM trap that runs the
+# handlers added with on_exit, last added first.
+
+# bench_init NAME: the script's name for messages; sets REPO to the
+# repository's root.
+bench_init() {
+	BENCH_NAME=$1
+	REPO=$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)
+	BENCH_EXIT=()
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "$BENCH_NAME: $*"; exit 1; }
+
+# loadavg: the 1, 5 and 15 minute load averages.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# need COMMAND:PACKAGE...: dies naming the first missing command and its
+# Debian package.
+need() {
+	local c
+	for c in "$@"; do
+		command -v "${c%%:*}" >/dev/null || die "missing ${c%%:*} (Debian package ${c##*:})"
+	done
+}
+
+# on_exit COMMAND: run COMMAND (eval'd) when the script exits, before the
+# handlers added earlier.
+on_exit() { BENCH_EXIT=("$1" "${BENCH_EXIT[@]}"); }
+
+bench_cleanup() {
+	local h
+	for h in "${BENCH_EXIT[@]}"; do eval "$h" || true; done
+}
+
+# bench_workdir PARENT PREFIX [fsync]: creates a work directory under
+# PARENT and sets WORK to it and BENCH_FSTYPE to its file system; with
+# "fsync", refuses tmpfs and ramfs (where fsync is free).
+bench_workdir() {
+	mkdir -p "$1"
+	WORK=$(mktemp -d "$1/$2.XXXXXX")
+	BENCH_FSTYPE=$(stat -f -c %T "$WORK")
+	if [ "${3:-}" = fsync ]; then
+		case $BENCH_FSTYPE in
+		tmpfs | ramfs) rmdir "$WORK"; die "$1 is on $BENCH_FSTYPE, where fsync is free: pass -d DIR on a real disk" ;;
+		esac
+	fi
+}
+
+# keep_or_remove DIR: the end of a work directory: kept (and said) when
+# KEEP=1, else removed.
+keep_or_remove() {
+	if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $1"; else rm -rf "$1"; fi
+}
+
+# build_matchbox OUT: sets MBX to $MATCHBOX_BIN, or builds ./cmd/matchbox
+# into OUT.
+build_matchbox() {
+	if [ -n "${MATCHBOX_BIN:-}" ]; then
+		MBX=$MATCHBOX_BIN
+		return
+	fi
+	log "building matchbox"
+	MBX=$1
+	(cd "$REPO" && go build -o "$MBX" ./cmd/matchbox)
+}
+
+# netns_pair SRV CLI TAG SRV_CIDR CLI_CIDR: namespaces SRV and CLI, each
+# with lo up, joined by a veth pair named vS (in SRV, holding SRV_CIDR) and
+# vC (in CLI, holding CLI_CIDR); TAG makes the temporary link names unique.
+# Both namespaces are deleted at exit.
+netns_pair() {
+	local srv=$1 cli=$2 tag=$3
+	on_exit "ip netns del $cli 2>/dev/null; ip netns del $srv 2>/dev/null"
+	ip netns add "$srv"
+	ip netns add "$cli"
+	ip -n "$srv" link set lo up
+	ip -n "$cli" link set lo up
+	ip link add "${tag}s" netns "$srv" type veth peer name "${tag}c" netns "$cli"
+	ip -n "$srv" link set "${tag}s" name vS
+	ip -n "$cli" link set "${tag}c" name vC
+	ip -n "$srv" addr add "$4" dev vS
+	ip -n "$cli" addr add "$5" dev vC
+	ip -n "$srv" link set vS up
+	ip -n "$cli" link set vC up
+}
+
+# wait_until TRIES DELAY COMMAND...: runs COMMAND until it succeeds, at most
+# TRIES times, DELAY seconds apart; fails when it never did.
+wait_until() {
+	local tries=$1 delay=$2 i
+	shift 2
+	for ((i = 0; i < tries; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep "$delay"
+	done
+	return 1
+}
+
+# udp_listening NS PORT: something listens on UDP PORT in namespace NS.
+udp_listening() { ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .; }
