@@ -578,10 +578,11 @@ func TestBusy(t *testing.T) {
 	}
 }
 
-// TestDefaultMaxTransfersHoldsAStorm: with the default bound, more
-// transfers than a rack's worth of machines (1,100, each left waiting for
-// its first ACK, as behind a retried request) run at once and none is
-// refused as busy.
+// TestDefaultMaxTransfersHoldsAStorm: with the default bound and receive
+// buffer, 1,100 read requests sent at once (more than a rack's worth of
+// machines, each then leaving its transfer waiting for the first ACK, as
+// behind a retried request) all get their first block: none is lost in
+// the listening socket's buffer, none refused as busy.
 func TestDefaultMaxTransfersHoldsAStorm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1,100 sockets")
@@ -594,16 +595,13 @@ func TestDefaultMaxTransfersHoldsAStorm(t *testing.T) {
 		clients[i].rrq("undionly.kpxe")
 	}
 	for i, c := range clients {
-		op, body, err := c.recv(5 * time.Second)
+		op, body, err := c.recv(15 * time.Second)
 		if err != nil {
-			t.Fatalf("client %d: %v", i, err)
+			t.Fatalf("client %d: %v (its request was lost)", i, err)
 		}
 		if op != 3 {
 			t.Fatalf("client %d: opcode %d (%q), want DATA", i, op, body)
 		}
-	}
-	if a := e.srv.Active(); a < n {
-		t.Errorf("%d transfers running, want %d", a, n)
 	}
 	for _, c := range clients {
 		c.errorPacket(0, "done")
