@@ -17,8 +17,8 @@
 # same kernel and initrd. Every server starts fresh (no lease) for each
 # storm. For each N (1,000 and 10,000 by default), rounds alternate which
 # side storms first; every storm's report is printed (completions,
-# failures, p50/p99 per stage and overall), then a summary with the ratio
-# of matchbox's overall p50 and p99 to the peer's. Load average is printed
+# failures, p50/p99 per stage and overall, the servers' peak RSS), then a
+# summary with the ratio of matchbox's overall p50 and p99 to the peer's. Load average is printed
 # at start and end (the machine is shared).
 #
 # Usage: bench/storm.sh [-N "1000 10000"] [-n ROUNDS] [-m KERNEL_MIB]
@@ -215,7 +215,17 @@ storm() {
 			"  \($k + "          " | .[0:10]) \(.count) ok \(.failed) failed  p50 \(.p50_ns | s)  p99 \(.p99_ns | s)  max \(.max_ns | s)"),
 		"  overall    \(.overall.count) ok  p50 \(.overall.p50_ns | s)  p99 \(.overall.p99_ns | s)  max \(.overall.max_ns | s)",
 		(.failures // [] | .[] | "  failure: \(.)")' "$out"
+	printf '  server peak RSS %s MiB\n' "$(peak_rss_mib "${PIDS[@]}")"
 	if [ "$(jq .failed "$out")" != 0 ]; then FAIL=1; fi
+}
+
+# peak_rss_mib PID...: the summed peak RSS (VmHWM) of the processes and
+# their children (nginx's workers), MiB.
+peak_rss_mib() {
+	local p kids=()
+	for p in "$@"; do kids+=($(pgrep -P "$p" || true)); done
+	for p in "$@" "${kids[@]}"; do cat "/proc/$p/status" 2>/dev/null || true; done |
+		awk '/^VmHWM:/ {kb += $2} END {printf "%.0f", kb / 1024}'
 }
 
 echo "storm.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
