@@ -64,3 +64,21 @@ func (ev *BootEvent) MergedDetail() map[string]any {
 	}
 	return d
 }
+
+// LastServed returns, per machine, the outcome of the last of evs (whose
+// machines are ids, index by index) that a boot endpoint answered with a
+// 2xx naming a group: what the machine was last served.
+func LastServed(evs []BootEvent, ids []string) map[string]Outcome {
+	var out map[string]Outcome
+	for i := range evs {
+		o := evs[i].Outcome
+		if o.Group == "" || o.Status < 200 || o.Status > 299 {
+			continue
+		}
+		if out == nil {
+			out = map[string]Outcome{}
+		}
+		out[ids[i]] = o
+	}
+	return out
+}

@@ -148,6 +148,15 @@ type Template struct {
 	Content string `json:"content" yaml:"content"`
 }
 
+// ShownGroup is the group to show for a machine: the one it was last
+// served, else the one it enrolled into ("" for neither).
+func (m *Machine) ShownGroup() string {
+	if m.ServedGroup != "" {
+		return m.ServedGroup
+	}
+	return m.Group
+}
+
 // MachineState is a step of a machine's lifecycle.
 type MachineState string
 
@@ -189,6 +198,11 @@ type Machine struct {
 	State MachineState `json:"state" yaml:"state"`
 	// Group is the group the machine enrolled into, if any.
 	Group string `json:"group,omitempty" yaml:"group,omitempty"`
+	// ServedGroup and ServedProfile are the group and profile the boot
+	// endpoints last answered the machine's request with (a 2xx answer
+	// naming them); render and previews leave them alone.
+	ServedGroup   string `json:"served_group,omitempty" yaml:"served_group,omitempty"`
+	ServedProfile string `json:"served_profile,omitempty" yaml:"served_profile,omitempty"`
 	// PXEDisabled stops DHCP from offering a boot file to the machine.
 	PXEDisabled bool `json:"pxe_disabled,omitempty" yaml:"pxe_disabled,omitempty"`
 	// CreatedAt is when the machine was first seen or declared.

@@ -120,6 +120,16 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			len(rows), func(i int) []any { return rows[i] }); err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
+		// What each machine was last served, where that changed.
+		for id, o := range matchbox.LastServed(evs, ids) {
+			if m, ok := s.LookupMachineByID(id); ok && m.ServedGroup == o.Group && m.ServedProfile == o.Profile {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE machines SET served_group = ?, served_profile = ? WHERE id = ?", o.Group, o.Profile, id); err != nil {
+				return fmt.Errorf("record what machine %q was served: %w", id, err)
+			}
+			refresh[id] = true
+		}
 		return nil
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 )
 
 // machineColumns is the column list every machine query reads.
-const machineColumns = "id, uuid, serial, hostname, ip, labels, state, group_id, pxe_disabled, version, created_at, updated_at"
+const machineColumns = "id, uuid, serial, hostname, ip, labels, state, group_id, served_group, served_profile, pxe_disabled, version, created_at, updated_at"
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -23,7 +23,7 @@ func scanMachine(r rowScanner) (*matchbox.Machine, int64, error) {
 	var labels, state, created, updated string
 	var pxeDisabled int
 	var version int64
-	if err := r.Scan(&m.ID, &m.UUID, &m.Serial, &m.Hostname, &m.IP, &labels, &state, &m.Group, &pxeDisabled, &version, &created, &updated); err != nil {
+	if err := r.Scan(&m.ID, &m.UUID, &m.Serial, &m.Hostname, &m.IP, &labels, &state, &m.Group, &m.ServedGroup, &m.ServedProfile, &pxeDisabled, &version, &created, &updated); err != nil {
 		return nil, 0, err
 	}
 	if labels != "" && labels != "{}" {

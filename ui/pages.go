@@ -248,7 +248,9 @@ func (s *Server) fleet(w http.ResponseWriter, r *http.Request, u user) error {
 			}
 		}
 		row.Inv = wire.Summarize(m.Inventory)
-		if g, ok := snap.Group(m.Group); ok {
+		if m.ServedProfile != "" {
+			row.Profile = m.ServedProfile
+		} else if g, ok := snap.Group(m.Group); ok {
 			row.Profile = g.Profile
 		}
 		if evs, err := s.lastEvent(r.Context(), m.ID); err == nil {

@@ -209,7 +209,7 @@ func printItems(w io.Writer, coll string, items []wire.Item, format string, sing
 		fmt.Fprintln(tw, "ID\tSTATE\tMACS\tGROUP\tLABELS")
 		for _, it := range items {
 			m := it.Machine
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(strings.Join(m.MACs, ",")), dash(m.Group), dash(matchbox.Labels(m.Labels).String()))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(strings.Join(m.MACs, ",")), dash(m.ShownGroup()), dash(matchbox.Labels(m.Labels).String()))
 		}
 	default:
 		fmt.Fprintln(tw, "KIND\tNAME\tBYTES\tVERSION\tSOURCE")

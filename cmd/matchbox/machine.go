@@ -39,7 +39,7 @@ func printMachinesWide(w io.Writer, items []wire.Item) {
 			}
 			vendor = dash(strings.TrimSpace(s.Vendor + " " + s.Product))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(m.Group), dash(strings.Join(m.MACs, ",")),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, dash(m.ShownGroup()), dash(strings.Join(m.MACs, ",")),
 			cores, memory, disks, vendor, dash(matchbox.Labels(m.Labels).String()))
 	}
 }
@@ -126,6 +126,9 @@ func printMachineShow(w io.Writer, s machineShow, bmcNote string) error {
 	row("ID", m.ID)
 	row("State", string(m.State))
 	row("Group", m.Group)
+	if m.ServedGroup != "" {
+		row("Served", fmt.Sprintf("group %s, profile %s", m.ServedGroup, m.ServedProfile))
+	}
 	row("MACs", strings.Join(m.MACs, ", "))
 	row("UUID", m.UUID)
 	row("Serial", m.Serial)

@@ -221,6 +221,9 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			return fmt.Errorf("append events: a machine of the batch was deleted: %w", store.ErrNotFound)
 		}
 	}
+	if err := s.recordServed(ctx, matchbox.LastServed(evs, ids)); err != nil {
+		return err
+	}
 	for id, n := range perMachine {
 		if s.grew(id, n) {
 			if err := s.trimEvents(ctx, id); err != nil {
@@ -319,4 +322,30 @@ func typeMatches(typ, want string) bool {
 		return strings.HasPrefix(typ, want)
 	}
 	return typ == want
+}
+
+// recordServed stores, in each machine's record, the group and profile it
+// was last served, where that changed (the record's version stays: it is
+// no change a client made).
+func (s *Store) recordServed(ctx context.Context, served map[string]matchbox.Outcome) error {
+	for id, o := range served {
+		if m, ok := s.LookupMachineByID(id); ok && m.ServedGroup == o.Group && m.ServedProfile == o.Profile {
+			continue
+		}
+		err := s.updateMachine(ctx, id, nil, func(v *machineView) (*machineRecord, []clientv3.Op, error) {
+			if v.cur == nil {
+				return nil, nil, errNoWrite // deleted meanwhile
+			}
+			if v.cur.Machine.ServedGroup == o.Group && v.cur.Machine.ServedProfile == o.Profile {
+				return nil, nil, errNoWrite
+			}
+			next := v.cur.clone()
+			next.Machine.ServedGroup, next.Machine.ServedProfile = o.Group, o.Profile
+			return next, nil, nil
+		})
+		if err != nil {
+			return fmt.Errorf("record what machine %q was served: %w", id, err)
+		}
+	}
+	return nil
 }

@@ -56,6 +56,7 @@ func RunMachines(t *testing.T, open Open) {
 	t.Run("Inventory", func(t *testing.T) { testInventory(t, open(t)) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, open(t)) })
 	t.Run("TimelineOrder", func(t *testing.T) { testTimelineOrder(t, open(t)) })
+	t.Run("Served", func(t *testing.T) { testServed(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testMachineAudit(t, open(t)) })
 }
 
@@ -769,6 +770,66 @@ func testEvents(t *testing.T, s store.Backend) {
 	}
 	if got, err := s.Events(ctx, "m", store.EventFilter{}); err != nil || len(got) != 0 {
 		t.Errorf("timeline after delete: %v %v", types(got), err)
+	}
+}
+
+// testServed: a boot event answered 2xx with a group records the group
+// and profile in its machine's record (a new machine's too), the last of a
+// batch winning; failures and events without a group leave it; the
+// machine's version stays.
+func testServed(t *testing.T, s store.Backend) {
+	closeOnCleanup(t, s)
+	ctx := context.Background()
+	const mac, newMAC = "52:54:00:00:00:01", "52:54:00:00:00:02"
+	v0, err := s.PutMachine(ctx, &matchbox.Machine{ID: "m", MACs: []string{mac}}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func(id string) [2]string {
+		t.Helper()
+		m, _, err := s.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [2]string{m.ServedGroup, m.ServedProfile}
+	}
+	ok := func(g, p string) matchbox.Outcome { return matchbox.Outcome{Status: 200, Group: g, Profile: p} }
+	steps := []struct {
+		name string
+		evs  []matchbox.BootEvent
+		want [2]string
+	}{
+		{"no group: nothing served", []matchbox.BootEvent{{MachineID: "m", Type: "dhcp.ack"}}, [2]string{}},
+		{"served by id", []matchbox.BootEvent{{MachineID: "m", Type: "http.ipxe", Outcome: ok("workers", "install")}}, [2]string{"workers", "install"}},
+		{"a 404 and a 500 change nothing", []matchbox.BootEvent{
+			{MAC: mac, Type: "http.ipxe", Outcome: matchbox.Outcome{Status: 404, Group: "orphan", Error: "profile missing"}},
+			{MAC: mac, Type: "http.ignition", Outcome: matchbox.Outcome{Status: 500, Group: "rescue", Profile: "rescue", Error: "render"}},
+		}, [2]string{"workers", "install"}},
+		{"the last of a batch wins", []matchbox.BootEvent{
+			{MAC: mac, Type: "http.ipxe", Outcome: ok("rescue", "rescue")},
+			{MAC: mac, Type: "http.ignition", Outcome: ok("workers", "install-2")},
+		}, [2]string{"workers", "install-2"}},
+	}
+	for _, st := range steps {
+		if err := s.AppendEvents(ctx, st.evs); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := served("m"); got != st.want {
+			t.Errorf("%s: served %v, want %v", st.name, got, st.want)
+		}
+	}
+	if _, v, err := s.Machine(ctx, "m"); err != nil || v != v0 {
+		t.Errorf("version %d after boot events (was %d), %v", v, v0, err)
+	}
+	if err := s.DiscoverAndAppendEvents(ctx, []matchbox.BootEvent{{MAC: newMAC, Type: "http.ipxe", Outcome: ok("workers", "install")}}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.MachineIDByMAC(ctx, newMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := served(id); got != [2]string{"workers", "install"} {
+		t.Errorf("a new machine's first request: served %v", got)
 	}
 }
 
