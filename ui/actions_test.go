@@ -112,10 +112,17 @@ func TestActions(t *testing.T) {
 			t.Errorf("the reader's %s has %d action forms", path, n)
 		}
 	}
+	// The console refuses them itself, before any call to the API: its
+	// own answer, and no API request made (were the console to leave the
+	// check to the API, the API's 403 would come back with its message).
+	calls := c.apiCalls.Load()
 	for _, a := range actions {
-		if status, body, _ := post(reader, readCSRF, a); status != http.StatusForbidden {
-			t.Errorf("reader's %s: status %d %q, want 403", a.name, status, body)
+		if status, body, _ := post(reader, readCSRF, a); status != http.StatusForbidden || strings.TrimSpace(body) != "role read may not act" {
+			t.Errorf("reader's %s: status %d %q, want 403 and the console's refusal", a.name, status, body)
 		}
+	}
+	if n := c.apiCalls.Load() - calls; n != 0 {
+		t.Errorf("the reader's refused actions made %d API calls, want none", n)
 	}
 	if after := storeState(t, c.store); after != before {
 		t.Fatalf("the reader's refused actions changed the store:\nbefore:\n%s\nafter:\n%s", before, after)

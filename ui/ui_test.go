@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,20 @@ type console struct {
 	// boot serves the boot endpoints, recording what they observe
 	// straight into the store.
 	boot http.Handler
+	// apiCalls counts the requests the console made to the API (its
+	// in-process calls, not the test's own API requests).
+	apiCalls *atomic.Int64
+}
+
+// countingHandler counts the requests it passes on.
+type countingHandler struct {
+	next http.Handler
+	n    *atomic.Int64
+}
+
+func (h countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.n.Add(1)
+	h.next.ServeHTTP(w, r)
 }
 
 // machineLookup finds machines in the store's index for the boot endpoints.
@@ -144,7 +159,8 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 	}
 	r := mux.NewRouter()
 	a.Register(r)
-	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: r, PollInterval: 50 * time.Millisecond, SessionTTL: o.sessionTTL, Logger: o.logger}
+	apiCalls := new(atomic.Int64)
+	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: countingHandler{r, apiCalls}, PollInterval: 50 * time.Millisecond, SessionTTL: o.sessionTTL, Logger: o.logger}
 	if lc != nil {
 		uc.BMCs = lc
 	}
@@ -168,7 +184,7 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 		srv.Start()
 	}
 	t.Cleanup(srv.Close)
-	return &console{srv: srv, store: st, handler: r, lifecycle: lc, boot: boot.Handler()}
+	return &console{srv: srv, store: st, handler: r, lifecycle: lc, boot: boot.Handler(), apiCalls: apiCalls}
 }
 
 func (c *console) putMachine(t testing.TB, m *matchbox.Machine) {
