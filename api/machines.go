@@ -34,6 +34,8 @@ type machineBody struct {
 	CreatedAt        *time.Time `json:"created_at,omitempty" yaml:"created_at,omitempty"`
 	UpdatedAt        *time.Time `json:"updated_at,omitempty" yaml:"updated_at,omitempty"`
 	InventorySummary any        `json:"inventory_summary,omitempty" yaml:"inventory_summary,omitempty"`
+	ServedGroup      string     `json:"served_group,omitempty" yaml:"served_group,omitempty"`
+	ServedProfile    string     `json:"served_profile,omitempty" yaml:"served_profile,omitempty"`
 }
 
 // decodeMachine reads and validates a machine from the request body.

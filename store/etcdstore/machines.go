@@ -290,6 +290,11 @@ func (s *Store) PutMachine(ctx context.Context, m *matchbox.Machine, ifVersion i
 		next.Machine.Inventory = nil
 		next.Machine.MACs = slices.Clone(macs)
 		next.Machine.CreatedAt, next.Machine.UpdatedAt = created, now
+		// What the machine was served is the boot path's, not the writer's.
+		next.Machine.ServedGroup, next.Machine.ServedProfile = "", ""
+		if v.cur != nil {
+			next.Machine.ServedGroup, next.Machine.ServedProfile = v.cur.Machine.ServedGroup, v.cur.Machine.ServedProfile
+		}
 		version = next.Version
 		if v.cur == nil {
 			v.audited(m.ID, audit.ActionCreate, 0, version, "")

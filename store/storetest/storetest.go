@@ -821,6 +821,18 @@ func testServed(t *testing.T, s store.Backend) {
 	if _, v, err := s.Machine(ctx, "m"); err != nil || v != v0 {
 		t.Errorf("version %d after boot events (was %d), %v", v, v0, err)
 	}
+	// A client's replace neither sets nor clears it.
+	m, v, err := s.Machine(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ServedGroup, m.ServedProfile = "forged", "forged"
+	if _, err := s.PutMachine(ctx, m, v); err != nil {
+		t.Fatal(err)
+	}
+	if got := served("m"); got != [2]string{"workers", "install-2"} {
+		t.Errorf("after a replace: served %v", got)
+	}
 	if err := s.DiscoverAndAppendEvents(ctx, []matchbox.BootEvent{{MAC: newMAC, Type: "http.ipxe", Outcome: ok("workers", "install")}}); err != nil {
 		t.Fatal(err)
 	}
