@@ -23,7 +23,7 @@ func TestPlanPruneReasons(t *testing.T) {
 		{Kind: matchbox.KindGroup, Source: "groups/default.yaml", Group: &matchbox.Group{ID: "default", Profile: "discovery", Shipped: true}},
 		{Kind: matchbox.KindProfile, Source: "profiles/web.json", Profile: &matchbox.Profile{ID: "web", Boot: matchbox.Boot{Kernel: "/k"}}},
 	}
-	if _, _, err := s.store.Import(ctx, objs); err != nil {
+	if _, _, err := s.store.Import(ctx, "test", objs); err != nil {
 		t.Fatal(err)
 	}
 	s.must(t, 201, "POST", "/api/v1/profiles", `{"id":"manual","boot":{"kernel":"/k"}}`)

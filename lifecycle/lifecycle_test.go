@@ -99,7 +99,7 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "storage", Profile: "storage", Facts: []string{"disk.count >= 4"}, AutoProvision: autoProvision}},
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "compute", Profile: "compute", Facts: []string{"cpu.cores >= 32", "memory.bytes >= 256GiB"}}},
 	}
-	if _, _, err := st.Import(ctx, objs); err != nil {
+	if _, _, err := st.Import(ctx, "test", objs); err != nil {
 		t.Fatal(err)
 	}
 	raw := make([]byte, secret.KeySize)

@@ -37,7 +37,7 @@ func TestTemplateTokensOnlyWhenNamed(t *testing.T) {
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "a", Profile: "plain", Selector: map[string]string{"mac": "52:54:00:00:00:0a"}, Metadata: map[string]any{"hostname": "node-a"}}},
 		{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "b", Profile: "tokens", Selector: map[string]string{"mac": "52:54:00:00:00:0b"}}},
 	}
-	if _, _, err := st.Import(ctx, objs); err != nil {
+	if _, _, err := st.Import(ctx, "test", objs); err != nil {
 		t.Fatal(err)
 	}
 	metrics, err := NewMetrics(prometheus.NewRegistry())

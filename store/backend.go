@@ -85,10 +85,11 @@ type CatalogStore interface {
 	// run fn more than once (optimistic transactions retried on a
 	// conflict): fn must have no effect but through c.
 	UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (*matchbox.Snapshot, error)
-	// Import writes a data directory's objects in one transaction,
-	// deleting imported objects their source no longer provides and
-	// leaving objects without a source alone.
-	Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error)
+	// Import writes a data directory's objects in one transaction with
+	// scope (the data directory's identity), deleting the objects of that
+	// scope that it no longer provides and leaving objects without a
+	// source, or of another scope, alone (see ImportObjects).
+	Import(ctx context.Context, scope string, objs []*Object) (ImportResult, *matchbox.Snapshot, error)
 	// Close releases the store.
 	Close() error
 

@@ -24,6 +24,11 @@ type Object struct {
 	ID      string // profile or group id, template name
 	Version int64
 	Source  string // data-directory file it was imported from, or ""
+	// Scope names the data directory (instance and path) that imported
+	// the object, "" for objects written through the API and objects
+	// imported before scopes: an import deletes only its own scope's
+	// objects (see ImportObjects).
+	Scope string
 	// Exactly one of these is set, according to Kind.
 	Profile  *matchbox.Profile
 	Group    *matchbox.Group
@@ -124,9 +129,9 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 			return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, ErrNotFound)
 		}
 		if obj.Kind == matchbox.TemplateIgnition || obj.Kind == matchbox.TemplateGeneric {
-			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO templates (kind, name, content, version, source, updated_at) VALUES (?, ?, ?, 1, ?, ?)", string(obj.Kind), id, spec, obj.Source, c.now)
+			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO templates (kind, name, content, version, source, import_scope, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)", string(obj.Kind), id, spec, obj.Source, obj.Scope, c.now)
 		} else {
-			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO "+table+" (id, spec, version, source, updated_at) VALUES (?, ?, 1, ?, ?)", id, spec, obj.Source, c.now)
+			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO "+table+" (id, spec, version, source, import_scope, updated_at) VALUES (?, ?, 1, ?, ?, ?)", id, spec, obj.Source, obj.Scope, c.now)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("insert %s %q: %w", obj.Kind, id, err)
@@ -151,8 +156,8 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	if table == "templates" {
 		col = "content"
 	}
-	_, err = c.tx.ExecContext(c.ctx, "UPDATE "+table+" SET "+col+" = ?, version = version + 1, source = ?, updated_at = ? WHERE "+idCol+" = ?"+where,
-		append([]any{spec, obj.Source, c.now, id}, args...)...)
+	_, err = c.tx.ExecContext(c.ctx, "UPDATE "+table+" SET "+col+" = ?, version = version + 1, source = ?, import_scope = ?, updated_at = ? WHERE "+idCol+" = ?"+where,
+		append([]any{spec, obj.Source, obj.Scope, c.now, id}, args...)...)
 	if err != nil {
 		return 0, fmt.Errorf("update %s %q: %w", obj.Kind, id, err)
 	}
@@ -265,7 +270,7 @@ func listObjects(ctx context.Context, q querier, kind matchbox.Kind, id string) 
 		col = "content"
 	}
 	where, args := kindFilter(kind)
-	query := "SELECT " + idCol + ", " + col + ", version, source FROM " + table + " WHERE 1=1" + where
+	query := "SELECT " + idCol + ", " + col + ", version, source, import_scope FROM " + table + " WHERE 1=1" + where
 	if id != "" {
 		query += " AND " + idCol + " = ?"
 		args = append(args, id)
@@ -277,12 +282,12 @@ func listObjects(ctx context.Context, q querier, kind matchbox.Kind, id string) 
 	defer rows.Close()
 	var out []*Object
 	for rows.Next() {
-		var oid, spec, source string
+		var oid, spec, source, scope string
 		var version int64
-		if err := rows.Scan(&oid, &spec, &version, &source); err != nil {
+		if err := rows.Scan(&oid, &spec, &version, &source, &scope); err != nil {
 			return nil, fmt.Errorf("list %s: %w", kind, err)
 		}
-		o := &Object{Kind: kind, ID: oid, Version: version, Source: source}
+		o := &Object{Kind: kind, ID: oid, Version: version, Source: source, Scope: scope}
 		switch kind {
 		case matchbox.KindProfile:
 			o.Profile = new(matchbox.Profile)
@@ -407,26 +412,34 @@ type ImportResult struct {
 }
 
 // Import writes the objects read from a data directory in one transaction:
-// each object is created or updated (its source recorded), and objects that
-// an earlier import brought from a file that no longer provides them are
-// deleted. Objects written through the API are left alone. Nothing is
-// written if the resulting catalog is invalid or holds dangling references
-// the catalog did not hold before.
-func (s *Store) Import(ctx context.Context, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
+// each object is created or updated (its source and scope recorded), and
+// objects that an earlier import of the same scope brought from a file
+// that no longer provides them are deleted (see ImportObjects). Objects
+// written through the API are left alone. Nothing is written if the
+// resulting catalog is invalid or holds dangling references the catalog
+// did not hold before.
+func (s *Store) Import(ctx context.Context, scope string, objs []*Object) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
 	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
 		var err error
-		res, err = ImportObjects(c, objs)
+		res, err = ImportObjects(c, scope, objs)
 		return err
 	}, matchbox.NoNewDangling)
 	return res, snap, err
 }
 
-// ImportObjects writes a data directory's objects through c, counting what
-// it creates, updates and leaves unchanged, and deletes the imported
-// objects (those with a source) that objs no longer provides. Every store
-// runs its Import through it inside one catalog transaction.
-func ImportObjects(c CatalogTx, objs []*Object) (ImportResult, error) {
+// ImportObjects writes a data directory's objects through c with scope
+// (the identity of the data directory: instance and path), counting what
+// it creates, updates and leaves unchanged, and deletes the objects that
+// this scope imported and objs no longer provides. Several instances
+// sharing a store each import their own data directory without deleting
+// each other's objects. Objects imported before scopes (a source, no
+// scope) are deleted by any import that does not provide them, as before.
+// An object that another scope imported with the same content and file
+// is left unchanged and keeps its scope; with other content, this import
+// takes it over. Every store runs its Import through it inside one
+// catalog transaction.
+func ImportObjects(c CatalogTx, scope string, objs []*Object) (ImportResult, error) {
 	var res ImportResult
 	seen := map[matchbox.Kind]map[string]bool{}
 	for _, o := range objs {
@@ -441,7 +454,7 @@ func ImportObjects(c CatalogTx, objs []*Object) (ImportResult, error) {
 		cur, err := c.Get(o.Kind, id)
 		switch {
 		case err == nil:
-			if _, curSpec, encErr := cur.Encode(); encErr == nil && curSpec == spec && cur.Source == o.Source {
+			if _, curSpec, encErr := cur.Encode(); encErr == nil && curSpec == spec && cur.Source == o.Source && (cur.Scope == scope || cur.Scope != "") {
 				res.Unchanged++
 				continue
 			}
@@ -451,7 +464,9 @@ func ImportObjects(c CatalogTx, objs []*Object) (ImportResult, error) {
 		default:
 			return res, err
 		}
-		if _, err := c.Put(o, 0); err != nil {
+		w := *o
+		w.Scope = scope
+		if _, err := c.Put(&w, 0); err != nil {
 			return res, err
 		}
 	}
@@ -461,7 +476,7 @@ func ImportObjects(c CatalogTx, objs []*Object) (ImportResult, error) {
 			return res, err
 		}
 		for _, o := range existing {
-			if o.Source != "" && !seen[kind][o.ID] {
+			if o.Source != "" && (o.Scope == scope || o.Scope == "") && !seen[kind][o.ID] {
 				if err := c.Delete(kind, o.ID, 0); err != nil {
 					return res, err
 				}

@@ -30,11 +30,11 @@ func (s *Store) ImportCurrent(ctx context.Context, contentHash string) (bool, er
 // ImportHashed is Import, recording in the same transaction that the
 // content hashing to contentHash was imported and the catalog revision the
 // import left, for ImportCurrent.
-func (s *Store) ImportHashed(ctx context.Context, objs []*Object, contentHash string) (ImportResult, *matchbox.Snapshot, error) {
+func (s *Store) ImportHashed(ctx context.Context, scope string, objs []*Object, contentHash string) (ImportResult, *matchbox.Snapshot, error) {
 	var res ImportResult
 	snap, err := s.updateCatalog(ctx, func(c CatalogTx) error {
 		var err error
-		if res, err = ImportObjects(c, objs); err != nil {
+		if res, err = ImportObjects(c, scope, objs); err != nil {
 			return err
 		}
 		tx := c.(*sqlCatalogTx)

@@ -40,7 +40,7 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	for _, o := range good {
 		o.Source = "files/" + string(o.Kind)
 	}
-	res, snap, err := s.Import(ctx, good)
+	res, snap, err := s.Import(ctx, "test", good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	}
 	// A second import with an identical-selector group: refused, nothing stored.
 	bad := append(good, groupObj("m1-again", "p", map[string]string{"mac": "52-54-00-00-00-01"}), profileObj("new-profile"))
-	_, _, err = s.Import(ctx, bad)
+	_, _, err = s.Import(ctx, "test", bad)
 	if err == nil || !strings.Contains(err.Error(), `groups "m1" and "m1-again" have identical selectors`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -70,11 +70,11 @@ func TestImportIsAllOrNothing(t *testing.T) {
 	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { _, err := c.Put(profileObj("api-made"), -1); return err }); err != nil {
 		t.Fatal(err)
 	}
-	res, _, err = s.Import(ctx, good)
+	res, _, err = s.Import(ctx, "test", good)
 	if err != nil || res.Unchanged != 3 {
 		t.Fatalf("re-import: %+v %v", res, err)
 	}
-	res, snap, err = s.Import(ctx, good[:2])
+	res, snap, err = s.Import(ctx, "test", good[:2])
 	if err != nil || res.Deleted != 1 {
 		t.Fatalf("import without m1: %+v %v", res, err)
 	}
@@ -121,7 +121,7 @@ func TestCatalogVersions(t *testing.T) {
 	if d := s.Snapshot().Dangling(); len(d) != 1 || !strings.Contains(d[0], `profile "missing" does not exist`) {
 		t.Fatalf("dangling references after a dangling group: %q", d)
 	}
-	if _, _, err := s.Import(ctx, []*Object{groupObj("h", "absent", map[string]string{"os": "x"})}); err == nil || !strings.Contains(err.Error(), `group "h": profile "absent" does not exist`) {
+	if _, _, err := s.Import(ctx, "test", []*Object{groupObj("h", "absent", map[string]string{"os": "x"})}); err == nil || !strings.Contains(err.Error(), `group "h": profile "absent" does not exist`) {
 		t.Fatalf("import of a dangling group: %v", err)
 	}
 	if _, err := s.UpdateCatalog(ctx, func(c CatalogTx) error { return c.Delete(matchbox.KindGroup, "g", 0) }); err != nil {
@@ -414,7 +414,7 @@ func TestTemplatesCheckedWhenWritten(t *testing.T) {
 	s, _ := openTest(t)
 	bad := &Object{Kind: matchbox.TemplateIgnition, Source: "ignition/worker.yaml", Template: &matchbox.Template{
 		Kind: matchbox.TemplateIgnition, Name: "worker.yaml", Content: "variant: fcos\nversion: 1.5.0\nstorage:\n  filez: []\n"}}
-	_, _, err := s.Import(ctx, []*Object{bad})
+	_, _, err := s.Import(ctx, "test", []*Object{bad})
 	if err == nil || !strings.Contains(err.Error(), "ignition/worker.yaml:4: invalid Butane config") || !strings.Contains(err.Error(), "filez") {
 		t.Fatalf("import err = %v, want ignition/worker.yaml:4 naming filez", err)
 	}

@@ -70,7 +70,7 @@ func TestImportSkippedOnlyWhenUnchanged(t *testing.T) {
 		s.change()
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
-		if err := importDataDir(ctx, log, st, dir, pruneGuard{allow: true}); err != nil {
+		if err := importDataDir(ctx, log, st, dir, "test", pruneGuard{allow: true}); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		if skipped := strings.Contains(logs.String(), "import skipped"); skipped != s.skipped {

@@ -47,10 +47,11 @@ func (g pruneGuard) check(deleted, imported int) error {
 	return nil
 }
 
-// importPrunes lists the objects an import of objs would delete (stored
-// objects imported from a file that objs no longer provide), as "kind id",
-// and counts the file-imported objects stored now.
-func importPrunes(ctx context.Context, st store.CatalogStore, objs []*store.Object) ([]string, int, error) {
+// importPrunes lists the objects an import of objs under scope would
+// delete (stored objects of that scope, or imported before scopes, from a
+// file that objs no longer provide), as "kind id", and counts those
+// file-imported objects stored now.
+func importPrunes(ctx context.Context, st store.CatalogStore, scope string, objs []*store.Object) ([]string, int, error) {
 	keep := map[string]bool{}
 	for _, o := range objs {
 		keep[string(o.Kind)+" "+objectID(o)] = true
@@ -64,7 +65,7 @@ func importPrunes(ctx context.Context, st store.CatalogStore, objs []*store.Obje
 				return err
 			}
 			for _, o := range list {
-				if o.Source == "" {
+				if o.Source == "" || (o.Scope != "" && o.Scope != scope) {
 					continue
 				}
 				imported++

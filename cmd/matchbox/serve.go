@@ -42,8 +42,10 @@ import (
 
 // serveOptions are the flags of `matchbox serve`.
 type serveOptions struct {
-	dataDir         string
-	prune           pruneGuard
+	dataDir string
+	prune   pruneGuard
+	// importSource is --import-source: the scope of data-directory imports.
+	importSource    string
 	dbPath          string
 	assetsDir       string
 	httpAddr        string
@@ -100,6 +102,7 @@ func newServeCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/matchbox", "data directory: profiles/, groups/, ignition/, generic/ are imported at start")
 	f.BoolVar(&o.prune.allow, "allow-prune", false, "let the data-directory import delete more file-imported objects than --import-prune-limit allows (all of them included)")
+	f.StringVar(&o.importSource, "import-source", "", "name of this data directory's imports in the store (default HOSTNAME:ABSOLUTE-DATA-DIR): an import deletes only objects imported under the same name, so instances sharing an etcd store keep each other's")
 	f.Float64Var(&o.prune.limit, "import-prune-limit", 0.5, "largest share (0 to 1) of the file-imported objects one import may delete without --allow-prune")
 	f.StringVar(&o.dbPath, "db", "", "SQLite database file (default <data-dir>/matchbox.db); same as --store sqlite://PATH")
 	f.StringVar(&o.storeFlags.Store, "store", "", "where the state is: sqlite:///path/to.db (default: --db) or etcd://host:2379[,host:2379...]/prefix")
@@ -155,12 +158,12 @@ func newLogger(level, format string) (*slog.Logger, error) {
 // the directory's content, read by this same binary, is what it last
 // imported and its catalog has not changed since: the import would change
 // nothing.
-func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore, dir string, guard pruneGuard) error {
+func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore, dir, scope string, guard pruneGuard) error {
 	hi, hashed := st.(hashedImporter)
 	var hash string
 	if hashed {
 		var err error
-		if hash, err = datadir.Hash(dir, version.Get().String()); err != nil {
+		if hash, err = datadir.Hash(dir, version.Get().String()+" import-source "+scope); err != nil {
 			return fmt.Errorf("data directory %s: %w", dir, err)
 		}
 		current, err := hi.ImportCurrent(ctx, hash)
@@ -182,7 +185,7 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 		log.Warn("data directory", "warning", w)
 	}
 	objs := store.ObjectsOf(content)
-	pruned, imported, err := importPrunes(ctx, st, objs)
+	pruned, imported, err := importPrunes(ctx, st, scope, objs)
 	if err != nil {
 		return fmt.Errorf("data directory %s: %w", dir, err)
 	}
@@ -192,9 +195,9 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 	var res store.ImportResult
 	var snap *matchbox.Snapshot
 	if hashed {
-		res, snap, err = hi.ImportHashed(audit.WithActor(ctx, audit.ActorDataDir), objs, hash)
+		res, snap, err = hi.ImportHashed(audit.WithActor(ctx, audit.ActorDataDir), scope, objs, hash)
 	} else {
-		res, snap, err = st.Import(audit.WithActor(ctx, audit.ActorDataDir), objs)
+		res, snap, err = st.Import(audit.WithActor(ctx, audit.ActorDataDir), scope, objs)
 	}
 	if err != nil {
 		return fmt.Errorf("data directory %s: nothing imported: %w", dir, err)
@@ -203,7 +206,7 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 		log.Warn("import deleted an object its file no longer provides", "object", name, "dir", dir)
 	}
 	p, g, t := snap.Counts()
-	log.Info("imported data directory", "dir", dir, "created", res.Created, "updated", res.Updated,
+	log.Info("imported data directory", "dir", dir, "import_source", scope, "created", res.Created, "updated", res.Updated,
 		"unchanged", res.Unchanged, "deleted", res.Deleted, "profiles", p, "groups", g, "templates", t)
 	for _, w := range snap.Warnings() {
 		log.Warn("catalog warning", "warning", w)
@@ -215,7 +218,25 @@ func importDataDir(ctx context.Context, log *slog.Logger, st store.CatalogStore,
 // data-directory import and can tell whether it is still current.
 type hashedImporter interface {
 	ImportCurrent(ctx context.Context, contentHash string) (bool, error)
-	ImportHashed(ctx context.Context, objs []*store.Object, contentHash string) (store.ImportResult, *matchbox.Snapshot, error)
+	ImportHashed(ctx context.Context, scope string, objs []*store.Object, contentHash string) (store.ImportResult, *matchbox.Snapshot, error)
+}
+
+// importScope is the name of this instance's data-directory imports:
+// --import-source, else the host name and the data directory's absolute
+// path, which stay the same across restarts of one installation.
+func importScope(flag, dataDir string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("--import-source not given and no host name to default it to: %w", err)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("--import-source not given and --data-dir %s has no absolute path: %w", dataDir, err)
+	}
+	return host + ":" + abs, nil
 }
 
 func runServe(ctx context.Context, o *serveOptions) error {
@@ -306,7 +327,12 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		s.leaseBatch = etcdstore.MaxLeaseBatch
 		s.instances.shared, _ = st.(sharedInstances)
 	}
-	if err := importDataDir(ctx, log, st, o.dataDir, o.prune); err != nil {
+	scope, err := importScope(o.importSource, o.dataDir)
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	if err := importDataDir(ctx, log, st, o.dataDir, scope, o.prune); err != nil {
 		closeStore()
 		return nil, err
 	}

@@ -118,6 +118,7 @@ const maxAppliedChanges = 64
 type record struct {
 	Version int64  `json:"version"`
 	Source  string `json:"source,omitempty"`
+	Scope   string `json:"scope,omitempty"`
 	Spec    string `json:"spec"`
 }
 
@@ -279,7 +280,7 @@ func decode(key string, r record) (*store.Object, error) {
 	if !ok {
 		return nil, fmt.Errorf("catalog key %q: no kind", key)
 	}
-	o := &store.Object{Kind: matchbox.Kind(kind), ID: id, Version: r.Version, Source: r.Source}
+	o := &store.Object{Kind: matchbox.Kind(kind), ID: id, Version: r.Version, Source: r.Source, Scope: r.Scope}
 	var err error
 	switch o.Kind {
 	case matchbox.KindProfile:
@@ -372,7 +373,7 @@ func (c *tx) Put(obj *store.Object, ifVersion int64) (int64, error) {
 		return 0, fmt.Errorf("%s %q is at version %d, not %d: %w", obj.Kind, id, cur.Version, ifVersion, store.ErrVersionConflict)
 	}
 	v := cur.Version + 1 // 1 when new
-	c.st.recs[k] = record{Version: v, Source: obj.Source, Spec: spec}
+	c.st.recs[k] = record{Version: v, Source: obj.Source, Scope: obj.Scope, Spec: spec}
 	c.dirty[k] = true
 	if exists {
 		c.audited(audit.ActionUpdate, obj.Kind, id, cur.Version, v)
@@ -595,11 +596,11 @@ func (s *Store) derive(prev *matchbox.Snapshot, st *state, changed map[string]bo
 // source, imported objects their source no longer provides are deleted,
 // objects without a source are left alone, and nothing is written when
 // the result is invalid or adds dangling references.
-func (s *Store) Import(ctx context.Context, objs []*store.Object) (store.ImportResult, *matchbox.Snapshot, error) {
+func (s *Store) Import(ctx context.Context, scope string, objs []*store.Object) (store.ImportResult, *matchbox.Snapshot, error) {
 	var res store.ImportResult
 	snap, err := s.updateCatalog(ctx, func(c store.CatalogTx) error {
 		var err error
-		res, err = store.ImportObjects(c, objs) // a retried transaction counts afresh
+		res, err = store.ImportObjects(c, scope, objs) // a retried transaction counts afresh
 		return err
 	}, matchbox.NoNewDangling)
 	return res, snap, err

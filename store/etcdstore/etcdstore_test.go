@@ -258,3 +258,57 @@ func TestMachinesAcrossInstances(t *testing.T) {
 		t.Errorf("%d machines, want %d", len(list), rounds+2)
 	}
 }
+
+// TestImportScopesAcrossInstances: two instances sharing one etcd prefix,
+// each importing its own data directory at every start (scopes a and b),
+// never delete each other's objects; emptying one directory deletes only
+// its objects, on both instances.
+func TestImportScopesAcrossInstances(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	a, b := open(t, cluster, "site"), open(t, cluster, "site")
+	dir := func(names ...string) []*store.Object {
+		var objs []*store.Object
+		for _, n := range names {
+			o := storetest.Profile(n)
+			o.Source = "profiles/" + n + ".json"
+			objs = append(objs, o)
+		}
+		return objs
+	}
+	const scopeA, scopeB = "host-a:/var/lib/matchbox", "host-b:/var/lib/matchbox"
+	for round := range 3 { // restarts: each imports its directory again
+		if _, _, err := a.Import(ctx, scopeA, dir("a1", "a2")); err != nil {
+			t.Fatalf("round %d, a: %v", round, err)
+		}
+		if _, _, err := b.Import(ctx, scopeB, dir("b1")); err != nil {
+			t.Fatalf("round %d, b: %v", round, err)
+		}
+	}
+	for _, s := range []*etcdstore.Store{a, b} {
+		for _, id := range []string{"a1", "a2", "b1"} {
+			if _, ok := s.Snapshot().Profile(id); !ok {
+				t.Errorf("profile %q missing after both instances imported their directories", id)
+			}
+		}
+	}
+	res, _, err := b.Import(ctx, scopeB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 1 {
+		t.Errorf("emptied directory of b deleted %d objects, want 1 (b1)", res.Deleted)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		_, hasB1 := a.Snapshot().Profile("b1")
+		_, hasA1 := a.Snapshot().Profile("a1")
+		if !hasB1 && hasA1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance a after b's directory was emptied: b1 present %v, a1 present %v", hasB1, hasA1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -64,10 +64,10 @@ func testCatalogAudit(t *testing.T, s store.CatalogStore) {
 	imp := audit.WithActor(context.Background(), audit.ActorDataDir)
 	o := Profile("f")
 	o.Source = "profiles/f.json"
-	if _, _, err := s.Import(imp, []*store.Object{o}); err != nil {
+	if _, _, err := s.Import(imp, "dir-a", []*store.Object{o}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Import(imp, nil); err != nil {
+	if _, _, err := s.Import(imp, "dir-a", nil); err != nil {
 		t.Fatal(err)
 	}
 	want = []audit.Record{

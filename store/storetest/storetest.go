@@ -43,6 +43,7 @@ func RunCatalog(t *testing.T, open OpenCatalog) {
 	t.Run("Versions", func(t *testing.T) { testCatalogVersions(t, open(t)) })
 	t.Run("Transactions", func(t *testing.T) { testCatalogTransactions(t, open(t)) })
 	t.Run("Import", func(t *testing.T) { testImport(t, open(t)) })
+	t.Run("ImportScopes", func(t *testing.T) { testImportScopes(t, open(t)) })
 	t.Run("Audit", func(t *testing.T) { testCatalogAudit(t, open(t)) })
 }
 
@@ -366,7 +367,7 @@ func testImport(t *testing.T, s store.CatalogStore) {
 	}
 	for _, st := range steps {
 		before := s.Snapshot()
-		res, snap, err := s.Import(ctx, st.objs)
+		res, snap, err := s.Import(ctx, "dir-a", st.objs)
 		if st.wantErr {
 			if err == nil {
 				t.Errorf("%s: no error", st.name)
@@ -404,6 +405,69 @@ func testImport(t *testing.T, s store.CatalogStore) {
 		}
 		if o.Source != files[0].Source {
 			t.Errorf("imported profile source %q, want %q", o.Source, files[0].Source)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testImportScopes: two data directories (scopes) importing into one
+// store never delete each other's objects; an object imported before
+// scopes is adopted by the import that provides it; an object another
+// scope provides identically keeps its scope.
+func testImportScopes(t *testing.T, s store.CatalogStore) {
+	closeOnCleanup(t, s)
+	ctx := context.Background()
+	from := func(src string, objs ...*store.Object) []*store.Object {
+		for _, o := range objs {
+			o.Source = src
+		}
+		return objs
+	}
+	// An object imported before scopes: a source, no scope.
+	if err := update(ctx, s, func(c store.CatalogTx) error {
+		_, err := c.Put(from("profiles/old.json", Profile("old"))[0], -1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := from("profiles/a.json", Profile("a"), Profile("shared"))
+	b := from("profiles/b.json", Profile("b"))
+	steps := []struct {
+		name, scope string
+		objs        []*store.Object
+		want        store.ImportResult
+	}{
+		{"a imports (the object from before scopes is not in its files)", "host-a:/var/lib/matchbox", a, store.ImportResult{Created: 2, Deleted: 1}},
+		{"b imports other objects", "host-b:/var/lib/matchbox", b, store.ImportResult{Created: 1}},
+		{"a again: b's objects stay", "host-a:/var/lib/matchbox", a, store.ImportResult{Unchanged: 2}},
+		{"b provides a's object identically: a keeps it", "host-b:/var/lib/matchbox", append(b[:1:1], from("profiles/a.json", Profile("shared"))...), store.ImportResult{Unchanged: 2}},
+		{"b's directory emptied: only b's object goes", "host-b:/var/lib/matchbox", nil, store.ImportResult{Deleted: 1}},
+	}
+	for _, st := range steps {
+		res, _, err := s.Import(ctx, st.scope, st.objs)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if d := cmp.Diff(st.want, res); d != "" {
+			t.Errorf("%s: result (-want +got):\n%s", st.name, d)
+		}
+	}
+	snap := s.Snapshot()
+	for id, want := range map[string]bool{"old": false, "a": true, "shared": true, "b": false} {
+		if _, ok := snap.Profile(id); ok != want {
+			t.Errorf("profile %q present %v, want %v", id, ok, want)
+		}
+	}
+	err := s.ViewCatalog(ctx, func(c store.CatalogTx) error {
+		o, err := c.Get(matchbox.KindProfile, "shared")
+		if err != nil {
+			return err
+		}
+		if o.Scope != "host-a:/var/lib/matchbox" {
+			t.Errorf("profile shared has scope %q, want a's", o.Scope)
 		}
 		return nil
 	})
