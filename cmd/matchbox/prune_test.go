@@ -11,8 +11,10 @@ import (
 )
 
 // TestRestartWithEmptyOrMissingDataDir imports a catalog, then restarts on
-// the same database with an empty and with a missing data directory: both
-// are refused with a clear error and nothing is deleted.
+// the same database with the data directory emptied (an unmounted mount
+// point: the same path, so the same import source) and with a missing
+// data directory: both are refused with a clear error and nothing is
+// deleted.
 func TestRestartWithEmptyOrMissingDataDir(t *testing.T) {
 	bin, err := buildOnce()
 	if err != nil {
@@ -35,14 +37,23 @@ func TestRestartWithEmptyOrMissingDataDir(t *testing.T) {
 	cases := []struct {
 		name, dataDir, want string
 	}{
-		{"empty", t.TempDir(), "would delete all 2 objects imported from files"},
+		{"empty", dir, "would delete all 2 objects imported from files"},
 		{"missing", filepath.Join(t.TempDir(), "not-mounted"), "does not exist"},
 	}
+	moved := dir + ".unmounted"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(dir, 0o755)
 	for _, c := range cases {
 		out, err := exec.CommandContext(ctx, bin, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--data-dir", c.dataDir}, args...)...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Fatalf("%s data directory: err %v, want %q in:\n%s", c.name, err, c.want, out)
 		}
+	}
+	os.Remove(dir)
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(cases[1].dataDir); err == nil {
 		t.Error("a missing data directory was created")
