@@ -115,19 +115,12 @@ func newFixture(t *testing.T, autoProvision bool) *fixture {
 	t.Cleanup(svc.Close)
 	boot, _ := boothttp.New(boothttp.Config{
 		Snapshot:  st.Snapshot,
-		Machines:  lookup{st},
+		Machines:  boothttp.IndexLookup{Index: st},
 		Lifecycle: svc,
 	})
 	srv := httptest.NewServer(boot.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{st: st, svc: svc, srv: srv, path: path, key: key}
-}
-
-type lookup struct{ st *store.Store }
-
-func (l lookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
-	s, ok := l.st.LookupMachine(mac, uuid)
-	return boothttp.MachineView{ID: s.ID, State: s.State, Labels: s.Labels, Inventory: s.Inventory}, ok
 }
 
 func storageInventory(mac string, disks int) hardware.Inventory {

@@ -49,7 +49,7 @@ func TestTemplateTokensOnlyWhenNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	boot, err := boothttp.New(boothttp.Config{Snapshot: st.Snapshot, Machines: lookup{st}, Lifecycle: svc})
+	boot, err := boothttp.New(boothttp.Config{Snapshot: st.Snapshot, Machines: boothttp.IndexLookup{Index: st}, Lifecycle: svc})
 	if err != nil {
 		t.Fatal(err)
 	}

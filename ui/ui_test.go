@@ -72,17 +72,6 @@ func (h countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.next.ServeHTTP(w, r)
 }
 
-// machineLookup finds machines in the store's index for the boot endpoints.
-type machineLookup struct{ st *store.Store }
-
-func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
-	sum, ok := m.st.LookupMachine(mac, strings.ToLower(uuid))
-	if !ok {
-		return boothttp.MachineView{}, false
-	}
-	return boothttp.MachineView{ID: sum.ID, State: sum.State, Labels: sum.Labels, Inventory: sum.Inventory}, true
-}
-
 // storeSink records boot events at once, creating unknown machines, as
 // matchbox serve's recorder does in the background.
 type storeSink struct{ st *store.Store }
@@ -144,7 +133,7 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 			t.Fatal(err)
 		}
 	}
-	bc := boothttp.Config{Snapshot: st.Snapshot, Machines: machineLookup{st}, Events: storeSink{st}}
+	bc := boothttp.Config{Snapshot: st.Snapshot, Machines: boothttp.IndexLookup{Index: st}, Events: storeSink{st}}
 	if lc != nil {
 		bc.Lifecycle = lc
 	}

@@ -387,7 +387,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 	}
 	s.boot, err = boothttp.New(boothttp.Config{
 		Snapshot:  st.Snapshot,
-		Machines:  machineLookup{st},
+		Machines:  boothttp.IndexLookup{Index: st},
 		Events:    s.recorder,
 		AssetsDir: o.assetsDir,
 		Lifecycle: s.lifecycle,
@@ -558,17 +558,6 @@ func (s *services) listen(addrFlag, addr, maxFlag string, maxConns int) (net.Lis
 	}
 	s.log.Debug("connection limit", "listener", addrFlag, "max", maxConns)
 	return ln, nil
-}
-
-// machineLookup adapts the store's machine index to the boot endpoints.
-type machineLookup struct{ st backend }
-
-func (m machineLookup) LookupMachine(_ context.Context, mac, uuid string) (boothttp.MachineView, bool) {
-	sum, ok := m.st.LookupMachine(mac, strings.ToLower(uuid))
-	if !ok {
-		return boothttp.MachineView{}, false
-	}
-	return boothttp.MachineView{ID: sum.ID, State: sum.State, Labels: sum.Labels, Inventory: sum.Inventory}, true
 }
 
 // parseCIDRs parses --boot-networks.
