@@ -11,9 +11,18 @@
 //
 // Error codes: pin/tftp sends every error as TFTP code 1 ("file not found")
 // with the server's message, so a refused name reaches the client as code 1
-// with the text "Access violation", and a write request as code 1 with
-// "Access violation: server is read-only". Clients (curl, tftp-hpa, iPXE,
-// EDK2) show the text and stop either way.
+// with the text "Access violation" (RFC 1350: code 2), and a write request
+// as code 1 with "Access violation: server is read-only". A handler cannot
+// choose the code in pin/tftp v3.1.0: an error a read or write handler
+// returns goes to sender.abort or receiver.abort, which send
+// packERROR(buf, 1, err.Error()) whatever the error's type (sender.go:284,
+// receiver.go:264); the handler holds only an io.ReaderFrom or io.WriterTo
+// whose socket is unexported, so it cannot send its own ERROR packet from
+// the transfer's port either. Codes 2 (access violation) and 4 (illegal
+// operation) need a patched pin/tftp (a replace directive) or an upstream
+// change, such as abort taking the code from an error that has one.
+// Clients (curl, tftp-hpa, iPXE, EDK2) show the text and stop either way;
+// TestServeHostileTFTP (cmd/matchbox) holds today's codes.
 package tftp
 
 import (
