@@ -1,7 +1,10 @@
 package e2elibvirt
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -17,7 +20,10 @@ var knownVMs = []vmSpec{
 // data directory, powered on through their BMCs, boot through matchbox's
 // DHCP, TFTP and HTTP into the test OS, which fetches its own first-boot
 // config and reports done. The timelines in matchbox's store must show the
-// DHCP, TFTP and HTTP steps in order.
+// DHCP, TFTP and HTTP steps in order. Only matchbox serves TFTP here
+// (dnsmasq sends router advertisements alone): a firmware PXE machine's
+// iPXE binary must be on its timeline as a whole file matchbox sent, and
+// on matchbox's TFTP metrics.
 func TestKnownMachine(t *testing.T) {
 	l := newLab(t)
 	tos := buildTestOS(t)
@@ -27,16 +33,50 @@ func TestKnownMachine(t *testing.T) {
 	dataDir := filepath.Join(l.Dir, "data")
 	writeDataDir(t, dataDir, bootBase, "known", nodesOf(specs))
 	_, help := buildMatchbox(t)
-	dns := dnsmasqOptions{}
 	if !hasTFTP(help) {
-		dns.TFTPRoot = tftpRoot
+		t.Fatal("matchbox serve has no --tftp-addr: this scenario needs matchbox's own TFTP server (dnsmasq's stays off)")
 	}
-	l.startDnsmasq(t, "dnsmasq-ra", dns)
+	l.startDnsmasq(t, "dnsmasq-ra", dnsmasqOptions{}) // no TFTPRoot: dnsmasq's TFTP is off
 	srv := startMatchbox(t, l, dataDir, assets, serverOptions{DHCPMode: "authoritative"})
 	bootAll(t, l, "known", specs, func(t *testing.T, spec vmSpec) {
-		assertTimeline(t, srv, spec.MAC, knownTimeline(spec, srv.TFTP))
+		evs := assertTimeline(t, srv, spec.MAC, knownTimeline(spec, srv.TFTP))
+		if spec.NativePXE {
+			assertTFTPByMatchbox(t, srv, evs, tftpRoot)
+		}
 		assertServedIgnition(t, srv, spec.MAC)
 	})
+}
+
+// assertTFTPByMatchbox checks that matchbox, not another server, sent a
+// machine its iPXE binary over TFTP: its timeline (evs) holds a tftp.read
+// of a file of tftpRoot with all of the file's bytes, and matchbox's
+// /metrics count a successful transfer and at least those bytes.
+func assertTFTPByMatchbox(t *testing.T, s *matchboxServer, evs []event, tftpRoot string) {
+	t.Helper()
+	var read []string
+	var size int64
+	for _, e := range evs {
+		if e.Type != "tftp.read" {
+			continue
+		}
+		file, _ := e.Detail["file"].(string)
+		sent, _ := e.Detail["bytes"].(float64)
+		read = append(read, fmt.Sprintf("%s (%v bytes)", file, e.Detail["bytes"]))
+		st, err := os.Stat(filepath.Join(tftpRoot, filepath.Base(file)))
+		if err == nil && file != "" && int64(sent) == st.Size() {
+			size = st.Size()
+			break
+		}
+	}
+	if size == 0 {
+		t.Fatalf("no whole file of %s sent by matchbox's TFTP on the timeline; tftp.read events: %v", tftpRoot, read)
+	}
+	ok, _ := strconv.ParseFloat(metricLine(t, s, `matchbox_tftp_transfers_total{outcome="ok"}`), 64)
+	bytes, _ := strconv.ParseFloat(metricLine(t, s, "matchbox_tftp_bytes_total"), 64)
+	if ok < 1 || int64(bytes) < size {
+		t.Fatalf("matchbox's /metrics: %v successful TFTP transfers, %v bytes; want at least 1 and %d", ok, bytes, size)
+	}
+	t.Logf("TFTP by matchbox: %s; /metrics: %v transfers ok, %v bytes", read, ok, bytes)
 }
 
 // hasTFTP reports whether matchbox serve has its own TFTP server.

@@ -1,8 +1,14 @@
 package e2elibvirt
 
 import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // dhcpHostCIDR is the address of the DHCP server's host in the proxy
@@ -39,5 +45,34 @@ func TestProxyDHCP(t *testing.T) {
 		}
 		want = append(want, "http.ipxe", "http.ignition", "http.generic")
 		assertTimeline(t, srv, spec.MAC, want)
+		assertNoLeaseStored(t, srv, l, spec.MAC)
 	})
+}
+
+// assertNoLeaseStored checks that a proxyDHCP matchbox left the addresses
+// to the network's DHCP server: its store holds no lease for mac, while
+// dnsmasq's lease file (dnsmasq-dhcp.leases) does.
+func assertNoLeaseStored(t *testing.T, s *matchboxServer, l *lab, mac string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var page struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := s.getJSON(ctx, "/api/v1/leases?mac="+url.QueryEscape(mac), &page); err != nil {
+		t.Fatalf("matchbox's leases of %s: %v", mac, err)
+	}
+	if len(page.Items) != 0 {
+		t.Fatalf("proxyDHCP matchbox stored leases for %s: %s", mac, page.Items)
+	}
+	if err := s.getJSON(ctx, "/api/v1/leases", &page); err != nil || len(page.Items) != 0 {
+		t.Fatalf("proxyDHCP matchbox stored leases: %s (%v)", page.Items, err)
+	}
+	b, err := os.ReadFile(filepath.Join(l.Dir, "dnsmasq-dhcp.leases"))
+	if err != nil {
+		t.Fatalf("dnsmasq's lease file: %v", err)
+	}
+	if !strings.Contains(strings.ToLower(string(b)), strings.ToLower(mac)) {
+		t.Fatalf("dnsmasq's lease file has no lease of %s:\n%s", mac, b)
+	}
 }
