@@ -104,3 +104,53 @@ func signedValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// BenchmarkIPXETemplateVars renders /ipxe through the real lifecycle for a
+// profile whose kernel arguments name only group metadata (no HMAC since
+// the variables are computed only when named) and for one naming
+// agent_token and provisioned_url (two HMACs per request).
+func BenchmarkIPXETemplateVars(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"metadata-only", []string{"hostname={{.hostname}}", "console=ttyS0"}},
+		{"tokens", []string{"hostname={{.hostname}}", "matchbox.token={{.agent_token}}", "cb={{.provisioned_url}}"}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, store.Config{Path: filepath.Join(b.TempDir(), "matchbox.db")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			objs := []*store.Object{
+				{Kind: matchbox.KindProfile, Profile: &matchbox.Profile{ID: "p", Boot: matchbox.Boot{Kernel: "/k", Args: c.args}}},
+				{Kind: matchbox.KindGroup, Group: &matchbox.Group{ID: "a", Profile: "p", Selector: map[string]string{"mac": "52:54:00:00:00:0a"}, Metadata: map[string]any{"hostname": "node-a"}}},
+			}
+			if _, _, err := st.Import(ctx, "test", objs); err != nil {
+				b.Fatal(err)
+			}
+			svc, err := New(Config{Store: st, AgentKey: agentKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer svc.Close()
+			boot, err := boothttp.New(boothttp.Config{Snapshot: st.Snapshot, Machines: boothttp.IndexLookup{Index: st}, Lifecycle: svc})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := boot.Handler()
+			req := httptest.NewRequest("GET", "/ipxe?mac=52:54:00:00:00:0a", nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
