@@ -107,6 +107,11 @@ var (
 	ErrNotLeased = errors.New("address not leased to this client")
 	// ErrLeasesClosed means the allocator was closed.
 	ErrLeasesClosed = errors.New("lease allocator closed")
+	// ErrNotExtended means a renewal could not be committed (the storage
+	// failed), but the client holds a committed lease on the address
+	// until the returned lease's expiry: it may keep the address that
+	// long, and no longer, since no other server knows of an extension.
+	ErrNotExtended = errors.New("lease not extended")
 )
 
 // Allocator hands out the addresses of the dynamic ranges and the
@@ -489,7 +494,8 @@ type BindRequest struct {
 
 // Bind leases an address to a MAC and returns once the lease is committed
 // to the database: ErrAddressTaken when another MAC holds it, ErrNotInRange
-// when it is not ours to give. A MAC holds one lease: its previous address,
+// when it is not ours to give. A renewal that the database fails to take
+// returns the lease committed before, unextended, with ErrNotExtended. A MAC holds one lease: its previous address,
 // if any, is freed in the same transaction.
 func (l *Allocator) Bind(ctx context.Context, req BindRequest) (Lease, error) {
 	now := l.cfg.Now()
@@ -504,6 +510,7 @@ func (l *Allocator) Bind(ctx context.Context, req BindRequest) (Lease, error) {
 		return Lease{}, fmt.Errorf("bind %s to %s: %w", req.IP, req.MAC, ErrNotInRange)
 	}
 	prev := l.byIP[req.IP]
+	held := l.byMAC[req.MAC] // the MAC's entry before this bind
 	if prev != nil && prev.mac != req.MAC && !prev.reclaimable(nowNs) {
 		l.mu.Unlock()
 		return Lease{}, fmt.Errorf("bind %s to %s: %w", req.IP, req.MAC, ErrAddressTaken)
@@ -536,6 +543,16 @@ func (l *Allocator) Bind(ctx context.Context, req BindRequest) (Lease, error) {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil && !learned && prev != nil && prev.mac == req.MAC && prev.state == LeaseBound &&
+		!prev.pending && prev.expires > l.cfg.Now().UnixNano() && l.byIP[req.IP] == e {
+		// A renewal the storage did not take: the lease committed
+		// before still holds, unextended.
+		l.dropEntry(e)
+		l.setEntry(prev)
+		l.byMAC[prev.mac] = prev
+		kept := Lease{IP: prev.ip, MAC: prev.mac, Hostname: prev.hostname, Expires: time.Unix(0, prev.expires), State: LeaseBound}
+		return kept, fmt.Errorf("renew %s of %s: %w: %w", req.IP, req.MAC, ErrNotExtended, err)
+	}
 	if err != nil {
 		if l.byIP[req.IP] == e {
 			l.dropEntry(e)
@@ -547,6 +564,10 @@ func (l *Allocator) Bind(ctx context.Context, req BindRequest) (Lease, error) {
 				if prev.state != LeaseDeclined && l.byMAC[prev.mac] == nil {
 					l.byMAC[prev.mac] = prev
 				}
+			}
+			// The MAC keeps the lease it held elsewhere.
+			if held != nil && held != prev && l.byMAC[req.MAC] == nil && l.byIP[held.ip] == held {
+				l.byMAC[req.MAC] = held
 			}
 		}
 		return Lease{}, fmt.Errorf("bind %s to %s: %w", req.IP, req.MAC, err)

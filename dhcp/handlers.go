@@ -181,6 +181,22 @@ func leaseHandler(x *exchange) Handler {
 				Subnet: x.subnet, Reserved: want == x.reserved(),
 			})
 			switch {
+			case errors.Is(err, ErrNotExtended):
+				// The storage failed: the committed lease runs to its
+				// expiry, and the client is told that, not more.
+				left := time.Until(lease.Expires).Truncate(time.Second)
+				if left < time.Second {
+					x.dropWhy = err.Error()
+					return nil, true
+				}
+				cfg.Logger.Warn("dhcp: renewal not committed; acknowledged without extension", "mac", x.c.mac, "ip", lease.IP, "left", left, "err", err)
+				x.ip = lease.IP
+				resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
+				resp.YourIPAddr = ip4(lease.IP)
+				resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(left))
+				resp.UpdateOption(dhcpv4.OptRenewTimeValue(left / 2))
+				resp.UpdateOption(dhcpv4.OptRebindingTimeValue(left * 7 / 8))
+				return resp, false
 			case errors.Is(err, ErrAddressTaken), errors.Is(err, ErrNotInRange):
 				x.ip, x.nakWhy = want, err.Error()
 				return nak(resp, err.Error()), true
