@@ -69,3 +69,40 @@ func TestRenewalWhileStorageFails(t *testing.T) {
 		t.Fatalf("renewal once the storage is back: %+v, %v; want a lease extended by an hour", got, err)
 	}
 }
+
+// writableStorage is a memStorage that reports whether it takes writes.
+type writableStorage struct {
+	*memStorage
+	writable bool
+}
+
+func (w *writableStorage) Writable() bool { return w.writable }
+
+// TestOfferWhileNotWritable: while the storage reports that it cannot take
+// writes, a client with a committed lease is offered its address, and any
+// other client nothing.
+func TestOfferWhileNotWritable(t *testing.T) {
+	clock := newClock()
+	storage := &writableStorage{memStorage: newMemStorage(), writable: true}
+	l := openLeases(t, storage, clock, "10.0.0.10", "10.0.0.20")
+	const m1, m2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+	ip := mustOffer(t, l, OfferRequest{MAC: m1})
+	if _, err := l.Bind(context.Background(), BindRequest{MAC: m1, IP: ip, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	storage.writable = false
+	if got, err := l.Offer(OfferRequest{MAC: m1}); err != nil || got != ip {
+		t.Fatalf("offer to the client holding %s while not writable: %s, %v", ip, got, err)
+	}
+	if got, err := l.Offer(OfferRequest{MAC: m2}); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("offer to a new client while not writable: %s, %v; want ErrNotWritable", got, err)
+	}
+	clock.Add(61 * time.Minute)
+	if got, err := l.Offer(OfferRequest{MAC: m1}); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("offer to a client whose lease expired while not writable: %s, %v; want ErrNotWritable", got, err)
+	}
+	storage.writable = true
+	if _, err := l.Offer(OfferRequest{MAC: m2}); err != nil {
+		t.Fatalf("offer to a new client once writable: %v", err)
+	}
+}

@@ -64,14 +64,22 @@ func (s *services) watchStoreHealth(st any, log *slog.Logger) (*store.Health, er
 
 // healthz answers "ok" when the store answers and takes writes, "degraded:
 // REASON since TIME: CAUSE" (still 200: boots are served, a restart would
-// not help) when it answers but cannot write, and 503 when it does not
-// answer.
+// not help) when it cannot write or cannot be reached (etcd lost: the
+// instance serves from its last snapshot), and 503 when it fails
+// otherwise.
 func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
-		return
+	// A store known degraded is not asked again: etcd out of reach would
+	// hold every health check for the ping's timeout.
+	if s.health == nil || !s.health.State().Degraded() {
+		if err := s.store.Ping(ctx); err != nil {
+			if s.health == nil || store.Reason(err) == "" {
+				http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			s.health.Observe(err)
+		}
 	}
 	if s.health != nil {
 		if hs := s.health.State(); hs.Degraded() {

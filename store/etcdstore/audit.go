@@ -88,7 +88,7 @@ func (s *Store) auditOp(recs []audit.Record, lease clientv3.LeaseID) (*clientv3.
 // is replaced and the transaction sent again.
 func (s *Store) commitAudited(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, recs []audit.Record) (*clientv3.TxnResponse, error) {
 	if len(recs) == 0 {
-		return s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		return s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	}
 	recs = s.fill(ctx, recs)
 	var stale clientv3.LeaseID
@@ -101,7 +101,7 @@ func (s *Store) commitAudited(ctx context.Context, cmps []clientv3.Cmp, ops []cl
 		if err != nil {
 			return nil, err
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(append(ops[:len(ops):len(ops)], *op)...).Commit()
+		resp, err := s.kv.Txn(ctx).If(cmps...).Then(append(ops[:len(ops):len(ops)], *op)...).Commit()
 		if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) && try == 0 {
 			stale = lease
 			continue
@@ -133,7 +133,7 @@ func (s *Store) RecordAudit(ctx context.Context, recs ...audit.Record) error {
 // Audit returns the audit records f selects, oldest first (in commit
 // order).
 func (s *Store) Audit(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
-	resp, err := s.cli.Get(ctx, s.root+"audit/", clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.root+"audit/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read audit records: %w", err)
 	}

@@ -70,6 +70,13 @@ type Config struct {
 	// EventsPerMachine bounds a machine's timeline: older events beyond
 	// it are deleted (default 256).
 	EventsPerMachine int
+	// RequestTimeout bounds every etcd request (default
+	// DefaultRequestTimeout); a request that times out makes the store
+	// degraded (Health).
+	RequestTimeout time.Duration
+	// CheckInterval is how often the store reads etcd to notice that it
+	// cannot be reached even when nothing writes (default 1s).
+	CheckInterval time.Duration
 }
 
 // Store is matchbox's state on etcd. It implements store.Backend and is
@@ -78,6 +85,8 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	cli     *clientv3.Client
+	kv      *guardedKV // cli's key-value API, bounded and classified
+	health  store.Health
 	root    string // "/<prefix>/"
 	catalog string // "/<prefix>/catalog/"
 	revKey  string // "/<prefix>/catalog-rev"
@@ -98,6 +107,7 @@ type Store struct {
 	cancel       context.CancelFunc
 	done         chan struct{} // closed when the catalog watch ends
 	machinesDone chan struct{} // closed when the machine watch ends
+	checkDone    chan struct{} // closed when check ends
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -141,6 +151,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.EventsPerMachine <= 0 {
 		cfg.EventsPerMachine = 256
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = time.Second
+	}
 	s := &Store{
 		cfg: cfg, log: cfg.Logger, cli: cfg.Client,
 		root:    "/" + prefix + "/",
@@ -151,7 +167,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		done:    make(chan struct{}),
 
 		machinesDone: make(chan struct{}),
+		checkDone:    make(chan struct{}),
 	}
+	s.kv = &guardedKV{kv: cfg.Client.KV, timeout: cfg.RequestTimeout, health: &s.health}
 	state, err := s.read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open etcd store: %w", err)
@@ -173,6 +191,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.cancel = cancel
 	go s.watch(wctx, state)
 	go s.watchMachines(wctx, mrev)
+	go s.check(wctx)
 	return s, nil
 }
 
@@ -181,13 +200,22 @@ func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
 	<-s.machinesDone
+	<-s.checkDone
 	return nil
 }
 
-// Ping checks that etcd answers a linearizable read (it has a quorum).
+// Ping checks that etcd answers a linearizable read (it has a quorum); a
+// read that does not answer before ctx's deadline is store.ErrUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, err := s.cli.Get(ctx, s.revKey); err != nil {
-		return fmt.Errorf("ping etcd: %w", err)
+	err := s.kv.do(ctx, func(ctx context.Context) error {
+		_, err := s.kv.kv.Get(ctx, s.revKey)
+		return err
+	})
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("ping etcd: %w: no answer in time: %w", store.ErrUnavailable, err)
+		}
+		return fmt.Errorf("ping etcd: %w", classify(ctx, err))
 	}
 	return nil
 }
@@ -213,7 +241,7 @@ type state struct {
 }
 
 func (s *Store) read(ctx context.Context) (*state, error) {
-	resp, err := s.cli.Get(ctx, s.catalog, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.catalog, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
@@ -226,7 +254,7 @@ func (s *Store) read(ctx context.Context) (*state, error) {
 		st.recs[strings.TrimPrefix(string(kv.Key), s.catalog)] = r
 	}
 	// catalog-rev at the same revision as the objects.
-	rresp, err := s.cli.Get(ctx, s.revKey, clientv3.WithRev(st.rev))
+	rresp, err := s.kv.Get(ctx, s.revKey, clientv3.WithRev(st.rev))
 	if err != nil {
 		return nil, fmt.Errorf("read catalog revision: %w", err)
 	}

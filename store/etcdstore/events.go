@@ -79,7 +79,7 @@ func (s *Store) grew(id string, n int) bool {
 // (keys order events by time).
 func (s *Store) trimEvents(ctx context.Context, id string) error {
 	pfx := s.eventPrefix(id)
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := s.kv.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return fmt.Errorf("count events of machine %q: %w", id, err)
 	}
@@ -87,13 +87,13 @@ func (s *Store) trimEvents(ctx context.Context, id string) error {
 	if excess <= 0 {
 		return nil
 	}
-	old, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(excess),
+	old, err := s.kv.Get(ctx, pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(excess),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil || len(old.Kvs) == 0 {
 		return err
 	}
 	last := string(old.Kvs[len(old.Kvs)-1].Key)
-	if _, err := s.cli.Delete(ctx, pfx, clientv3.WithRange(last+"\x00")); err != nil {
+	if _, err := s.kv.Delete(ctx, pfx, clientv3.WithRange(last+"\x00")); err != nil {
 		return fmt.Errorf("trim events of machine %q: %w", id, err)
 	}
 	return nil
@@ -203,7 +203,7 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			ops = append(ops, clientv3.OpPut(key, string(body), clientv3.WithLease(lease)))
 			perMachine[ids[i]]++
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// The lease expired or was revoked: take a fresh one.
 			if lease, err = s.eventLease(ctx, lease); err != nil {
@@ -212,7 +212,7 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			for i := range ops {
 				ops[i] = clientv3.OpPut(string(ops[i].KeyBytes()), string(ops[i].ValueBytes()), clientv3.WithLease(lease))
 			}
-			resp, err = s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+			resp, err = s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		}
 		if err != nil {
 			return fmt.Errorf("append events: %w", err)
@@ -257,7 +257,7 @@ func (s *Store) FleetEvents(ctx context.Context, f store.EventFilter) ([]matchbo
 }
 
 func (s *Store) events(ctx context.Context, pfx string, f store.EventFilter, byTime bool) ([]matchbox.Event, error) {
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}

@@ -171,7 +171,7 @@ func indexEntry(value []byte) (*matchbox.Machine, error) {
 // the read.
 func (s *Store) loadMachines(ctx context.Context) ([]*matchbox.Machine, int64, error) {
 	pfx := s.root + "machines/"
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, fmt.Errorf("read machines: %w", err)
 	}

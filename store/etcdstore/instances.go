@@ -34,7 +34,7 @@ func (s *Store) Register(ctx context.Context, inst store.Instance, ttl time.Dura
 	if err != nil {
 		return fmt.Errorf("register instance %s: %w", inst.ID, err)
 	}
-	if _, err := s.cli.Put(ctx, s.instanceKey(inst.ID), string(body), clientv3.WithLease(lease.ID)); err != nil {
+	if _, err := s.kv.Put(ctx, s.instanceKey(inst.ID), string(body), clientv3.WithLease(lease.ID)); err != nil {
 		return fmt.Errorf("register instance %s: %w", inst.ID, err)
 	}
 	go s.keepRegistered(ctx, inst.ID, string(body), lease.ID, secs)
@@ -64,7 +64,7 @@ func (s *Store) keepRegistered(ctx context.Context, id, body string, lease clien
 		if err != nil {
 			continue
 		}
-		if _, err := s.cli.Put(ctx, s.instanceKey(id), body, clientv3.WithLease(g.ID)); err != nil {
+		if _, err := s.kv.Put(ctx, s.instanceKey(id), body, clientv3.WithLease(g.ID)); err != nil {
 			continue
 		}
 		lease = g.ID
@@ -73,7 +73,7 @@ func (s *Store) keepRegistered(ctx context.Context, id, body string, lease clien
 
 // Instances returns the registered instances, ordered by id.
 func (s *Store) Instances(ctx context.Context) ([]store.Instance, error) {
-	resp, err := s.cli.Get(ctx, s.root+"instances/", clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.root+"instances/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}

@@ -62,7 +62,7 @@ func toLease(key string, value []byte, pfx string) (dhcp.Lease, error) {
 // that does not decode is skipped and logged.
 func (s *Store) LoadLeases(ctx context.Context) ([]dhcp.Lease, error) {
 	pfx := s.root + "leases/"
-	resp, err := s.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
@@ -80,7 +80,7 @@ func (s *Store) LoadLeases(ctx context.Context) ([]dhcp.Lease, error) {
 
 // LeaseByIP returns the stored lease on an address, if any.
 func (s *Store) LeaseByIP(ctx context.Context, ip netip.Addr) (dhcp.Lease, bool, error) {
-	resp, err := s.cli.Get(ctx, s.leaseKey(ip))
+	resp, err := s.kv.Get(ctx, s.leaseKey(ip))
 	if err != nil {
 		return dhcp.Lease{}, false, fmt.Errorf("look up the lease on %s: %w", ip, err)
 	}
@@ -120,7 +120,7 @@ func (s *Store) readKeys(ctx context.Context, st *leaseState, keys []string) (ma
 		for i, k := range chunk {
 			ops[i] = clientv3.OpGet(k)
 		}
-		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("read leases: %w", err)
 		}
@@ -268,7 +268,7 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 		return false, fmt.Errorf("commit leases: a batch of %d writes touches %d keys, more than one etcd transaction holds (%d): %w",
 			len(writes), len(cmps), maxTxnOps, errBatchTooLarge)
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return false, fmt.Errorf("commit leases: %w", err)
 	}

@@ -70,7 +70,7 @@ func (s *Store) readMachine(ctx context.Context, id string, macs []string) (*mac
 	for _, mac := range macs {
 		ops = append(ops, clientv3.OpGet(s.macKey(mac)))
 	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read machine %q: %w", id, err)
 	}
@@ -169,7 +169,7 @@ func (s *Store) Machine(ctx context.Context, id string) (*matchbox.Machine, int6
 
 // MachineIDByMAC returns the id of the machine that owns a MAC address.
 func (s *Store) MachineIDByMAC(ctx context.Context, mac string) (string, error) {
-	resp, err := s.cli.Get(ctx, s.macKey(mac))
+	resp, err := s.kv.Get(ctx, s.macKey(mac))
 	if err != nil {
 		return "", fmt.Errorf("look up MAC %s: %w", mac, err)
 	}
@@ -188,7 +188,7 @@ func (s *Store) ListMachines(ctx context.Context, f store.MachineFilter) ([]*mat
 	}
 	var out []*matchbox.Machine
 	for {
-		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(pfx)), clientv3.WithLimit(500))
+		resp, err := s.kv.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(pfx)), clientv3.WithLimit(500))
 		if err != nil {
 			return nil, fmt.Errorf("list machines: %w", err)
 		}
@@ -533,7 +533,7 @@ func (s *Store) RecordInventory(ctx context.Context, machineID string, inv hardw
 
 // InventoryHistory returns a machine's inventory reports, oldest first.
 func (s *Store) InventoryHistory(ctx context.Context, machineID string) ([]store.InventoryReport, error) {
-	resp, err := s.cli.Get(ctx, s.inventoryPrefix(machineID), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.inventoryPrefix(machineID), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read inventory history of machine %q: %w", machineID, err)
 	}

@@ -1,0 +1,260 @@
+package etcdstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"matchbox/store"
+)
+
+// DefaultRequestTimeout bounds every etcd request of the store (reads,
+// writes, transactions): past it, etcd is taken for unreachable.
+const DefaultRequestTimeout = 5 * time.Second
+
+// guardedKV is the store's view of etcd's key-value API: every request is
+// bounded by a timeout, a request that fails because etcd cannot be
+// reached or has no quorum wraps store.ErrUnavailable (a full etcd
+// database wraps store.ErrStorageFull), and every write's outcome is
+// recorded in the store's Health. While Health is degraded, reads and
+// writes fail at once with store.ErrUnavailable instead of waiting for the
+// timeout (the instance serves from its snapshot meanwhile); the probe
+// (Store.Probe) is what finds etcd back.
+type guardedKV struct {
+	kv      clientv3.KV
+	timeout time.Duration
+	health  *store.Health
+}
+
+var _ clientv3.KV = (*guardedKV)(nil)
+
+// do runs one request within the timeout, again (on another member, as
+// the client's balancer picks) while it fails because the member it
+// reached went away or lost its leader: one member stopping fails
+// nothing. A write sent again may have been applied already; the store's
+// transactions compare revisions, so the second one fails its compare and
+// the caller reads again, as after any concurrent write.
+func (g *guardedKV) do(ctx context.Context, fn func(context.Context) error) error {
+	bctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	for {
+		err := fn(bctx)
+		if err == nil || !transient(err) {
+			return classify(ctx, err)
+		}
+		select {
+		case <-bctx.Done():
+			return classify(ctx, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// transient tells whether err is a failure that another attempt, possibly
+// on another member, may not meet.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrGRPCNoLeader),
+		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrGRPCLeaderChanged),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost):
+		return true
+	}
+	return status.Code(err) == codes.Unavailable
+}
+
+// degraded fails a request at once while the store is degraded.
+func (g *guardedKV) degraded(ctx context.Context) error {
+	if probing(ctx) {
+		return nil
+	}
+	if hs := g.health.State(); hs.Degraded() {
+		return fmt.Errorf("%w: etcd unreachable since %s (%s)", store.ErrUnavailable, hs.Since.UTC().Format(time.RFC3339), hs.Cause)
+	}
+	return nil
+}
+
+func (g *guardedKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (resp *clientv3.GetResponse, err error) {
+	if err := g.degraded(ctx); err != nil {
+		return nil, err
+	}
+	err = g.do(ctx, func(ctx context.Context) (err error) {
+		resp, err = g.kv.Get(ctx, key, opts...)
+		return err
+	})
+	return resp, err
+}
+
+func (g *guardedKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (resp *clientv3.PutResponse, err error) {
+	if err := g.degraded(ctx); err != nil {
+		return nil, err
+	}
+	err = g.do(ctx, func(ctx context.Context) (err error) {
+		resp, err = g.kv.Put(ctx, key, val, opts...)
+		return err
+	})
+	return resp, g.health.Observe(err)
+}
+
+func (g *guardedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (resp *clientv3.DeleteResponse, err error) {
+	if err := g.degraded(ctx); err != nil {
+		return nil, err
+	}
+	err = g.do(ctx, func(ctx context.Context) (err error) {
+		resp, err = g.kv.Delete(ctx, key, opts...)
+		return err
+	})
+	return resp, g.health.Observe(err)
+}
+
+func (g *guardedKV) Compact(ctx context.Context, rev int64, opts ...clientv3.CompactOption) (resp *clientv3.CompactResponse, err error) {
+	err = g.do(ctx, func(ctx context.Context) (err error) {
+		resp, err = g.kv.Compact(ctx, rev, opts...)
+		return err
+	})
+	return resp, err
+}
+
+func (g *guardedKV) Do(ctx context.Context, op clientv3.Op) (resp clientv3.OpResponse, err error) {
+	if err := g.degraded(ctx); err != nil {
+		return resp, err
+	}
+	err = g.do(ctx, func(ctx context.Context) (err error) {
+		resp, err = g.kv.Do(ctx, op)
+		return err
+	})
+	if !op.IsGet() {
+		g.health.Observe(err)
+	}
+	return resp, err
+}
+
+// Txn starts a transaction; its Commit is bounded, classified and
+// observed as a write (a transaction without writes is observed too: the
+// store's transactions all write).
+func (g *guardedKV) Txn(ctx context.Context) clientv3.Txn {
+	return &guardedTxn{g: g, ctx: ctx, ops: func(ctx context.Context) clientv3.Txn { return g.kv.Txn(ctx) }}
+}
+
+// guardedTxn records a transaction's conditions and operations and sends
+// them at Commit, within the request timeout.
+type guardedTxn struct {
+	g               *guardedKV
+	ctx             context.Context
+	ops             func(context.Context) clientv3.Txn
+	cmps            []clientv3.Cmp
+	thenOps, elseOp []clientv3.Op
+}
+
+func (t *guardedTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.cmps = append(t.cmps, cs...)
+	return t
+}
+
+func (t *guardedTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.thenOps = append(t.thenOps, ops...)
+	return t
+}
+
+func (t *guardedTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	t.elseOp = append(t.elseOp, ops...)
+	return t
+}
+
+func (t *guardedTxn) Commit() (*clientv3.TxnResponse, error) {
+	if err := t.g.degraded(t.ctx); err != nil {
+		return nil, err
+	}
+	var resp *clientv3.TxnResponse
+	err := t.g.do(t.ctx, func(ctx context.Context) (err error) {
+		resp, err = t.ops(ctx).If(t.cmps...).Then(t.thenOps...).Else(t.elseOp...).Commit()
+		return err
+	})
+	return resp, t.g.health.Observe(err)
+}
+
+// classify wraps err with store.ErrUnavailable when etcd could not be
+// reached, had no leader or timed out (and the caller's ctx is still
+// live), and with store.ErrStorageFull when etcd's database is over its
+// quota; other errors are returned as they are.
+func classify(ctx context.Context, err error) error {
+	if err == nil || store.Reason(err) != "" {
+		return err
+	}
+	if ctx.Err() != nil {
+		return err // the caller gave up: says nothing about etcd
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrNoSpace), errors.Is(err, rpctypes.ErrGRPCNoSpace):
+		return fmt.Errorf("%w: etcd: %w", store.ErrStorageFull, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrGRPCNoLeader),
+		errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrGRPCTimeout),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
+		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrGRPCNotCapable):
+		return fmt.Errorf("%w: etcd: %w", store.ErrUnavailable, err)
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("%w: etcd: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+type probeKey struct{}
+
+// probing tells whether ctx is the probe's: it is sent even while the
+// store is degraded.
+func probing(ctx context.Context) bool { return ctx.Value(probeKey{}) != nil }
+
+// Health returns the store's write health: degraded while etcd cannot be
+// reached or has no quorum, healthy again at the next write or probe that
+// succeeds.
+func (s *Store) Health() *store.Health { return &s.health }
+
+// Writable reports whether the store takes writes (it is not degraded):
+// the DHCP allocator offers no new address while it does not.
+func (s *Store) Writable() bool { return !s.health.State().Degraded() }
+
+// Probe writes one small key, as every write does, even while the store
+// is degraded: it fails with store.ErrUnavailable while etcd cannot take
+// writes, and records its outcome in the store's Health.
+func (s *Store) Probe(ctx context.Context) error {
+	ctx = context.WithValue(ctx, probeKey{}, true)
+	if _, err := s.kv.Put(ctx, s.root+"probe", time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("probe etcd: %w", err)
+	}
+	return nil
+}
+
+// check reads etcd every CheckInterval while the store is healthy, so that
+// the store becomes degraded when etcd is lost even if nothing writes
+// (watches only wait for etcd to come back); Health's probe finds it back.
+func (s *Store) check(ctx context.Context) {
+	defer close(s.checkDone)
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.health.State().Degraded() {
+			continue
+		}
+		err := s.kv.do(ctx, func(ctx context.Context) error {
+			_, err := s.kv.kv.Get(ctx, s.revKey)
+			return err
+		})
+		if ctx.Err() == nil && store.Reason(err) != "" {
+			s.log.Warn("etcd does not answer", "err", err)
+			s.health.Observe(err)
+		}
+	}
+}
