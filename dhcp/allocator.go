@@ -112,19 +112,7 @@ var (
 	// until the returned lease's expiry: it may keep the address that
 	// long, and no longer, since no other server knows of an extension.
 	ErrNotExtended = errors.New("lease not extended")
-	// ErrNotWritable means the lease storage reports that it cannot take
-	// writes: no new address is offered, only those clients hold.
-	ErrNotWritable = errors.New("lease storage cannot take writes: no new address offered")
 )
-
-// WritableReporter is a LeaseStorage that can tell, without trying, that
-// it cannot take writes (a shared store out of reach of its quorum). While
-// it cannot, the allocator offers a client only the address it holds a
-// committed, unexpired lease on: an offer of another address could not be
-// acknowledged.
-type WritableReporter interface {
-	Writable() bool
-}
 
 // Allocator hands out the addresses of the dynamic ranges and the
 // reservations, and keeps the leases: the allocation state (who holds
@@ -432,20 +420,12 @@ type OfferRequest struct {
 // Offer picks an address for a client and holds it for OfferHold: the
 // client's reservation if free, else the address it already holds, else the
 // one it asks for, else a never-used address, else the one whose lease
-// expired first. It writes nothing to the database. While the storage
-// reports that it cannot take writes (WritableReporter), it offers only
-// the address of the client's committed lease.
+// expired first. It writes nothing to the database.
 func (l *Allocator) Offer(req OfferRequest) (netip.Addr, error) {
 	now := l.cfg.Now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	inSubnet := func(ip netip.Addr) bool { return !req.Subnet.IsValid() || req.Subnet.Contains(ip) }
-	if w, ok := l.cfg.Storage.(WritableReporter); ok && !w.Writable() {
-		if e := l.byMAC[req.MAC]; e != nil && l.byIP[e.ip] == e && e.state == LeaseBound && !e.pending && e.expires > now && inSubnet(e.ip) {
-			return e.ip, nil
-		}
-		return netip.Addr{}, fmt.Errorf("offer to %s: %w", req.MAC, ErrNotWritable)
-	}
 	availableTo := func(ip netip.Addr) bool {
 		e := l.byIP[ip]
 		if e == nil {

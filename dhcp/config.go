@@ -116,12 +116,15 @@ type Config struct {
 	Leases Leases
 	// StoreHealth tells why the lease storage cannot take writes, as a
 	// short reason ("storage_full"), or "" when it can (may be nil: always
-	// can). While it cannot, a DISCOVER gets no OFFER: the address could
-	// not be stored when the client asks for it. A REQUEST, a renewal
-	// included, is acknowledged only once its lease is stored, so a commit
-	// that fails gets silence (no NAK: a renewing client keeps its address
-	// until its lease ends and retries). Both are counted in
-	// matchbox_dhcp_dropped_total under that reason.
+	// can). While it cannot, a DISCOVER gets no OFFER (the address could
+	// not be stored when the client asks for it), except from a client
+	// holding a committed lease, offered its address for the time left.
+	// A REQUEST is acknowledged only once its lease is stored, but for
+	// the renewal of a committed lease, acknowledged for the time left
+	// on it and never extended (no other server could know of an
+	// extension); any other REQUEST whose commit fails gets silence (no
+	// NAK). The silences are counted in matchbox_dhcp_dropped_total under
+	// that reason.
 	StoreHealth func() string
 	// Machines looks machines up (may be nil).
 	Machines MachineLookup

@@ -148,7 +148,20 @@ func leaseHandler(x *exchange) Handler {
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
 			if r := x.storeDegraded(); r != "" {
-				x.dropWhy, x.dropReason = "no address is offered while the lease store cannot take writes: "+r, r
+				// A client holding a committed lease is offered its
+				// address for the time left (its REQUEST is then
+				// acknowledged for that time, ErrNotExtended); no other
+				// address could be stored.
+				if held, ok := cfg.Leases.Lookup(x.c.mac); ok && held.State == LeaseBound && x.subnet.Contains(held.IP) {
+					if left := time.Until(held.Expires).Truncate(time.Second); left >= time.Second {
+						x.ip = held.IP
+						resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
+						resp.YourIPAddr = ip4(held.IP)
+						resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(left))
+						return resp, false
+					}
+				}
+				x.dropWhy, x.dropReason = "no new address is offered while the lease store cannot take writes: "+r, r
 				return nil, true
 			}
 			ip, err := cfg.Leases.Offer(OfferRequest{

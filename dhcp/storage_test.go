@@ -13,9 +13,11 @@ import (
 )
 
 // TestNoAddressTheStoreCannotKeep: while the lease storage cannot take
-// writes, a DISCOVER gets no OFFER, a REQUEST whose commit fails (a new
-// lease or a renewal) gets neither ACK nor NAK, the lease is not
-// remembered as bound, and each is counted under the storage's reason;
+// writes, a DISCOVER gets no OFFER, a REQUEST of a new lease whose commit
+// fails gets neither ACK nor NAK and is not remembered as bound, each
+// counted under the storage's reason; the renewal of a stored lease is
+// acknowledged for the time left on it, unextended, and its client's
+// DISCOVER is offered its address;
 // once the storage recovers, the same client gets its lease.
 func TestNoAddressTheStoreCannotKeep(t *testing.T) {
 	var degraded atomic.Value
@@ -68,17 +70,27 @@ func TestNoAddressTheStoreCannotKeep(t *testing.T) {
 	if got, ok := l.Lookup(newcomer.String()); ok && got.State == LeaseBound {
 		t.Fatalf("a lease that was not stored is bound: %+v", got)
 	}
-	// A renewal (unicast REQUEST with ciaddr).
+	// A renewal (unicast REQUEST with ciaddr): acknowledged for the time
+	// left on the stored lease, not extended.
 	time.Sleep(1100 * time.Millisecond) // a later expiry, so the renewal writes
 	renew := request(dhcpv4.MessageTypeRequest, renewing, dhcpv4.WithClientIP(ip4(held)))
-	if resp, _ := s.Handle(ctx, renew, netip.AddrPort{}, ServerPort); resp != nil {
-		t.Fatalf("renewal answered %s though its lease was not stored", resp.MessageType())
+	resp, _ := s.Handle(ctx, renew, netip.AddrPort{}, ServerPort)
+	if resp == nil || resp.MessageType() != dhcpv4.MessageTypeAck || addrOf(resp.YourIPAddr) != held {
+		t.Fatalf("renewal of a stored lease while the store cannot write: %v, want an ACK of %s", resp, held)
+	}
+	if got, left := resp.IPAddressLeaseTime(0), time.Until(before.Expires); got <= 0 || got > left {
+		t.Fatalf("renewal while the store cannot write acknowledged for %v, more than the %v left on the stored lease", got, left)
 	}
 	if after, _ := l.Lookup(renewing.String()); after != before {
-		t.Fatalf("a failed renewal changed the lease in memory: %+v, was %+v", after, before)
+		t.Fatalf("a renewal that was not stored changed the lease in memory: %+v, was %+v", after, before)
 	}
-	if got := testutilCount(s.cfg.Metrics.Dropped("storage_full")); got != 3 {
-		t.Fatalf("dropped{reason=storage_full} = %v, want 3", got)
+	// The renewing client starting over (DISCOVER) is offered its address.
+	if resp, _ := s.Handle(ctx, request(dhcpv4.MessageTypeDiscover, renewing), netip.AddrPort{}, ServerPort); resp == nil ||
+		resp.MessageType() != dhcpv4.MessageTypeOffer || addrOf(resp.YourIPAddr) != held {
+		t.Fatalf("DISCOVER of a client holding a stored lease while the store cannot write: %v, want an OFFER of %s", resp, held)
+	}
+	if got := testutilCount(s.cfg.Metrics.Dropped("storage_full")); got != 2 {
+		t.Fatalf("dropped{reason=storage_full} = %v, want 2", got)
 	}
 
 	// Space returns.

@@ -217,10 +217,6 @@ func probing(ctx context.Context) bool { return ctx.Value(probeKey{}) != nil }
 // succeeds.
 func (s *Store) Health() *store.Health { return &s.health }
 
-// Writable reports whether the store takes writes (it is not degraded):
-// the DHCP allocator offers no new address while it does not.
-func (s *Store) Writable() bool { return !s.health.State().Degraded() }
-
 // Probe writes one small key, as every write does, even while the store
 // is degraded: it fails with store.ErrUnavailable while etcd cannot take
 // writes, and records its outcome in the store's Health.
