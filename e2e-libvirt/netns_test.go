@@ -21,6 +21,11 @@ import (
 // Addresses of the isolated segment (inside the namespace only).
 const (
 	bridgeName = "br0"
+	// bridgeMAC is the bridge's own address, set so that it never changes:
+	// a bridge without one takes the lowest MAC of its ports, so a tap added
+	// later could change it and leave the guests' ARP entries for the
+	// server stale.
+	bridgeMAC  = "02:00:00:99:00:01"
 	serverIP   = "10.99.0.1"
 	serverCIDR = "10.99.0.1/24"
 	serverIPv6 = "fd99::1/64"
@@ -55,7 +60,7 @@ func newNetNS(t testing.TB) *netNS {
 	t.Helper()
 	removeStaleNamespaces(t)
 	ns := newBareNS(t)
-	ns.ip(t, "link", "add", bridgeName, "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	ns.ip(t, "link", "add", bridgeName, "address", bridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
 	ns.ip(t, "addr", "add", serverCIDR, "dev", bridgeName)
 	ns.ip(t, "addr", "add", serverIPv6, "dev", bridgeName, "nodad")
 	ns.ip(t, "link", "set", bridgeName, "up")

@@ -112,7 +112,7 @@ const (
 func newLab(t *testing.T, n int) *lab {
 	t.Helper()
 	l := &lab{srv: netnstest.New(t, "rels"), cli: netnstest.New(t, "relc")}
-	netnstest.IP(t, "-n", l.srv, "link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	netnstest.IP(t, "-n", l.srv, "link", "add", "br0", "address", netnstest.BridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
 	netnstest.IP(t, "-n", l.srv, "addr", "add", serverIP+"/16", "dev", "br0")
 	netnstest.IP(t, "-n", l.srv, "link", "set", "br0", "up")
 	for i := range n {

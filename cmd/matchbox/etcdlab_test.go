@@ -46,7 +46,11 @@ type etcdLab struct {
 
 const (
 	labBridgeIP = "10.77.0.1"
-	labToken    = "etcd-lab-token-0123456789"
+	// labBridgeMAC keeps the bridge's MAC fixed: otherwise a client veth
+	// added later with a lower MAC changes it, and the instances' ARP
+	// entries for etcd (on the bridge) go stale, cutting them off from etcd.
+	labBridgeMAC = "02:00:00:77:00:01"
+	labToken     = "etcd-lab-token-0123456789"
 )
 
 func newEtcdLab(t *testing.T) *etcdLab {
@@ -78,7 +82,7 @@ func newEtcdLab(t *testing.T) *etcdLab {
 	l.ip("netns", "add", l.ns("e"))
 	l.ip("netns", "add", l.ns("c"))
 	l.ip("-n", l.ns("e"), "link", "set", "lo", "up")
-	l.ip("-n", l.ns("e"), "link", "add", "name", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	l.ip("-n", l.ns("e"), "link", "add", "name", "br0", "address", labBridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
 	l.ip("-n", l.ns("e"), "addr", "add", labBridgeIP+"/16", "dev", "br0")
 	l.ip("-n", l.ns("e"), "link", "set", "br0", "up")
 	for k := range 3 {

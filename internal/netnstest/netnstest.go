@@ -27,6 +27,12 @@ import (
 // Prefix starts the name of every namespace this package creates.
 const Prefix = "mbt"
 
+// BridgeMAC is an address to give a test bridge when it is made. A bridge
+// without an address of its own takes the lowest MAC of its ports, so a
+// port added later can change it, and the neighbours' ARP entries for the
+// bridge's IP go stale until they expire: traffic to it is lost meanwhile.
+const BridgeMAC = "02:00:00:00:00:01"
+
 // Require skips t (through needs.Skip, which fails instead under
 // MATCHBOX_TEST_NO_SKIP=1) unless the test runs as root with ip(8) and
 // each of cmds on the PATH.
