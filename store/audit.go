@@ -3,17 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"matchbox/audit"
 )
-
-// ErrNotSupported is returned by a store implementation for an operation
-// it does not offer yet.
-var ErrNotSupported = errors.New("not supported by this store")
 
 // AuditStore keeps the audit trail. Changes made through a store's own
 // writes are recorded by the store, in their transaction, with the actor

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"matchbox/api/wire"
 	"matchbox/internal/needs"
+	"matchbox/internal/netnstest"
 	"matchbox/store/etcdstore/etcdtest"
 )
 
@@ -94,7 +91,7 @@ func newEtcdLab(t *testing.T) *etcdLab {
 		l.ip("-n", s, "link", "set", "eth0", "up")
 	}
 	l.cluster = etcdtest.StartWith(t, 3, etcdtest.Options{Netns: l.ns("e"), Host: labBridgeIP})
-	dial := nsDialer(l.ns("e"))
+	dial := netnstest.DialContext(l.ns("e"))
 	l.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 	return l
 }
@@ -273,15 +270,7 @@ func (l *etcdLab) setMAC(iface, mac string) {
 
 // get answers the status and body of a GET from namespace E.
 func (l *etcdLab) get(url string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+labToken)
-	resp, err := l.http.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
+	return l.do(http.MethodGet, url, "")
 }
 
 // put PUTs a JSON body and returns an error unless it was acknowledged (2xx).
@@ -298,16 +287,27 @@ func (l *etcdLab) put(url, body string) error {
 
 // putStatus PUTs a JSON body and returns the answer's status and body.
 func (l *etcdLab) putStatus(url, body string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	return l.do(http.MethodPut, url, body)
+}
+
+// do sends a request with the lab's token (and body as JSON, if any) from
+// namespace E and returns the answer's status and body.
+func (l *etcdLab) do(method, url, body string) (int, string, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+labToken)
 	resp, err := l.http.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // leases reads every lease of installation p straight from etcd (etcdctl
@@ -404,38 +404,4 @@ func inRange(ip, r string) bool {
 		return false
 	}
 	return a.Compare(netip.MustParseAddr(lo)) >= 0 && a.Compare(netip.MustParseAddr(hi)) <= 0
-}
-
-// nsDialer dials from inside network namespace ns (/run/netns/ns): the
-// socket is made on a thread switched into ns, then the thread is
-// switched back.
-func nsDialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("dial %s in %s: %w", addr, ns, err)
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("dial %s in %s: %w", addr, ns, err)
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("dial %s: enter namespace %s: %w", addr, ns, err)
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if rerr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); rerr != nil {
-			// The thread stays in ns: keep it locked, so that it ends
-			// with its goroutine instead of serving others.
-			return c, err
-		}
-		runtime.UnlockOSThread()
-		return c, err
-	}
 }

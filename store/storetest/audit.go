@@ -15,7 +15,7 @@ import (
 )
 
 // auditOf reads the audit records f selects. Every store keeps them: one
-// that answers store.ErrNotSupported fails.
+// that answers an error fails.
 func auditOf(t *testing.T, s store.AuditStore, f audit.Filter) []audit.Record {
 	t.Helper()
 	recs, err := s.Audit(context.Background(), f)
