@@ -135,6 +135,15 @@ PY
 
 nport=$(free_port)
 mkdir -p "$work/nginx"
+# nginx at its best keeps every file open in its cache, but each cached
+# file holds a descriptor: the cache must leave room under the process's
+# file limit for the connections and logs, or accept4 fails with EMFILE
+# once both endpoints' files are cached. One endpoint's files (one per
+# MAC) must fit, so that rotating over the MACs never evicts a file the
+# next request needs.
+cache=$(( $(ulimit -n) - 2 * 1024 - 128 ))
+if [ "$cache" -gt $((2 * GROUPS_N)) ]; then cache=$((2 * GROUPS_N)); fi
+[ "$cache" -ge "$GROUPS_N" ] || die "open file limit $(ulimit -n) too low for nginx to cache $GROUPS_N files (raise ulimit -n)"
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -144,7 +153,7 @@ events { worker_connections 1024; }
 http {
   access_log off;
   default_type text/plain;
-  open_file_cache max=20000 inactive=60s;
+  open_file_cache max=$cache inactive=60s;
   client_body_temp_path $work/nginx;
   proxy_temp_path $work/nginx;
   fastcgi_temp_path $work/nginx;
