@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 	"text/template"
-	"text/template/parse"
 )
 
 // FieldRef is a variable a template reads: its path from the data's root
@@ -38,86 +37,13 @@ func TemplateRefs(t *template.Template) []FieldRef {
 		seen[key] = &FieldRef{Path: append([]string(nil), path...), Guarded: guarded}
 		order = append(order, key)
 	}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			walkRefs(tt.Tree.Root, []string{}, false, add)
-		}
-	}
+	walkTemplate(t, add)
 	sort.Strings(order)
 	out := make([]FieldRef, len(order))
 	for i, k := range order {
 		out[i] = *seen[k]
 	}
 	return out
-}
-
-// walkRefs reports the fields node reads. dot is the path dot stands for
-// (nil when unknown: a range's element), guarded whether node runs only
-// under a condition.
-func walkRefs(node parse.Node, dot []string, guarded bool, add func([]string, bool)) {
-	switch n := node.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkRefs(c, dot, guarded, add)
-		}
-	case *parse.ActionNode:
-		pipeRefs(n.Pipe, dot, guarded, add)
-	case *parse.TemplateNode:
-		pipeRefs(n.Pipe, dot, guarded, add)
-	case *parse.IfNode:
-		pipeRefs(n.Pipe, dot, guarded, add)
-		walkRefs(n.List, dot, true, add)
-		walkRefs(n.ElseList, dot, true, add)
-	case *parse.WithNode:
-		inner := pipeRefs(n.Pipe, dot, guarded, add)
-		walkRefs(n.List, inner, true, add)
-		walkRefs(n.ElseList, dot, true, add)
-	case *parse.RangeNode:
-		pipeRefs(n.Pipe, dot, guarded, add)
-		walkRefs(n.List, nil, true, add)
-		walkRefs(n.ElseList, dot, true, add)
-	}
-}
-
-// pipeRefs reports the fields a pipeline reads and returns the path of its
-// value when that is a single field (what with moves dot to), nil
-// otherwise.
-func pipeRefs(p *parse.PipeNode, dot []string, guarded bool, add func([]string, bool)) []string {
-	if p == nil {
-		return nil
-	}
-	var last []string
-	for _, cmd := range p.Cmds {
-		last = nil
-		for _, arg := range cmd.Args {
-			switch a := arg.(type) {
-			case *parse.FieldNode:
-				if dot != nil {
-					last = append(append([]string{}, dot...), a.Ident...)
-					add(last, guarded)
-				}
-			case *parse.VariableNode:
-				if a.Ident[0] == "$" && len(a.Ident) > 1 {
-					last = a.Ident[1:]
-					add(last, guarded)
-				}
-			case *parse.DotNode:
-				last = dot
-			case *parse.PipeNode:
-				pipeRefs(a, dot, guarded, add)
-			}
-		}
-		if len(cmd.Args) != 1 {
-			last = nil
-		}
-	}
-	if len(p.Decl) > 0 {
-		return nil
-	}
-	return last
 }
 
 // machineVariable reports whether matchbox sets a variable for every

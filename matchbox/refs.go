@@ -6,10 +6,10 @@ import (
 )
 
 // VarRefs is the set of top-level variables a compiled template's parse
-// tree names ({{.name}}, {{$.name}}, .name inside with and range, taken
-// as top-level too). A template that hands its whole data on (a bare
-// {{.}} or $, {{template "x" .}}, index . "k") may read any variable: its
-// refs use all. A nil *VarRefs uses all.
+// tree names: the first element of each path TemplateRefs finds. A template
+// that hands its whole data on (a bare {{.}} or $ where dot is the data,
+// {{template "x" .}}, index . "k") or holds a node the walk does not know
+// may read any variable: its refs use all. A nil *VarRefs uses all.
 type VarRefs struct {
 	all   bool
 	names map[string]bool
@@ -28,74 +28,136 @@ func refsOf(ts ...*template.Template) *VarRefs {
 		if t == nil {
 			continue
 		}
-		for _, d := range t.Templates() {
-			if d.Tree != nil {
-				r.walk(d.Tree.Root)
-			}
+		if walkTemplate(t, func(path []string, _ bool) { r.names[path[0]] = true }) {
+			r.all = true
 		}
 	}
 	return r
 }
 
-func (r *VarRefs) walk(n parse.Node) {
-	if r.all || n == nil {
-		return
+// walkTemplate reports to add every variable path t (and the templates it
+// defines) reads, with whether the read is guarded (see FieldRef). It
+// returns true when t may read any variable: it hands the whole data on
+// or holds a node the walk does not know.
+func walkTemplate(t *template.Template, add func(path []string, guarded bool)) (all bool) {
+	w := refWalker{add: add}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			w.walk(tt.Tree.Root, []string{}, false)
+		}
 	}
-	switch n := n.(type) {
+	return w.all
+}
+
+// refWalker is the one walk of a template's parse tree: TemplateRefs and
+// VarRefs are both read from it.
+type refWalker struct {
+	add func(path []string, guarded bool)
+	// all is set when the template may read any variable.
+	all bool
+}
+
+// walk reports the fields node reads. dot is the path dot stands for
+// (nil when unknown: a range's element, a function's result), guarded
+// whether node runs only under a condition.
+func (w *refWalker) walk(node parse.Node, dot []string, guarded bool) {
+	switch n := node.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return
 		}
 		for _, c := range n.Nodes {
-			r.walk(c)
+			w.walk(c, dot, guarded)
 		}
 	case *parse.ActionNode:
-		r.walk(n.Pipe)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			r.walk(c)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			r.walk(a)
-		}
-	case *parse.FieldNode:
-		r.names[n.Ident[0]] = true
-	case *parse.VariableNode:
-		switch {
-		case n.Ident[0] != "$":
-			// A variable declared in the template: its value came from a
-			// pipeline walked where it was declared.
-		case len(n.Ident) > 1:
-			r.names[n.Ident[1]] = true
-		default:
-			r.all = true
-		}
-	case *parse.DotNode:
-		r.all = true
-	case *parse.ChainNode:
-		r.walk(n.Node)
-	case *parse.IfNode:
-		r.branch(&n.BranchNode)
-	case *parse.RangeNode:
-		r.branch(&n.BranchNode)
-	case *parse.WithNode:
-		r.branch(&n.BranchNode)
+		w.pipe(n.Pipe, dot, guarded)
 	case *parse.TemplateNode:
-		r.walk(n.Pipe)
-	case *parse.TextNode, *parse.CommentNode, *parse.BoolNode, *parse.NumberNode,
-		*parse.StringNode, *parse.NilNode, *parse.IdentifierNode, *parse.BreakNode, *parse.ContinueNode:
+		w.pipe(n.Pipe, dot, guarded)
+	case *parse.IfNode:
+		w.pipe(n.Pipe, dot, guarded)
+		w.walk(n.List, dot, true)
+		w.walk(n.ElseList, dot, true)
+	case *parse.WithNode:
+		inner := w.pipe(n.Pipe, dot, guarded)
+		w.walk(n.List, inner, true)
+		w.walk(n.ElseList, dot, true)
+	case *parse.RangeNode:
+		w.pipe(n.Pipe, dot, guarded)
+		w.walk(n.List, nil, true)
+		w.walk(n.ElseList, dot, true)
+	case *parse.TextNode, *parse.CommentNode, *parse.BreakNode, *parse.ContinueNode:
 	default:
 		// A node this walk does not know: assume it reads anything.
-		r.all = true
+		w.all = true
 	}
 }
 
-func (r *VarRefs) branch(b *parse.BranchNode) {
-	r.walk(b.Pipe)
-	r.walk(b.List)
-	r.walk(b.ElseList)
+// pipe reports the fields a pipeline reads and returns the path of its
+// value when that is a single field (what with moves dot to), nil
+// otherwise.
+func (w *refWalker) pipe(p *parse.PipeNode, dot []string, guarded bool) []string {
+	if p == nil {
+		return nil
+	}
+	var last []string
+	for _, cmd := range p.Cmds {
+		last = nil
+		for _, a := range cmd.Args {
+			last = w.arg(a, dot, guarded)
+		}
+		if len(cmd.Args) != 1 {
+			last = nil
+		}
+	}
+	if len(p.Decl) > 0 {
+		return nil
+	}
+	return last
+}
+
+// arg reports the fields a command's argument reads and returns the path
+// of its value (nil when it is not a variable of the data).
+func (w *refWalker) arg(a parse.Node, dot []string, guarded bool) []string {
+	switch a := a.(type) {
+	case *parse.FieldNode:
+		if dot == nil {
+			return nil
+		}
+		path := append(append([]string{}, dot...), a.Ident...)
+		w.add(path, guarded)
+		return path
+	case *parse.VariableNode:
+		switch {
+		case a.Ident[0] != "$":
+			// A variable declared in the template: its value came from a
+			// pipeline walked where it was declared.
+			return nil
+		case len(a.Ident) > 1:
+			w.add(a.Ident[1:], guarded)
+			return a.Ident[1:]
+		default:
+			w.all = true
+			return []string{}
+		}
+	case *parse.DotNode:
+		if dot != nil && len(dot) == 0 {
+			w.all = true
+		}
+		return dot
+	case *parse.PipeNode:
+		return w.pipe(a, dot, guarded)
+	case *parse.ChainNode:
+		inner := w.arg(a.Node, dot, guarded)
+		if inner == nil {
+			return nil
+		}
+		path := append(append([]string{}, inner...), a.Field...)
+		w.add(path, guarded)
+		return path
+	case *parse.IdentifierNode, *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
+		return nil
+	default:
+		w.all = true
+		return nil
+	}
 }
