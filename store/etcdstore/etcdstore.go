@@ -169,7 +169,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		machinesDone: make(chan struct{}),
 		checkDone:    make(chan struct{}),
 	}
-	s.kv = &guardedKV{kv: cfg.Client.KV, timeout: cfg.RequestTimeout, health: &s.health}
+	s.kv = &guardedKV{kv: cfg.Client.KV, timeout: cfg.RequestTimeout, health: &s.health,
+		markers: &requestMarkers{lease: cfg.Client.Lease, prefix: s.root + "requests/"}}
 	state, err := s.read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open etcd store: %w", err)

@@ -30,6 +30,7 @@ type guardedKV struct {
 	kv      clientv3.KV
 	timeout time.Duration
 	health  *store.Health
+	markers *requestMarkers // nil: transactions sent again carry no request marker
 }
 
 var _ clientv3.KV = (*guardedKV)(nil)
@@ -37,9 +38,8 @@ var _ clientv3.KV = (*guardedKV)(nil)
 // do runs one request within the timeout, again (on another member, as
 // the client's balancer picks) while it fails because the member it
 // reached went away or lost its leader: one member stopping fails
-// nothing. A write sent again may have been applied already; the store's
-// transactions compare revisions, so the second one fails its compare and
-// the caller reads again, as after any concurrent write.
+// nothing. A write sent again may have been applied already: see
+// requestMarkers for how a transaction tells.
 func (g *guardedKV) do(ctx context.Context, fn func(context.Context) error) error {
 	bctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -170,12 +170,56 @@ func (t *guardedTxn) Commit() (*clientv3.TxnResponse, error) {
 	if err := t.g.degraded(t.ctx); err != nil {
 		return nil, err
 	}
-	var resp *clientv3.TxnResponse
-	err := t.g.do(t.ctx, func(ctx context.Context) (err error) {
-		resp, err = t.ops(ctx).If(t.cmps...).Then(t.thenOps...).Else(t.elseOp...).Commit()
+	if t.g.markers == nil || !writes(t.thenOps) {
+		resp, _, err := t.commit(t.thenOps)
+		return resp, t.g.health.Observe(err)
+	}
+	for try := 0; ; try++ {
+		key, marker, lease, err := t.g.markers.op(t.ctx, t.g.timeout)
+		if err != nil {
+			return nil, t.g.health.Observe(classify(t.ctx, err))
+		}
+		resp, sent, err := t.commit(append(t.thenOps[:len(t.thenOps):len(t.thenOps)], marker))
+		if err != nil && errors.Is(err, rpctypes.ErrLeaseNotFound) && try == 0 {
+			t.g.markers.expire(lease) // or the caller's lease expired: try once more
+			continue
+		}
+		if err == nil && !resp.Succeeded && sent > 1 {
+			resp, err = t.earlier(resp, key)
+		}
+		return resp, t.g.health.Observe(err)
+	}
+}
+
+// commit sends the transaction with then, again while it fails
+// transiently, and says how many times it was sent.
+func (t *guardedTxn) commit(then []clientv3.Op) (resp *clientv3.TxnResponse, sent int, err error) {
+	err = t.g.do(t.ctx, func(ctx context.Context) (err error) {
+		sent++
+		resp, err = t.ops(ctx).If(t.cmps...).Then(then...).Else(t.elseOp...).Commit()
 		return err
 	})
-	return resp, t.g.health.Observe(err)
+	return resp, sent, err
+}
+
+// earlier answers a resent transaction that failed its compare: as the
+// earlier attempt's commit when its request marker (key) is stored, else
+// with the failed compare (resp).
+func (t *guardedTxn) earlier(resp *clientv3.TxnResponse, key string) (*clientv3.TxnResponse, error) {
+	var got *clientv3.GetResponse
+	err := t.g.do(t.ctx, func(ctx context.Context) (err error) {
+		got, err = t.g.kv.Get(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, classify(t.ctx, fmt.Errorf("find whether a transaction sent again had committed: %w", err))
+	}
+	if len(got.Kvs) == 0 {
+		return resp, nil
+	}
+	h := *got.Header
+	h.Revision = got.Kvs[0].ModRevision
+	return &clientv3.TxnResponse{Header: &h, Succeeded: true}, nil
 }
 
 // classify wraps err with store.ErrUnavailable when etcd could not be
