@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"matchbox/internal/netnstest"
 )
 
 // Addresses of the isolated segment (inside the namespace only).
@@ -44,6 +46,7 @@ type netNS struct {
 	// Name is the namespace's name (ip netns).
 	Name string
 
+	br   *netnstest.Bridge // nil in a bare namespace
 	mu   sync.Mutex
 	taps []string
 }
@@ -60,10 +63,8 @@ func newNetNS(t testing.TB) *netNS {
 	t.Helper()
 	removeStaleNamespaces(t)
 	ns := newBareNS(t)
-	ns.ip(t, "link", "add", bridgeName, "address", bridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
-	ns.ip(t, "addr", "add", serverCIDR, "dev", bridgeName)
+	ns.br = netnstest.NewBridge(t, ns.Name, bridgeName, bridgeMAC, serverCIDR)
 	ns.ip(t, "addr", "add", serverIPv6, "dev", bridgeName, "nodad")
-	ns.ip(t, "link", "set", bridgeName, "up")
 	return ns
 }
 
@@ -91,11 +92,8 @@ func newBareNS(t testing.TB) *netNS {
 func (ns *netNS) AddPeerHost(t testing.TB, cidr string) *netNS {
 	t.Helper()
 	peer := newBareNS(t)
-	ns.ip(t, "link", "add", "vpeer", "type", "veth", "peer", "name", "eth0", "netns", peer.Name)
-	ns.ip(t, "link", "set", "vpeer", "master", bridgeName)
-	ns.ip(t, "link", "set", "vpeer", "up")
+	ns.br.Port(t, peer.Name, "eth0")
 	peer.ip(t, "addr", "add", cidr, "dev", "eth0")
-	peer.ip(t, "link", "set", "eth0", "up")
 	return peer
 }
 

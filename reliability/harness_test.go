@@ -112,13 +112,10 @@ const (
 func newLab(t *testing.T, n int) *lab {
 	t.Helper()
 	l := &lab{srv: netnstest.New(t, "rels"), cli: netnstest.New(t, "relc")}
-	netnstest.IP(t, "-n", l.srv, "link", "add", "br0", "address", netnstest.BridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
-	netnstest.IP(t, "-n", l.srv, "addr", "add", serverIP+"/16", "dev", "br0")
-	netnstest.IP(t, "-n", l.srv, "link", "set", "br0", "up")
+	br := netnstest.NewBridge(t, l.srv, "br0", netnstest.BridgeMAC, serverIP+"/16")
 	for i := range n {
-		port, name := fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i)
-		netnstest.Veth(t, l.srv, port, l.cli, name)
-		netnstest.IP(t, "-n", l.srv, "link", "set", port, "master", "br0")
+		name := fmt.Sprintf("c%d", i)
+		br.Port(t, l.cli, name)
 		l.clients = append(l.clients, name)
 	}
 	return l

@@ -38,7 +38,7 @@ type etcdLab struct {
 	http    *http.Client
 	tokens  string // --api-token-file: labToken, admin
 	clients int    // client veths made so far
-	veths   int    // veth pairs made so far
+	br      *netnstest.Bridge
 }
 
 const (
@@ -79,16 +79,13 @@ func newEtcdLab(t *testing.T) *etcdLab {
 	l.ip("netns", "add", l.ns("e"))
 	l.ip("netns", "add", l.ns("c"))
 	l.ip("-n", l.ns("e"), "link", "set", "lo", "up")
-	l.ip("-n", l.ns("e"), "link", "add", "name", "br0", "address", labBridgeMAC, "type", "bridge", "forward_delay", "0", "stp_state", "0")
-	l.ip("-n", l.ns("e"), "addr", "add", labBridgeIP+"/16", "dev", "br0")
-	l.ip("-n", l.ns("e"), "link", "set", "br0", "up")
+	l.br = netnstest.NewBridge(t, l.ns("e"), "br0", labBridgeMAC, labBridgeIP+"/16")
 	for k := range 3 {
 		s := l.ns(fmt.Sprintf("s%d", k))
 		l.ip("netns", "add", s)
 		l.ip("-n", s, "link", "set", "lo", "up")
-		l.veth(s, "eth0")
+		l.br.Port(t, s, "eth0")
 		l.ip("-n", s, "addr", "add", l.serverIP(k)+"/16", "dev", "eth0")
-		l.ip("-n", s, "link", "set", "eth0", "up")
 	}
 	l.cluster = etcdtest.StartWith(t, 3, etcdtest.Options{Netns: l.ns("e"), Host: labBridgeIP})
 	dial := netnstest.DialContext(l.ns("e"))
@@ -107,18 +104,6 @@ func (l *etcdLab) ip(args ...string) {
 	}
 }
 
-// veth makes a veth pair with one end named name in namespace ns and the
-// other end a port of the bridge.
-func (l *etcdLab) veth(ns, name string) {
-	l.t.Helper()
-	tmp := fmt.Sprintf("%sv%d", l.prefix, l.veths) // unique on the host while made
-	l.veths++
-	l.ip("link", "add", tmp+"a", "netns", ns, "type", "veth", "peer", "name", tmp+"b", "netns", l.ns("e"))
-	l.ip("-n", ns, "link", "set", tmp+"a", "name", name)
-	l.ip("-n", l.ns("e"), "link", "set", tmp+"b", "master", "br0")
-	l.ip("-n", l.ns("e"), "link", "set", tmp+"b", "up")
-}
-
 // labClient is a DHCP client interface in namespace C.
 type labClient struct {
 	n          int // its number, in its MACs
@@ -132,9 +117,8 @@ func (l *etcdLab) addClients(n int) []labClient {
 	for range n {
 		c := labClient{n: l.clients, iface: fmt.Sprintf("c%d", l.clients), mac: labMAC(l.clients, 0)}
 		l.clients++
-		l.veth(l.ns("c"), c.iface)
+		l.br.Port(l.t, l.ns("c"), c.iface)
 		l.ip("-n", l.ns("c"), "link", "set", c.iface, "address", c.mac)
-		l.ip("-n", l.ns("c"), "link", "set", c.iface, "up")
 		out = append(out, c)
 	}
 	return out

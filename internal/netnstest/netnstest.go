@@ -198,3 +198,37 @@ func Udhcpc(t testing.TB, ns, iface string, args ...string) (map[string]string, 
 	}
 	return vars, nil
 }
+
+// Bridge is a Linux bridge inside a network namespace: the segment of a
+// bridge lab, to which Port adds veth pairs into other namespaces. It is
+// removed with its namespace.
+type Bridge struct {
+	// NS is the namespace holding the bridge; Name is its interface name.
+	NS, Name string
+	ports    int
+}
+
+// NewBridge creates bridge name in namespace ns with the fixed MAC mac
+// (see BridgeMAC), STP off and no forward delay, with addrs (prefixes such
+// as "10.77.0.1/16") on it, and brings it up.
+func NewBridge(t testing.TB, ns, name, mac string, addrs ...string) *Bridge {
+	t.Helper()
+	IP(t, "-n", ns, "link", "add", name, "address", mac, "type", "bridge", "forward_delay", "0", "stp_state", "0")
+	for _, a := range addrs {
+		IP(t, "-n", ns, "addr", "add", a, "dev", name)
+	}
+	IP(t, "-n", ns, "link", "set", name, "up")
+	return &Bridge{NS: ns, Name: name}
+}
+
+// Port creates a veth pair with one end named iface in namespace ns and
+// the other a port of the bridge (named <bridge>p<N> in the bridge's
+// namespace), both up, and returns the port's name.
+func (b *Bridge) Port(t testing.TB, ns, iface string) string {
+	t.Helper()
+	port := fmt.Sprintf("%sp%d", b.Name, b.ports)
+	b.ports++
+	Veth(t, b.NS, port, ns, iface)
+	IP(t, "-n", b.NS, "link", "set", port, "master", b.Name)
+	return port
+}

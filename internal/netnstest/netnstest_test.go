@@ -64,3 +64,55 @@ func TestPairConnectsAndIsRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeConnectsPorts: two namespaces with a port each on a bridge
+// reach each other and the bridge's own address, the bridge keeps its
+// fixed MAC after ports with lower MACs are added, and every port is a
+// port of the bridge.
+func TestBridgeConnectsPorts(t *testing.T) {
+	Require(t)
+	hub, a, c := New(t, "ntb"), New(t, "nta"), New(t, "ntc")
+	const mac = "02:00:00:98:00:01"
+	br := NewBridge(t, hub, "br0", mac, "10.9.78.1/24")
+	pa := br.Port(t, a, "eth0")
+	pc := br.Port(t, c, "eth0")
+	// Ports with MACs below the bridge's: a bridge without a fixed
+	// address would take the lowest of them.
+	IP(t, "-n", a, "link", "set", "eth0", "address", "02:00:00:00:00:0a")
+	IP(t, "-n", hub, "link", "set", pa, "address", "00:00:00:00:00:0a")
+	IP(t, "-n", a, "addr", "add", "10.9.78.2/24", "dev", "eth0")
+	IP(t, "-n", c, "addr", "add", "10.9.78.3/24", "dev", "eth0")
+	for _, p := range []string{pa, pc} {
+		out, err := exec.Command("ip", "-n", hub, "-o", "link", "show", p).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "master br0") {
+			t.Errorf("port %s is not on the bridge: %v: %s", p, err, out)
+		}
+	}
+	out, err := exec.Command("ip", "-n", hub, "-o", "link", "show", "br0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "link/ether "+mac) {
+		t.Errorf("bridge lost its MAC %s: %v: %s", mac, err, out)
+	}
+	var ln net.Listener
+	if err := Do(a, func() (err error) { ln, err = net.Listen("tcp", "10.9.78.2:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, from := range []string{c, hub} {
+		conn, err := DialContext(from)(ctx, "tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("dial %s from namespace %s over the bridge: %v", ln.Addr(), from, err)
+		}
+		conn.Close()
+	}
+}
