@@ -143,7 +143,7 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			}
 			continue
 		}
-		s.index.put(&matchbox.Machine{ID: m.id, UUID: m.uuid, MACs: []string{m.mac}, State: matchbox.StateDiscovered}, []string{m.mac})
+		s.index.Put(&matchbox.Machine{ID: m.id, UUID: m.uuid, MACs: []string{m.mac}, State: matchbox.StateDiscovered})
 	}
 	for id := range refresh {
 		if err := s.refreshMachine(ctx, id); err != nil {

@@ -2,203 +2,161 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
-	"sync"
+	"strings"
 
 	"matchbox/hardware"
 	"matchbox/matchbox"
+	"matchbox/store/internal/machineindex"
 )
-
-// machineIndex maps ids, MACs and UUIDs to the machines request paths read
-// (DHCP, boot endpoints, enrollment) instead of the database. Entries are
-// immutable: a change replaces the machine's entry.
-type machineIndex struct {
-	mu     sync.RWMutex
-	byID   map[string]*matchbox.Machine
-	byMAC  map[string]*matchbox.Machine
-	byUUID map[string]*matchbox.Machine
-	macsOf map[string][]string
-	// counts holds how many machines are in each state.
-	counts map[matchbox.MachineState]int
-}
-
-func newMachineIndex() *machineIndex {
-	return &machineIndex{
-		byID:   map[string]*matchbox.Machine{},
-		byMAC:  map[string]*matchbox.Machine{},
-		byUUID: map[string]*matchbox.Machine{},
-		macsOf: map[string][]string{},
-		counts: map[matchbox.MachineState]int{},
-	}
-}
-
-func (ix *machineIndex) put(sum *matchbox.Machine, macs []string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.removeLocked(sum.ID)
-	ix.byID[sum.ID] = sum
-	ix.counts[sum.State]++
-	for _, mac := range macs {
-		ix.byMAC[mac] = sum
-	}
-	ix.macsOf[sum.ID] = macs
-	if sum.UUID != "" {
-		ix.byUUID[sum.UUID] = sum
-	}
-}
-
-func (ix *machineIndex) remove(id string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.removeLocked(id)
-}
-
-func (ix *machineIndex) removeLocked(id string) {
-	old, ok := ix.byID[id]
-	if !ok {
-		return
-	}
-	for _, mac := range ix.macsOf[id] {
-		if ix.byMAC[mac] == old {
-			delete(ix.byMAC, mac)
-		}
-	}
-	if old.UUID != "" && ix.byUUID[old.UUID] == old {
-		delete(ix.byUUID, old.UUID)
-	}
-	delete(ix.macsOf, id)
-	delete(ix.byID, id)
-	if ix.counts[old.State]--; ix.counts[old.State] == 0 {
-		delete(ix.counts, old.State)
-	}
-}
 
 // LookupMachine finds a machine by MAC (normalised) or, failing that, by
 // UUID, in memory. The machine carries its inventory; its maps and slices
 // are shared with the index and must not be modified.
 func (s *Store) LookupMachine(mac, uuid string) (matchbox.Machine, bool) {
-	ix := s.index
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	if mac != "" {
-		if m, ok := ix.byMAC[mac]; ok {
-			return *m, true
-		}
-	}
-	if uuid = matchbox.MachineUUID(uuid); uuid != "" {
-		if m, ok := ix.byUUID[uuid]; ok {
-			return *m, true
-		}
-	}
-	return matchbox.Machine{}, false
+	return s.index.Lookup(mac, uuid)
 }
 
 // LookupMachineByID finds a machine by id in memory, as LookupMachine.
 func (s *Store) LookupMachineByID(id string) (matchbox.Machine, bool) {
-	s.index.mu.RLock()
-	defer s.index.mu.RUnlock()
-	m, ok := s.index.byID[id]
-	if !ok {
-		return matchbox.Machine{}, false
-	}
-	return *m, true
+	return s.index.ByID(id)
 }
 
 // refreshMachine reloads one machine into the index after a committed write.
 func (s *Store) refreshMachine(ctx context.Context, id string) error {
-	m, err := loadIndexed(ctx, s.write, id)
+	rows, err := s.write.QueryContext(ctx, indexQuery+" WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("index machine %q: %w", id, err)
+	}
+	var m *matchbox.Machine
+	err = scanIndexed(rows, func(got *matchbox.Machine) { m = got })
 	if err != nil {
 		return err
 	}
 	if m == nil {
-		s.index.remove(id)
+		s.index.Remove(id)
 		return nil
 	}
-	s.index.put(m, m.MACs)
+	s.index.Put(m)
 	return nil
 }
 
-// indexColumns are the columns of an index entry: the machine's record and
-// its inventory.
-const indexColumns = machineColumns + ", inventory"
+// indexQuery reads index entries: each machine's record, its inventory
+// and its MACs (sorted, comma-separated), in one pass over the machines.
+const indexQuery = "SELECT " + machineColumns + ", inventory, " +
+	"(SELECT group_concat(mac, ',') FROM (SELECT mac FROM machine_macs WHERE machine_id = machines.id ORDER BY mac)) " +
+	"FROM machines"
 
-func loadIndexed(ctx context.Context, q querier, id string) (*matchbox.Machine, error) {
-	rows, err := q.QueryContext(ctx, "SELECT "+indexColumns+" FROM machines WHERE id = ?", id)
-	if err != nil {
-		return nil, fmt.Errorf("index machine %q: %w", id, err)
-	}
-	ms, err := scanIndexed(rows)
-	if err != nil || len(ms) == 0 {
-		return nil, err
-	}
-	if err := loadMACs(ctx, q, ms[0]); err != nil {
-		return nil, err
-	}
-	return ms[0], nil
+// indexScanner decodes the rows of indexQuery. Its scan destinations are
+// made once for all rows, and machines are allocated in blocks: a load
+// allocates little beyond the strings the driver returns.
+type indexScanner struct {
+	m                               matchbox.Machine
+	labels, state, created, updated string
+	inv                             string
+	macs                            sql.NullString
+	pxeDisabled                     int
+	version                         int64
+	dest                            []any
+	block                           []matchbox.Machine
 }
 
-// withInventory scans a machine row followed by its inventory column.
-type withInventory struct {
-	r   rowScanner
-	inv *string
+// machineBlock is how many machines a load allocates at once.
+const machineBlock = 256
+
+func newIndexScanner() *indexScanner {
+	sc := &indexScanner{}
+	m := &sc.m
+	sc.dest = []any{&m.ID, &m.UUID, &m.Serial, &m.Hostname, &m.IP, &sc.labels, &sc.state, &m.Group, &m.ServedGroup, &m.ServedProfile, &sc.pxeDisabled, &sc.version, &sc.created, &sc.updated, &sc.inv, &sc.macs}
+	return sc
 }
 
-func (w withInventory) Scan(dest ...any) error { return w.r.Scan(append(dest, w.inv)...) }
+// scan decodes the current row into a new machine.
+func (sc *indexScanner) scan(rows *sql.Rows) (*matchbox.Machine, error) {
+	sc.m = matchbox.Machine{}
+	if err := rows.Scan(sc.dest...); err != nil {
+		return nil, err
+	}
+	if len(sc.block) == 0 {
+		sc.block = make([]matchbox.Machine, machineBlock)
+	}
+	m := &sc.block[0]
+	sc.block = sc.block[1:]
+	*m = sc.m
+	if sc.labels != "" && sc.labels != "{}" {
+		if err := json.Unmarshal([]byte(sc.labels), &m.Labels); err != nil {
+			return nil, fmt.Errorf("decode labels of machine %q: %w", m.ID, err)
+		}
+	}
+	m.State = internState(sc.state)
+	m.PXEDisabled = sc.pxeDisabled != 0
+	m.CreatedAt, m.UpdatedAt = parseTimestamp(sc.created), parseTimestamp(sc.updated)
+	if sc.inv != "" {
+		m.Inventory = new(hardware.Inventory)
+		if err := json.Unmarshal([]byte(sc.inv), m.Inventory); err != nil {
+			return nil, fmt.Errorf("machine %q: inventory: %w", m.ID, err)
+		}
+	}
+	if sc.macs.Valid && sc.macs.String != "" {
+		m.MACs = splitMACs(sc.macs.String)
+	}
+	return m, nil
+}
 
-func scanIndexed(rows interface {
-	Next() bool
-	Scan(...any) error
-	Close() error
-	Err() error
-}) ([]*matchbox.Machine, error) {
+// internState returns the constant of a known state, so that index
+// entries do not each keep their own copy of the string.
+func internState(s string) matchbox.MachineState {
+	for _, st := range []matchbox.MachineState{matchbox.StateDiscovered, matchbox.StateReady, matchbox.StateProvisioning, matchbox.StateProvisioned, matchbox.StateFailed} {
+		if string(st) == s {
+			return st
+		}
+	}
+	return matchbox.MachineState(s)
+}
+
+// scanIndexed decodes the rows of indexQuery and hands each machine to put.
+func scanIndexed(rows *sql.Rows, put func(*matchbox.Machine)) error {
 	defer rows.Close()
-	var out []*matchbox.Machine
+	sc := newIndexScanner()
 	for rows.Next() {
-		var inv string
-		m, _, err := scanMachine(withInventory{rows, &inv})
+		m, err := sc.scan(rows)
 		if err != nil {
-			return nil, fmt.Errorf("index machines: %w", err)
+			return fmt.Errorf("index machines: %w", err)
 		}
-		if inv != "" {
-			m.Inventory = new(hardware.Inventory)
-			if err := json.Unmarshal([]byte(inv), m.Inventory); err != nil {
-				return nil, fmt.Errorf("index machine %q: inventory: %w", m.ID, err)
-			}
-		}
-		out = append(out, m)
+		put(m)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("index machines: %w", err)
+	}
+	return nil
 }
 
-// loadIndex builds the machine index from the database.
+// splitMACs splits a comma-separated list of MACs, with one allocation for
+// the common single MAC.
+func splitMACs(s string) []string {
+	if !strings.Contains(s, ",") {
+		return []string{s}
+	}
+	return strings.Split(s, ",")
+}
+
+// loadIndex builds the machine index from the database: its maps sized
+// from counts first, then filled by one streaming query.
 func (s *Store) loadIndex(ctx context.Context) error {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+indexColumns+" FROM machines")
+	var machines, macs, uuids int
+	err := s.read.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM machines), (SELECT count(*) FROM machine_macs), (SELECT count(*) FROM machines WHERE uuid != '')").Scan(&machines, &macs, &uuids)
+	if err != nil {
+		return fmt.Errorf("count machines: %w", err)
+	}
+	rows, err := s.read.QueryContext(ctx, indexQuery)
 	if err != nil {
 		return fmt.Errorf("index machines: %w", err)
 	}
-	sums, err := scanIndexed(rows)
-	if err != nil {
+	ix := machineindex.New(machines, macs, uuids)
+	if err := scanIndexed(rows, ix.Put); err != nil {
 		return err
-	}
-	macRows, err := s.read.QueryContext(ctx, "SELECT mac, machine_id FROM machine_macs ORDER BY mac")
-	if err != nil {
-		return fmt.Errorf("index MACs: %w", err)
-	}
-	macs := map[string][]string{}
-	for macRows.Next() {
-		var mac, id string
-		if err := macRows.Scan(&mac, &id); err != nil {
-			macRows.Close()
-			return fmt.Errorf("index MACs: %w", err)
-		}
-		macs[id] = append(macs[id], mac)
-	}
-	macRows.Close()
-	ix := newMachineIndex()
-	for _, m := range sums {
-		m.MACs = macs[m.ID]
-		ix.put(m, m.MACs)
 	}
 	s.index = ix
 	return nil

@@ -154,14 +154,7 @@ func (s *Store) ListMachines(ctx context.Context, f MachineFilter) ([]*matchbox.
 // CountMachinesByState returns how many machines are in each state, from
 // the in-memory index.
 func (s *Store) CountMachinesByState(context.Context) (map[matchbox.MachineState]int, error) {
-	ix := s.index
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	out := make(map[matchbox.MachineState]int, len(ix.counts))
-	for st, n := range ix.counts {
-		out[st] = n
-	}
-	return out, nil
+	return s.index.CountByState(), nil
 }
 
 func labelsMatch(have, want map[string]string) bool {
@@ -287,7 +280,7 @@ func (s *Store) DeleteMachine(ctx context.Context, id string, ifVersion int64) e
 		return err
 	}
 	s.logAudit(ctx, log)
-	s.index.remove(id)
+	s.index.Remove(id)
 	return nil
 }
 

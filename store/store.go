@@ -23,6 +23,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"matchbox/matchbox"
+	"matchbox/store/internal/machineindex"
 )
 
 //go:embed migrations/*.sql
@@ -51,7 +52,7 @@ type Store struct {
 	read    *sql.DB
 	writeMu sync.Mutex // orders snapshot swaps with commits
 	snap    atomic.Pointer[matchbox.Snapshot]
-	index   *machineIndex
+	index   *machineindex.Index
 	now     func() time.Time
 	// syncMode is the synchronous pragma of every write but timeline
 	// batches (see inTxRelaxed).

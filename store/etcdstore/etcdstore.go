@@ -45,6 +45,7 @@ import (
 	"matchbox/audit"
 	"matchbox/matchbox"
 	"matchbox/store"
+	"matchbox/store/internal/machineindex"
 )
 
 // maxAttempts bounds how often a catalog write is retried after losing to
@@ -99,7 +100,7 @@ type Store struct {
 	// from it instead of building one.
 	base atomic.Pointer[baseSnapshot]
 
-	index           *machineIndex
+	index           *machineindex.Index
 	machinesApplied *applied // etcd revision the index reflects
 
 	retention eventRetention
@@ -163,7 +164,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		catalog: "/" + prefix + "/catalog/",
 		revKey:  "/" + prefix + "/catalog-rev",
 		now:     time.Now,
-		index:   newMachineIndex(),
 		done:    make(chan struct{}),
 
 		machinesDone: make(chan struct{}),
@@ -186,7 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open etcd store: %w", err)
 	}
-	s.index.replaceAll(ms)
+	s.index = newIndex(ms)
 	s.machinesApplied = newApplied(mrev)
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"matchbox/matchbox"
+	"matchbox/store/internal/machineindex"
 )
 
 // applied tracks the etcd revision a watch has applied, for writers that
@@ -49,110 +50,20 @@ func (a *applied) wait(ctx context.Context, rev int64) error {
 	}
 }
 
-// machineIndex maps ids, MACs and UUIDs to machines in memory, for the
-// request paths (DHCP, boot endpoints). Entries are immutable: a change
-// replaces the machine's entry.
-type machineIndex struct {
-	mu     sync.RWMutex
-	byID   map[string]*matchbox.Machine
-	byMAC  map[string]*matchbox.Machine
-	byUUID map[string]*matchbox.Machine
-	counts map[matchbox.MachineState]int
-}
-
-func newMachineIndex() *machineIndex {
-	return &machineIndex{
-		byID:   map[string]*matchbox.Machine{},
-		byMAC:  map[string]*matchbox.Machine{},
-		byUUID: map[string]*matchbox.Machine{},
-		counts: map[matchbox.MachineState]int{},
-	}
-}
-
-func (ix *machineIndex) put(m *matchbox.Machine) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.removeLocked(m.ID)
-	ix.byID[m.ID] = m
-	ix.counts[m.State]++
-	for _, mac := range m.MACs {
-		ix.byMAC[mac] = m
-	}
-	if m.UUID != "" {
-		ix.byUUID[m.UUID] = m
-	}
-}
-
-func (ix *machineIndex) remove(id string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.removeLocked(id)
-}
-
-func (ix *machineIndex) removeLocked(id string) {
-	old, ok := ix.byID[id]
-	if !ok {
-		return
-	}
-	for _, mac := range old.MACs {
-		if ix.byMAC[mac] == old {
-			delete(ix.byMAC, mac)
-		}
-	}
-	if old.UUID != "" && ix.byUUID[old.UUID] == old {
-		delete(ix.byUUID, old.UUID)
-	}
-	delete(ix.byID, id)
-	if ix.counts[old.State]--; ix.counts[old.State] == 0 {
-		delete(ix.counts, old.State)
-	}
-}
-
-// replaceAll swaps in the machines of a full read.
-func (ix *machineIndex) replaceAll(ms []*matchbox.Machine) {
-	fresh := newMachineIndex()
+// newIndex builds a machine index of the machines of a full read.
+func newIndex(ms []*matchbox.Machine) *machineindex.Index {
+	macs, uuids := 0, 0
 	for _, m := range ms {
-		fresh.put(m)
-	}
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.byID, ix.byMAC, ix.byUUID, ix.counts = fresh.byID, fresh.byMAC, fresh.byUUID, fresh.counts
-}
-
-func (ix *machineIndex) lookup(mac, uuid string) (matchbox.Machine, bool) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	if mac != "" {
-		if m, ok := ix.byMAC[mac]; ok {
-			return *m, true
+		macs += len(m.MACs)
+		if m.UUID != "" {
+			uuids++
 		}
 	}
-	if uuid != "" {
-		if m, ok := ix.byUUID[uuid]; ok {
-			return *m, true
-		}
+	ix := machineindex.New(len(ms), macs, uuids)
+	for _, m := range ms {
+		ix.Put(m)
 	}
-	return matchbox.Machine{}, false
-}
-
-func (ix *machineIndex) byIDLookup(id string) (matchbox.Machine, bool) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	m, ok := ix.byID[id]
-	if !ok {
-		return matchbox.Machine{}, false
-	}
-	return *m, true
-}
-
-func (ix *machineIndex) countByState() map[matchbox.MachineState]int {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	out := make(map[matchbox.MachineState]int, len(ix.counts))
-	for st, n := range ix.counts {
-		out[st] = n
-	}
-	return out
+	return ix
 }
 
 // indexEntry turns a stored record into an index entry: the machine with
@@ -202,7 +113,7 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 			for _, ev := range wresp.Events {
 				id := s.machineIDFromKey(string(ev.Kv.Key))
 				if ev.Type == clientv3.EventTypeDelete {
-					s.index.remove(id)
+					s.index.Remove(id)
 					continue
 				}
 				m, err := indexEntry(ev.Kv.Value)
@@ -210,7 +121,7 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 					s.log.Error("undecodable machine ignored", "key", string(ev.Kv.Key), "err", err)
 					continue
 				}
-				s.index.put(m)
+				s.index.Put(m)
 			}
 			rev = wresp.Header.Revision
 			s.machinesApplied.set(rev)
@@ -224,7 +135,7 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 			pause(ctx, time.Second)
 			continue
 		}
-		s.index.replaceAll(ms)
+		s.index.Replace(newIndex(ms))
 		rev = fresh
 		s.machinesApplied.set(rev)
 	}

@@ -584,7 +584,7 @@ func (s *Store) Enroll(ctx context.Context, machineID, group string) (matchbox.M
 // CountMachinesByState returns how many machines are in each state, from
 // the in-memory index.
 func (s *Store) CountMachinesByState(context.Context) (map[matchbox.MachineState]int, error) {
-	return s.index.countByState(), nil
+	return s.index.CountByState(), nil
 }
 
 // LookupMachine finds a machine by MAC or, failing that, by UUID in this
@@ -592,12 +592,12 @@ func (s *Store) CountMachinesByState(context.Context) (map[matchbox.MachineState
 // wrote). The machine carries its inventory; its maps and slices are
 // shared and must not be modified.
 func (s *Store) LookupMachine(mac, uuid string) (matchbox.Machine, bool) {
-	return s.index.lookup(mac, matchbox.MachineUUID(uuid))
+	return s.index.Lookup(mac, uuid)
 }
 
 // LookupMachineByID finds a machine by id in memory, as LookupMachine.
 func (s *Store) LookupMachineByID(id string) (matchbox.Machine, bool) {
-	return s.index.byIDLookup(id)
+	return s.index.ByID(id)
 }
 
 // machineIDFromKey returns the id in a machines/<id> key.
