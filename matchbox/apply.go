@@ -29,7 +29,7 @@ type Change struct {
 func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, error) {
 	n := &Snapshot{
 		profiles:   s.profiles,
-		groups:     s.groups,
+		groupCount: s.groupCount,
 		byID:       s.byID,
 		anchored:   s.anchored,
 		floating:   s.floating,
@@ -94,6 +94,7 @@ func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, err
 			}
 			if old, ok := n.byID.get(c.ID); ok {
 				removed[old] = true
+				n.groupCount--
 				n.byID.remove(c.ID)
 				if id, _ := n.bySelector.get(old.sortKey); id == c.ID {
 					n.bySelector.remove(old.sortKey)
@@ -120,6 +121,7 @@ func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, err
 			continue
 		}
 		n.byID.set(cg.group.ID, cg)
+		n.groupCount++
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
@@ -127,7 +129,6 @@ func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, err
 	}
 
 	if len(removed) > 0 || len(added) > 0 {
-		n.groups = patchOrdered(s.groups, removed, added)
 		type slot struct{ key, value string }
 		touched := map[slot][]*compiledGroup{}
 		floatingTouched := false
@@ -203,7 +204,9 @@ func (s *Snapshot) Apply(changes []Change, parseFact FactParser) (*Snapshot, err
 // pinned by MAC compares a handful.
 func (n *Snapshot) tiesOf(cg *compiledGroup) {
 	if cg.anchorKey == "" {
-		tiesOf(cg, n.groups, n.ties)
+		all := make([]*compiledGroup, 0, n.groupCount)
+		n.byID.each(func(h *compiledGroup) { all = append(all, h) })
+		tiesOf(cg, all, n.ties)
 		return
 	}
 	slot, _ := n.anchored[cg.anchorKey].get(cg.anchorValue)

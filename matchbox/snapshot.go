@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 
 	"matchbox/hardware"
@@ -23,8 +24,13 @@ type Catalog struct {
 // templates. Request handlers read it without locks; every write to the store
 // builds a new one and swaps it in.
 type Snapshot struct {
-	profiles   map[string]*compiledProfile
-	groups     []*compiledGroup // precedence order
+	profiles map[string]*compiledProfile
+	// ordered is every group in precedence order, sorted on first use
+	// (orderOnce): a write does not pay for it, a listing does once per
+	// snapshot.
+	orderOnce  sync.Once
+	ordered    []*compiledGroup
+	groupCount int
 	byID       *cowMap[*compiledGroup]
 	anchored   map[string]*cowMap[[]*compiledGroup] // key -> value -> groups in precedence order
 	floating   []*compiledGroup                     // groups without an indexed key, in precedence order
@@ -132,15 +138,17 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 			continue
 		}
 		s.byID.set(cg.group.ID, cg)
-		s.groups = append(s.groups, cg)
+		s.ordered = append(s.ordered, cg)
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return nil, &ValidationError{Problems: problems}
 	}
 
-	sort.Slice(s.groups, func(i, j int) bool { return precedes(s.groups[i], s.groups[j]) })
-	for _, cg := range s.groups {
+	sort.Slice(s.ordered, func(i, j int) bool { return precedes(s.ordered[i], s.ordered[j]) })
+	s.orderOnce.Do(func() {})
+	s.groupCount = len(s.ordered)
+	for _, cg := range s.ordered {
 		if key, ok := anchorKey(cg.group.Selector); ok {
 			byValue := s.anchored[key]
 			if byValue == nil {
@@ -154,7 +162,7 @@ func Build(c Catalog, parseFact FactParser) (*Snapshot, error) {
 			s.floating = append(s.floating, cg)
 		}
 	}
-	s.ties = findAllTies(s.groups)
+	s.ties = findAllTies(s.ordered)
 	s.finish()
 	return s, nil
 }
@@ -177,11 +185,11 @@ func (s *Snapshot) finish() {
 			}
 		}
 	}
-	for _, cg := range s.groups {
+	s.byID.each(func(cg *compiledGroup) {
 		if _, ok := s.profiles[cg.group.Profile]; !ok {
 			s.dangling = append(s.dangling, groupDangling(cg))
 		}
-	}
+	})
 	sort.Strings(s.dangling)
 }
 
@@ -607,10 +615,23 @@ func (s *Snapshot) Precedes(a, b *Group) bool {
 	return okA && okB && precedes(ca, cb)
 }
 
+// orderedGroups returns every group in precedence order, sorting them on
+// the snapshot's first call.
+func (s *Snapshot) orderedGroups() []*compiledGroup {
+	s.orderOnce.Do(func() {
+		list := make([]*compiledGroup, 0, s.groupCount)
+		s.byID.each(func(cg *compiledGroup) { list = append(list, cg) })
+		sort.Slice(list, func(i, j int) bool { return precedes(list[i], list[j]) })
+		s.ordered = list
+	})
+	return s.ordered
+}
+
 // Groups returns the groups in precedence order.
 func (s *Snapshot) Groups() []*Group {
-	out := make([]*Group, len(s.groups))
-	for i, g := range s.groups {
+	list := s.orderedGroups()
+	out := make([]*Group, len(list))
+	for i, g := range list {
 		out[i] = g.group
 	}
 	return out
@@ -618,5 +639,5 @@ func (s *Snapshot) Groups() []*Group {
 
 // Counts returns how many profiles, groups and templates the snapshot holds.
 func (s *Snapshot) Counts() (profiles, groups, templates int) {
-	return len(s.profiles), len(s.groups), len(s.templates[TemplateIgnition]) + len(s.templates[TemplateGeneric])
+	return len(s.profiles), s.groupCount, len(s.templates[TemplateIgnition]) + len(s.templates[TemplateGeneric])
 }
