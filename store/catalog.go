@@ -357,43 +357,19 @@ func (s *Store) UpdateCatalog(ctx context.Context, fn func(c CatalogTx) error) (
 const maxAppliedChanges = 64
 
 // updateCatalog is UpdateCatalog with a check of the change from the
-// current snapshot to the new one, which can refuse it.
+// current snapshot to the new one, which can refuse it. The write is
+// committed with the catalog writes waiting at the same time, in one
+// transaction (see commitCatalogWrites); it returns once that transaction
+// has committed or failed.
 func (s *Store) updateCatalog(ctx context.Context, fn func(c CatalogTx) error, check func(before, after *matchbox.Snapshot) error) (*matchbox.Snapshot, error) {
+	w := &catalogWrite{ctx: ctx, fn: fn, check: check, done: make(chan struct{})}
+	s.catalogQueue.push(w)
 	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	before := s.snap.Load()
-	var snap *matchbox.Snapshot
-	var log *auditLog
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		now := s.now()
-		log = newAuditLog(ctx, now)
-		c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(now), audit: log}
-		if err := fn(c); err != nil {
-			return err
-		}
-		var err error
-		if before != nil && len(c.changes) <= maxAppliedChanges {
-			snap, err = before.Apply(c.changes, s.cfg.ParseFact)
-		} else {
-			snap, err = s.buildSnapshot(ctx, tx)
-		}
-		if err != nil {
-			return err
-		}
-		if check != nil {
-			return check(before, snap)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	for !w.finished() {
+		s.commitCatalogWrites(s.catalogQueue.take(maxCatalogBatch))
 	}
-	s.snap.Store(snap)
-	s.logAudit(ctx, log)
-	for _, d := range snap.NewDangling(before) {
-		s.log.WarnContext(ctx, "catalog holds a dangling reference", "reference", d)
-	}
-	return snap, nil
+	s.writeMu.Unlock()
+	return w.result()
 }
 
 // ViewCatalog runs fn against a read transaction.

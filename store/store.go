@@ -51,9 +51,12 @@ type Store struct {
 	write   *sql.DB // one connection: SQLite has one writer
 	read    *sql.DB
 	writeMu sync.Mutex // orders snapshot swaps with commits
-	snap    atomic.Pointer[matchbox.Snapshot]
-	index   *machineindex.Index
-	now     func() time.Time
+	// catalogQueue holds the catalog writes waiting to be committed
+	// together by the next writer to hold writeMu.
+	catalogQueue catalogQueue
+	snap         atomic.Pointer[matchbox.Snapshot]
+	index        *machineindex.Index
+	now          func() time.Time
 	// syncMode is the synchronous pragma of every write but timeline
 	// batches (see inTxRelaxed).
 	syncMode string
