@@ -58,6 +58,9 @@ type AllocatorConfig struct {
 	Now func() time.Time
 	// Logger receives warnings about stored leases (default: discarded).
 	Logger *slog.Logger
+	// Metrics receives the lease writer's queueing and commit times
+	// (default: none).
+	Metrics *Metrics
 }
 
 // LeaseStorage is where an Allocator keeps its leases. The allocator holds
@@ -643,7 +646,8 @@ func (l *Allocator) List(ctx context.Context) ([]Lease, error) {
 // leaseOp is one lease write waiting for the writer.
 type leaseOp struct {
 	lease       Lease
-	moveFromMAC bool // delete the MAC's other leases
+	moveFromMAC bool      // delete the MAC's other leases
+	queued      time.Time // when it was queued
 	freed       []netip.Addr
 	done        chan error
 }
@@ -652,6 +656,9 @@ type leaseOp struct {
 func (l *Allocator) write(ctx context.Context, lease Lease, move bool) ([]netip.Addr, error) {
 	op := l.opPool.Get().(*leaseOp)
 	op.lease, op.moveFromMAC, op.freed = lease, move, op.freed[:0]
+	if l.cfg.Metrics != nil {
+		op.queued = time.Now()
+	}
 	select {
 	case l.ops <- op:
 	case <-l.stop:
@@ -675,6 +682,7 @@ func (l *Allocator) write(ctx context.Context, lease Lease, move bool) ([]netip.
 func (l *Allocator) writer() {
 	defer close(l.stopped)
 	batch := make([]*leaseOp, 0, l.cfg.MaxBatch)
+	var queued []time.Time
 	for {
 		select {
 		case op := <-l.ops:
@@ -688,9 +696,20 @@ func (l *Allocator) writer() {
 					break drain
 				}
 			}
+			queued = queued[:0]
+			if l.cfg.Metrics != nil {
+				for _, op := range batch {
+					queued = append(queued, op.queued)
+				}
+			}
+			start := time.Now()
 			err := l.commit(batch)
+			took := time.Since(start)
 			for _, op := range batch {
 				op.done <- err
+			}
+			if l.cfg.Metrics != nil {
+				l.cfg.Metrics.observeCommit(queued, start, took)
 			}
 		case <-l.stop:
 			for {

@@ -165,6 +165,7 @@ func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
 	for {
 		bp := s.bufs.Get().(*[]byte)
 		n, peer, err := c.ReadFromUDPAddrPort(*bp)
+		read := time.Now()
 		if err != nil {
 			s.bufs.Put(bp)
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -193,7 +194,9 @@ func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
 				s.cfg.Logger.Warn("dhcp: send reply failed", "to", dst, "err", err)
 				return
 			}
-			s.cfg.Metrics.replies.WithLabelValues(resp.MessageType().String()).Inc()
+			mt := resp.MessageType()
+			s.cfg.Metrics.replies.WithLabelValues(mt.String()).Inc()
+			s.cfg.Metrics.reply.WithLabelValues(eventName(mt)).Observe(time.Since(read).Seconds())
 		}()
 	}
 }

@@ -152,7 +152,7 @@ func (s *services) startDHCP(ctx context.Context, d *dhcpOptions) error {
 	}
 	var leases *dhcp.Allocator
 	if d.mode == dhcp.ModeAuthoritative {
-		if leases, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: dhcp.LeaseRanges(cfg.Ranges), Storage: s.store, Logger: cfg.Logger, MaxBatch: s.leaseBatch}); err != nil {
+		if leases, err = dhcp.OpenAllocator(ctx, dhcp.AllocatorConfig{Ranges: dhcp.LeaseRanges(cfg.Ranges), Storage: s.store, Logger: cfg.Logger, Metrics: cfg.Metrics, MaxBatch: s.leaseBatch}); err != nil {
 			return fmt.Errorf("--dhcp-range: %w", err)
 		}
 		cfg.Leases = leases
