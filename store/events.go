@@ -39,6 +39,9 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 	if len(evs) == 0 {
 		return nil
 	}
+	// A lease commit waiting for the write connection goes first: its
+	// ACK waits for it, nothing waits for a timeline.
+	s.leaseFirst.yield(ctx)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	type newMachine struct{ id, mac, uuid string }
@@ -304,8 +307,14 @@ type RecorderConfig struct {
 	// Queue is how many events may wait; further events are dropped and
 	// counted (default 8192).
 	Queue int
-	// Batch is the most events written in one transaction (default 512).
+	// Batch is the most events collected (and repeats folded) before they
+	// are written (default 512).
 	Batch int
+	// TxEvents is the most events written in one transaction (default
+	// 64): a batch is written in transactions of at most this many
+	// events, so that a lease commit, which waits for the single write
+	// connection, waits behind one short transaction, not a whole batch.
+	TxEvents int
 	// FlushInterval is how long an event may wait for others to share its
 	// transaction (default 100ms).
 	FlushInterval time.Duration
@@ -348,6 +357,9 @@ func NewRecorder(s EventWriter, cfg RecorderConfig) *Recorder {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 512
+	}
+	if cfg.TxEvents <= 0 {
+		cfg.TxEvents = 64
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 100 * time.Millisecond
@@ -411,20 +423,23 @@ func (r *Recorder) Run(ctx context.Context) {
 			return
 		}
 		evs := b.events()
-		// Writes outlive ctx so that a shutdown still stores the tail.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		var err error
-		if r.cfg.Discover {
-			err = r.store.DiscoverAndAppendEvents(wctx, evs)
-		} else {
-			err = r.store.AppendEvents(wctx, evs)
-		}
-		cancel()
-		if err != nil {
-			// Counted now, logged once per DropLogInterval (a full disk
-			// fails every batch).
-			r.failed.Add(int64(b.received))
-			lastFailure = err
+		for start := 0; start < len(evs); start += r.cfg.TxEvents {
+			end := min(start+r.cfg.TxEvents, len(evs))
+			// Writes outlive ctx so that a shutdown still stores the tail.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			var err error
+			if r.cfg.Discover {
+				err = r.store.DiscoverAndAppendEvents(wctx, evs[start:end])
+			} else {
+				err = r.store.AppendEvents(wctx, evs[start:end])
+			}
+			cancel()
+			if err != nil {
+				// Counted now, logged once per DropLogInterval (a full
+				// disk fails every batch).
+				r.failed.Add(int64(b.receivedIn(start, end)))
+				lastFailure = err
+			}
 		}
 		b.reset()
 	}
@@ -564,6 +579,16 @@ func sameDetail(a, b map[string]any) bool {
 }
 
 func (b *batch) empty() bool { return len(b.list) == 0 }
+
+// receivedIn returns how many received events the batch's events start to
+// end stand for (repeats folded into one count).
+func (b *batch) receivedIn(start, end int) int {
+	n := 0
+	for _, c := range b.counts[start:end] {
+		n += c
+	}
+	return n
+}
 
 func (b *batch) events() []matchbox.BootEvent {
 	out := make([]matchbox.BootEvent, len(b.list))

@@ -98,12 +98,16 @@ func scanLease(row interface{ Scan(...any) error }) (dhcp.Lease, error) {
 // leases that are not declined refuses a second lease for a MAC; any error
 // rolls the whole transaction back.
 func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) error {
+	// Timeline batches wait while this commit waits for the connection.
+	begun := s.leaseFirst.arrive()
+	defer begun()
 	stmts, err := s.prepareLeaseStmts(ctx)
 	if err != nil {
 		return err
 	}
 	now := s.now().Unix()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		begun()
 		up := tx.StmtContext(ctx, stmts.upsert)
 		del := tx.StmtContext(ctx, stmts.del)
 		for i := range writes {

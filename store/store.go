@@ -67,6 +67,9 @@ type Store struct {
 	health Health
 	// checkpointer copies the WAL into the database in the background.
 	checkpointer *checkpointer
+	// leaseFirst lets lease commits take the write connection before
+	// timeline batches.
+	leaseFirst leaseFirst
 }
 
 // Open opens (creating if needed) the database, applies pending schema
