@@ -32,7 +32,7 @@
 #
 # Usage: bench/dhcp.sh [-n ROUNDS] [-a START] [-i STEP] [-x MAX] [-e EXTRA]
 #                      [-p SECONDS] [-R CLIENTS] [-s FULL|NORMAL] [-K mt|st]
-#                      [-m MIN_RATIO] [-P RATE] [-d DIR] [-k]
+#                      [-m MIN_RATIO] [-P RATE] [-o SERVERS] [-d DIR] [-k]
 #   -n  rounds (default 3)
 #   -a  first target rate, exchanges/s (default 2000)
 #   -i  rate step (default 1000)
@@ -45,6 +45,8 @@
 #   -m  exit 1 when the ratio at <= 1 % drops is below MIN_RATIO
 #   -P  also take a CPU profile of matchbox (pprof, --debug-addr) during
 #       its first step at target RATE; written to the work directory
+#   -o  the servers to ramp: "matchbox kea" (default), "matchbox" or
+#       "kea" alone (no ratio then: for before/after figures of one server)
 #   -d  parent of the work directory (default /var/tmp); not tmpfs
 #   -k  keep the work directory (logs, lease files, profiles)
 #
@@ -68,7 +70,8 @@ MIN_RATIO=
 PROFILE_RATE=
 PARENT=/var/tmp
 KEEP=0
-while getopts "n:a:i:x:e:p:R:s:K:m:P:d:kh" opt; do
+SERVERS="matchbox kea"
+while getopts "n:a:i:x:e:p:R:s:K:m:P:o:d:kh" opt; do
 	case $opt in
 	n) ROUNDS=$OPTARG ;;
 	a) START=$OPTARG ;;
@@ -81,6 +84,7 @@ while getopts "n:a:i:x:e:p:R:s:K:m:P:d:kh" opt; do
 	K) KEA_MODE=$OPTARG ;;
 	m) MIN_RATIO=$OPTARG ;;
 	P) PROFILE_RATE=$OPTARG ;;
+	o) SERVERS=$OPTARG ;;
 	d) PARENT=$OPTARG ;;
 	k) KEEP=1 ;;
 	h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -88,6 +92,7 @@ while getopts "n:a:i:x:e:p:R:s:K:m:P:d:kh" opt; do
 	esac
 done
 case $KEA_MODE in mt | st) ;; *) echo "dhcp.sh: -K $KEA_MODE: want mt or st" >&2; exit 2 ;; esac
+case $SERVERS in "matchbox kea" | "kea matchbox" | matchbox | kea) ;; *) echo "dhcp.sh: -o $SERVERS: want \"matchbox kea\", matchbox or kea" >&2; exit 2 ;; esac
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init dhcp.sh
@@ -160,6 +165,19 @@ drop_pct() {
 }
 acks() { awk '/Statistics for: REQUEST-ACK/ {s=1} s && /received packets:/ {print $3; exit}' "$1"; }
 requests() { awk '/Statistics for: REQUEST-ACK/ {s=1} s && /sent packets:/ {print $3; exit}' "$1"; }
+# ack_delay FILE: perfdhcp's average and maximum REQUEST-ACK delay, in ms.
+ack_delay() {
+	awk '/Statistics for: REQUEST-ACK/ {s=1} s && /avg delay:/ {a=$3} s && /max delay:/ {m=$3; exit}
+		END {printf "avg %s max %s ms", (a == "" ? "n/a" : a), (m == "" ? "n/a" : m)}' "$1"
+}
+# ack_quantile METRICS Q: the upper bound (ms) of the bucket of
+# matchbox_dhcp_reply_seconds{type="ack"} holding quantile Q.
+ack_quantile() {
+	awk -v q="$2" '/^matchbox_dhcp_reply_seconds_bucket\{type="ack",le="/ {
+			le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $2; total = $2 }
+		END { if (total == 0) { print "n/a"; exit }
+			for (i = 1; i <= n; i++) if (c[i] >= q * total) { if (b[i] == "+Inf") print "inf"; else printf "%g", b[i] * 1000; exit } }' "$1"
+}
 
 # check_leases NAME DIR PERF: sets L_OUT to "LEASES ACKS" and fails the run
 # when the stored leases do not match the ACKs.
@@ -217,7 +235,7 @@ step() {
 		stop_server
 		local machines
 		machines=$(sqlite3 "$dir/matchbox.db" "SELECT count(*) FROM machines")
-		extra=" events dropped ${ev:-n/a}, requests dropped for overload ${ov:-n/a}, machines created $machines"
+		extra=" ACK p50 <= $(ack_quantile "$dir.metrics" 0.5) ms p99 <= $(ack_quantile "$dir.metrics" 0.99) ms, events dropped ${ev:-n/a}, requests dropped for overload ${ov:-n/a}, machines created $machines"
 	else
 		stop_server
 	fi
@@ -225,8 +243,8 @@ step() {
 	[ -n "$S_RATE" ] || { cat "$perf" >&2; die "$name: no rate in perfdhcp's report $perf"; }
 	S_DROP=$(drop_pct "$perf")
 	check_leases "$name" "$dir" "$perf"
-	printf 'round %s %-8s target %6s/s achieved %6s/s drops %6s%%  leases/ACKs %s%s\n' \
-		"$round" "$name" "$rate" "$S_RATE" "$S_DROP" "$L_OUT" "$extra"
+	printf 'round %s %-8s target %6s/s achieved %6s/s drops %6s%%  leases/ACKs %s  ACK delay %s%s\n' \
+		"$round" "$name" "$rate" "$S_RATE" "$S_DROP" "$L_OUT" "$(ack_delay "$perf")" "$extra"
 	[ "$KEEP" = 1 ] || rm -rf "$dir" "$perf" "$dir.metrics"
 }
 
@@ -255,29 +273,37 @@ ramp() {
 echo "dhcp.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
 echo "work directory $WORK on $FSTYPE; $ROUNDS rounds, ramp $START..$MAX/s step $STEP, ${SECONDS_PER}s per step, $CLIENTS clients, matchbox --db-synchronous $SYNC, Kea $KEA_MODE $(kea-dhcp4 -v)"
 for r in $(seq "$ROUNDS"); do
-	if [ $((r % 2)) = 1 ]; then order="matchbox kea"; else order="kea matchbox"; fi
+	order=$SERVERS
+	if [ "$SERVERS" = "matchbox kea" ] || [ "$SERVERS" = "kea matchbox" ]; then
+		if [ $((r % 2)) = 1 ]; then order="matchbox kea"; else order="kea matchbox"; fi
+	fi
 	for s in $order; do ramp "$s" "$r"; done
 done
 
 median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-M_BEST=$(awk '{print $1}' "$WORK/matchbox.results" | median)
-M_SAT=$(awk '{print $2}' "$WORK/matchbox.results" | median)
-K_BEST=$(awk '{print $1}' "$WORK/kea.results" | median)
-K_SAT=$(awk '{print $2}' "$WORK/kea.results" | median)
 ratio() { awk -v m="$1" -v k="$2" 'BEGIN {printf "%.2f", (k > 0 ? m / k : 0)}'; }
-RATIO=$(ratio "$M_BEST" "$K_BEST")
-
 printf '\nmedian of %s rounds   at <= 1%% drops   saturation\n' "$ROUNDS"
-printf '%-20s %15s/s %12s/s\n' matchbox "$M_BEST" "$M_SAT" kea "$K_BEST" "$K_SAT"
-printf '%-20s %17s %14s\n' "ratio matchbox/kea" "$RATIO" "$(ratio "$M_SAT" "$K_SAT")"
-echo "per round (at <= 1 %, saturation): matchbox $(tr '\n' ';' <"$WORK/matchbox.results") kea $(tr '\n' ';' <"$WORK/kea.results")"
+for s in matchbox kea; do
+	[ -f "$WORK/$s.results" ] || continue
+	printf '%-20s %15s/s %12s/s\n' "$s" "$(awk '{print $1}' "$WORK/$s.results" | median)" "$(awk '{print $2}' "$WORK/$s.results" | median)"
+done
+RATIO=
+if [ -f "$WORK/matchbox.results" ] && [ -f "$WORK/kea.results" ]; then
+	M_BEST=$(awk '{print $1}' "$WORK/matchbox.results" | median)
+	M_SAT=$(awk '{print $2}' "$WORK/matchbox.results" | median)
+	K_BEST=$(awk '{print $1}' "$WORK/kea.results" | median)
+	K_SAT=$(awk '{print $2}' "$WORK/kea.results" | median)
+	RATIO=$(ratio "$M_BEST" "$K_BEST")
+	printf '%-20s %17s %14s\n' "ratio matchbox/kea" "$RATIO" "$(ratio "$M_SAT" "$K_SAT")"
+fi
+echo "per round (at <= 1 %, saturation):$(for s in matchbox kea; do [ -f "$WORK/$s.results" ] && printf ' %s %s' "$s" "$(tr '\n' ';' <"$WORK/$s.results")"; done)"
 echo "load average at end: $(loadavg)"
 if [ -n "$PROFILE_RATE" ] && [ -f "$WORK/matchbox-cpu-$PROFILE_RATE.pprof" ]; then
 	echo "matchbox CPU profile at $PROFILE_RATE/s: $WORK/matchbox-cpu-$PROFILE_RATE.pprof (go tool pprof -top $MBX FILE)"
 	KEEP=1
 fi
 
-if [ -n "$MIN_RATIO" ] && awk -v r="$RATIO" -v m="$MIN_RATIO" 'BEGIN {exit !(r < m)}'; then
+if [ -n "$MIN_RATIO" ] && [ -n "$RATIO" ] && awk -v r="$RATIO" -v m="$MIN_RATIO" 'BEGIN {exit !(r < m)}'; then
 	log "FAIL: ratio $RATIO below $MIN_RATIO"
 	FAIL=1
 fi
