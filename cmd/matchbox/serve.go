@@ -336,7 +336,13 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		closeStore()
 		return nil, err
 	}
-	s.recorder = store.NewRecorder(st, store.RecorderConfig{Logger: log, Discover: true})
+	rcfg := store.RecorderConfig{Logger: log, Discover: true}
+	if o.store.Kind == location.Etcd {
+		// Lease commits do not share a write connection with the
+		// timeline there: one call per batch (split by the etcd store).
+		rcfg.TxEvents = 512
+	}
+	s.recorder = store.NewRecorder(st, rcfg)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "matchbox_events_dropped_total",
