@@ -389,6 +389,38 @@ func (s *Server) handleRead(filename string, rf io.ReaderFrom) error {
 		return msgBusy
 	}
 
+	// A client that got no answer in time sends its read request again
+	// from the same port: the transfer of the first is running (its OACK
+	// or first block may be on its way). A second transfer from another
+	// port would send the same file twice and may take the client's
+	// acknowledgements from the first. The repeat waits for the running
+	// transfer instead and sends nothing if it served the file; if it
+	// failed (a size probe's end, a timeout), the repeat is a new request.
+	key := slotKey(t.RemoteAddr, filename)
+	var sl *slot
+	for {
+		var running bool
+		sl, running = s.slots.acquire(key)
+		if !running {
+			break
+		}
+		<-sl.done
+		if sl.ok {
+			t.Duplicate = true
+			s.finish(&t)
+			// Nothing is sent: pin's socket for this request is closed
+			// when the sender is collected (pin closes it only after
+			// sending).
+			return nil
+		}
+	}
+	served := false
+	defer func() {
+		if !served {
+			s.slots.release(key, sl, false)
+		}
+	}()
+
 	f, size, path, err := s.resolve(filename)
 	t.Path = path
 	if err != nil {
@@ -407,12 +439,11 @@ func (s *Server) handleRead(filename string, rf io.ReaderFrom) error {
 		ot.SetSize(size)
 	}
 
-	key := slotKey(t.RemoteAddr, filename)
-	sl := s.slots.acquire(key)
 	r := newFileReader(f, size, s.abortCtx, t.Start.Add(s.cfg.TransferTimeout))
 	sent, err := rf.ReadFrom(r)
 	r.release()
-	opts := s.slots.release(key, sl)
+	opts := s.slots.release(key, sl, err == nil)
+	served = true
 
 	t.BytesSent = sent
 	t.Mode = opts.mode
@@ -557,6 +588,8 @@ func (s *Server) logTransfer(t *Transfer) {
 		"duration", t.Duration.Round(time.Microsecond).String(),
 	}
 	switch {
+	case t.Duplicate:
+		s.log.Debug("tftp repeated read request ignored: its transfer sent the file", attrs...)
 	case t.Err == nil:
 		s.log.Info("tftp sent file", attrs...)
 	case t.SizeProbe():
@@ -599,11 +632,16 @@ type negotiated struct {
 	opts map[string]string
 }
 
+// slot is one running read transfer of a client address, port and file
+// name: what pin reported of its options, and how it ended.
 type slot struct {
-	refs int
 	neg  negotiated
+	done chan struct{} // closed when the transfer has ended
+	ok   bool          // the file was sent whole (set before done closes)
 }
 
+// slotTable holds the running transfers by client address, port and file
+// name: one each, repeated requests wait for it.
 type slotTable struct {
 	mu sync.Mutex
 	m  map[string]*slot
@@ -613,31 +651,33 @@ func slotKey(ap netip.AddrPort, filename string) string {
 	return ap.String() + "\x00" + filename
 }
 
-func (t *slotTable) acquire(key string) *slot {
+// acquire returns key's running transfer (running true), or a new slot
+// for the caller's transfer, which then runs under key until release.
+func (t *slotTable) acquire(key string) (sl *slot, running bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sl := t.m[key]
-	if sl == nil {
-		sl = &slot{}
-		t.m[key] = sl
+	if sl := t.m[key]; sl != nil {
+		return sl, true
 	}
-	sl.refs++
-	return sl
+	sl = &slot{done: make(chan struct{})}
+	t.m[key] = sl
+	return sl, false
 }
 
-func (t *slotTable) release(key string, sl *slot) negotiated {
+// release ends the transfer of sl (ok: the file was sent whole), wakes
+// the repeated requests waiting for it and returns its options.
+func (t *slotTable) release(key string, sl *slot, ok bool) negotiated {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sl.refs--
-	if sl.refs == 0 && t.m[key] == sl {
+	if t.m[key] == sl {
 		delete(t.m, key)
 	}
+	sl.ok = ok
+	close(sl.done)
 	return sl.neg
 }
 
-// fill records the options of a transfer that pin reports. A retransmitted
-// read request from the same client port starts a second transfer with the
-// same key; both asked for the same options, so they share one slot.
+// fill records the options of a transfer that pin reports.
 func (t *slotTable) fill(st pintftp.TransferStats) {
 	ip, ok := netip.AddrFromSlice(st.RemoteAddr)
 	if !ok {

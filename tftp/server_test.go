@@ -765,3 +765,115 @@ func TestCloseWithoutServe(t *testing.T) {
 		t.Fatalf("Listen after Close: %v", err)
 	}
 }
+
+// readFromOnePort reads name over c's socket, acknowledging each packet
+// to the port the first one came from, and counts the packets that came
+// from any other port, until the last block and then quiet for quiet.
+// Packets from port skip (an ended transfer's) are dropped.
+func readFromOnePort(t *testing.T, c *rawClient, blksize int, quiet time.Duration, skip int) (got []byte, tid int, strays int) {
+	t.Helper()
+	buf := make([]byte, 65536)
+	var block uint16
+	done := false
+	for {
+		wait := 2 * time.Second
+		if done {
+			wait = quiet
+		}
+		c.conn.SetReadDeadline(time.Now().Add(wait))
+		n, from, err := c.conn.ReadFromUDP(buf)
+		if err != nil {
+			if done {
+				return got, tid, strays
+			}
+			t.Fatalf("read: %v (after %d bytes)", err, len(got))
+		}
+		if from.Port == skip {
+			continue
+		}
+		if tid == 0 {
+			tid = from.Port
+		}
+		if from.Port != tid {
+			strays++
+			continue
+		}
+		op, body := binary.BigEndian.Uint16(buf), buf[2:n]
+		switch op {
+		case 6:
+			c.conn.WriteToUDP([]byte{0, 4, 0, 0}, from)
+		case 3:
+			b := binary.BigEndian.Uint16(body)
+			if b == block+1 {
+				got = append(got, body[2:]...)
+				block = b
+			}
+			c.conn.WriteToUDP([]byte{0, 4, byte(b >> 8), byte(b)}, from)
+			if len(body)-2 < blksize {
+				done = true
+			}
+		default:
+			t.Fatalf("opcode %d: %q", op, body)
+		}
+	}
+}
+
+// TestRepeatedRequestIgnored: a client that sends its read request again
+// from the same port (firmware does when its timer fires before the first
+// answer) gets one transfer: nothing comes from a second port, the repeat
+// is reported as a Duplicate that sent nothing.
+func TestRepeatedRequestIgnored(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRaw(t, e.addr)
+	c.rrq("undionly.kpxe", "blksize", "1024")
+	c.rrq("undionly.kpxe", "blksize", "1024")
+	got, _, strays := readFromOnePort(t, c, 1024, 2*time.Second, 0)
+	if !bytes.Equal(got, e.boot) {
+		t.Fatalf("read %d bytes, want the %d of the file", len(got), len(e.boot))
+	}
+	if strays != 0 {
+		t.Errorf("%d packets from a second transfer port", strays)
+	}
+	trs := e.waitTransfers(t, 2)
+	var served, dups int
+	for _, tr := range trs {
+		switch {
+		case tr.Duplicate && tr.Err == nil && tr.BytesSent == 0:
+			dups++
+		case !tr.Duplicate && tr.Err == nil && tr.BytesSent == int64(len(e.boot)):
+			served++
+		default:
+			t.Errorf("transfer %+v", tr)
+		}
+	}
+	if served != 1 || dups != 1 || len(trs) != 2 {
+		t.Errorf("%d served, %d duplicates of %d reports; want 1 and 1 of 2", served, dups, len(trs))
+	}
+	waitFor(t, func() bool { return e.srv.Active() == 0 && transferGoroutines() == 0 })
+}
+
+// TestRepeatedRequestServedAfterFailure: a repeat that waited for a
+// transfer the client then ended (error 8 after the OACK, as a size probe
+// from the same port would) is served as a new request.
+func TestRepeatedRequestServedAfterFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	c := newRaw(t, e.addr)
+	c.rrq("undionly.kpxe", "tsize", "0", "blksize", "1024")
+	c.rrq("undionly.kpxe", "tsize", "0", "blksize", "1024")
+	op, _, err := c.recv(2 * time.Second)
+	must(t, err)
+	if op != 6 {
+		t.Fatalf("first answer opcode %d, want OACK", op)
+	}
+	first := c.tid.Port
+	c.errorPacket(8, "probe done")
+	c.tid = nil
+	got, _, _ := readFromOnePort(t, c, 1024, 100*time.Millisecond, first)
+	if !bytes.Equal(got, e.boot) {
+		t.Fatalf("read %d bytes, want the %d of the file", len(got), len(e.boot))
+	}
+	trs := e.waitTransfers(t, 2)
+	if !trs[0].SizeProbe() || trs[1].Duplicate || trs[1].Err != nil || trs[1].BytesSent != int64(len(e.boot)) {
+		t.Fatalf("transfers %+v", trs)
+	}
+}

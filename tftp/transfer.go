@@ -90,6 +90,11 @@ type Transfer struct {
 	// Start is when the request arrived; Duration how long it took to finish.
 	Start    time.Time
 	Duration time.Duration
+	// Duplicate is true for a read request that repeated one of the same
+	// client address, port and file name while that one's transfer was
+	// running, and that transfer sent the file: the repeat was ignored
+	// (nothing sent; Err nil, BytesSent 0).
+	Duplicate bool
 	// Err is nil when the whole file was sent and acknowledged. Otherwise it
 	// wraps one of ErrAccessViolation, ErrNotFound, ErrReadOnly,
 	// ErrClientAborted (a *ClientError), ErrTimeout, ErrBusy or

@@ -45,7 +45,7 @@ func (s *services) startTFTP(t *tftpOptions) error {
 	}
 	transfers := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "matchbox_tftp_transfers_total",
-		Help: "TFTP read requests by outcome.",
+		Help: "TFTP read requests by outcome (ok, error, size_probe, duplicate: a repeated request ignored while its transfer ran).",
 	}, []string{"outcome"})
 	sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "matchbox_tftp_bytes_total", Help: "File bytes sent over TFTP."})
 	if err := errors.Join(s.registry.Register(transfers), s.registry.Register(sent)); err != nil {
@@ -58,6 +58,11 @@ func (s *services) startTFTP(t *tftpOptions) error {
 		OnTransfer: func(ctx context.Context, tr tftp.Transfer) {
 			outcome := "ok"
 			switch {
+			case tr.Duplicate:
+				// Ignored while the first request's transfer ran: counted,
+				// not put on the timeline again.
+				transfers.WithLabelValues("duplicate").Inc()
+				return
 			case tr.SizeProbe():
 				outcome = "size_probe"
 			case tr.Err != nil:

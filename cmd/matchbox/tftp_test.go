@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"matchbox/dhcp"
 	"net"
 	"net/netip"
@@ -11,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"matchbox/internal/needs"
 )
@@ -40,7 +43,7 @@ func TestServeTFTP(t *testing.T) {
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	pc.Close()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	startServer(t, "--data-dir", filepath.Join(dir, "data"), "--tftp-addr", "127.0.0.1:"+strconv.Itoa(port), "--tftp-root", root)
+	srv := startServer(t, "--data-dir", filepath.Join(dir, "data"), "--tftp-addr", "127.0.0.1:"+strconv.Itoa(port), "--tftp-root", root)
 
 	url := "tftp://127.0.0.1:" + strconv.Itoa(port)
 	got, err := exec.Command("curl", "-fsS", "--tftp-blksize", "1468", url+"/undionly.kpxe").Output()
@@ -50,6 +53,60 @@ func TestServeTFTP(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("downloaded %d bytes, not the file's %d", len(got), len(want))
 	}
+	// A read request sent twice from one port, as firmware whose timer
+	// fired does: one transfer answers, from one port; /metrics counts
+	// the repeat.
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rrq := append([]byte{0, 1}, "undionly.kpxe\x00octet\x00blksize\x001024\x00"...)
+	for range 2 {
+		if _, err := c.WriteToUDP(rrq, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var read []byte
+	tid, strays, last := 0, 0, false
+	buf := make([]byte, 2048)
+	for {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			if last {
+				break
+			}
+			t.Fatalf("raw read after %d bytes: %v", len(read), err)
+		}
+		if tid == 0 {
+			tid = from.Port
+		}
+		if from.Port != tid {
+			strays++
+			continue
+		}
+		switch binary.BigEndian.Uint16(buf) {
+		case 6: // OACK
+			c.WriteToUDP([]byte{0, 4, 0, 0}, from)
+		case 3:
+			block := binary.BigEndian.Uint16(buf[2:])
+			if int(block) == len(read)/1024+1 {
+				read = append(read, buf[4:n]...)
+			}
+			c.WriteToUDP([]byte{0, 4, buf[2], buf[3]}, from)
+			last = last || n-4 < 1024
+		default:
+			t.Fatalf("raw read: packet %q", buf[:n])
+		}
+	}
+	if !bytes.Equal(read, want) || strays != 0 {
+		t.Fatalf("request sent twice: read %d of %d bytes, %d packets from a second port", len(read), len(want), strays)
+	}
+	if _, body := httpGet(t, srv.URL+"/metrics"); !strings.Contains(body, `matchbox_tftp_transfers_total{outcome="duplicate"} 1`) {
+		t.Errorf("/metrics does not count one duplicate:\n%s", grepLines(body, "matchbox_tftp"))
+	}
+
 	// --path-as-is: curl sends "../secret" instead of squashing it.
 	out, err := exec.Command("curl", "-sS", "--path-as-is", url+"/../secret").CombinedOutput()
 	if err == nil || bytes.Contains(out, []byte("secret")) {
@@ -91,4 +148,15 @@ func TestTFTPClients(t *testing.T) {
 			}
 		})
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
