@@ -46,6 +46,10 @@ type Backend interface {
 	SetMachineState(ctx context.Context, id string, state matchbox.MachineState, from ...matchbox.MachineState) error
 	// SetMachineBMC stores a machine's sealed BMC record ("" removes it).
 	SetMachineBMC(ctx context.Context, id, record string) error
+	// SetMachineServed records the group and profile a machine was last
+	// served (what a successful boot event records; store copy carries it),
+	// keeping its version; an error wraps ErrNotFound for no such machine.
+	SetMachineServed(ctx context.Context, id, group, profile string) error
 	// MachineBMC returns a machine's BMC record, "" when it has none.
 	MachineBMC(ctx context.Context, id string) (string, error)
 

@@ -23,7 +23,8 @@ type CopyResult struct {
 
 // Copy writes everything from holds into to, which should be empty: the
 // catalog in one transaction (objects keep their sources), then each
-// machine with its BMC record, last inventory and timeline, then the
+// machine with its BMC record, last inventory, timeline and the group and
+// profile it was last served, then the
 // DHCP leases. Into a store that is not empty, objects, machines (with
 // their timelines) and leases of the same id or address are replaced and
 // the others kept. Versions restart in to; inventory history keeps only the
@@ -114,6 +115,13 @@ func copyMachine(ctx context.Context, from, to Backend, m *matchbox.Machine, res
 			return fmt.Errorf("copy: BMC of machine %q: %w", m.ID, err)
 		}
 		res.BMCs++
+	}
+	// Copied events carry no outcome, so the timeline leaves what the
+	// machine was last served alone: it is copied as it is.
+	if m.ServedGroup != "" || m.ServedProfile != "" {
+		if err := to.SetMachineServed(ctx, m.ID, m.ServedGroup, m.ServedProfile); err != nil {
+			return fmt.Errorf("copy: what machine %q was served: %w", m.ID, err)
+		}
 	}
 	var afterID int64
 	for {

@@ -456,6 +456,29 @@ func (s *Store) SetMachineBMC(ctx context.Context, id, record string) error {
 	return nil
 }
 
+// SetMachineServed records the group and profile a machine was last
+// served, as a successful boot event does: its version stays.
+func (s *Store) SetMachineServed(ctx context.Context, id, group, profile string) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE machines SET served_group = ?, served_profile = ? WHERE id = ?", group, profile, id)
+		if err != nil {
+			return fmt.Errorf("record what machine %q was served: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("record what machine %q was served: %w", id, err)
+		} else if n == 0 {
+			return fmt.Errorf("machine %q: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.refreshMachine(ctx, id)
+}
+
 // MachineBMC returns a machine's stored BMC record ("" when it has none).
 func (s *Store) MachineBMC(ctx context.Context, id string) (string, error) {
 	var record string

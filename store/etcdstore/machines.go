@@ -449,6 +449,22 @@ func (s *Store) SetMachineBMC(ctx context.Context, id, record string) error {
 	})
 }
 
+// SetMachineServed records the group and profile a machine was last
+// served, as a successful boot event does: the record's version stays.
+func (s *Store) SetMachineServed(ctx context.Context, id, group, profile string) error {
+	return s.updateMachine(ctx, id, nil, func(v *machineView) (*machineRecord, []clientv3.Op, error) {
+		if v.cur == nil {
+			return nil, nil, fmt.Errorf("machine %q: %w", id, store.ErrNotFound)
+		}
+		if v.cur.Machine.ServedGroup == group && v.cur.Machine.ServedProfile == profile {
+			return nil, nil, errNoWrite
+		}
+		next := v.cur.clone()
+		next.Machine.ServedGroup, next.Machine.ServedProfile = group, profile
+		return next, nil, nil
+	})
+}
+
 // MachineBMC returns a machine's sealed BMC record, "" when it has none.
 func (s *Store) MachineBMC(ctx context.Context, id string) (string, error) {
 	v, err := s.readMachine(ctx, id, nil)

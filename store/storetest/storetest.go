@@ -907,6 +907,27 @@ func testServed(t *testing.T, s store.Backend) {
 	if got := served(id); got != [2]string{"workers", "install"} {
 		t.Errorf("a new machine's first request: served %v", got)
 	}
+	// SetMachineServed (store copy) records it, in memory too, and keeps
+	// the version.
+	_, v1, err := s.Machine(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetMachineServed(ctx, "m", "copied", "copied-p"); err != nil {
+		t.Fatal(err)
+	}
+	if got := served("m"); got != [2]string{"copied", "copied-p"} {
+		t.Errorf("after SetMachineServed: served %v", got)
+	}
+	if m, ok := s.LookupMachineByID("m"); !ok || m.ServedGroup != "copied" || m.ServedProfile != "copied-p" {
+		t.Errorf("after SetMachineServed: in memory %q/%q", m.ServedGroup, m.ServedProfile)
+	}
+	if _, v, err := s.Machine(ctx, "m"); err != nil || v != v1 {
+		t.Errorf("version %d after SetMachineServed (was %d), %v", v, v1, err)
+	}
+	if err := s.SetMachineServed(ctx, "absent", "g", "p"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetMachineServed of no machine: %v, want ErrNotFound", err)
+	}
 }
 
 // testTimelineOrder: a machine's timeline is ordered by time, then id,
