@@ -623,6 +623,23 @@ func (l *Allocator) end(ctx context.Context, mac string, ip netip.Addr, state Le
 	return nil
 }
 
+// Withdraw drops the offer a MAC holds when an offer is all it holds (not
+// a bound lease, nor one being written): its address is free again at
+// once instead of after OfferHold. RFC 2131 (section 3.1, step 4) lets a
+// server that the client did not choose, its REQUEST naming another
+// server identifier, take the REQUEST as the decline of its offer. It
+// reports whether an offer was dropped.
+func (l *Allocator) Withdraw(mac string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.byMAC[mac]
+	if e == nil || l.byIP[e.ip] != e || e.state != LeaseOffered || e.pending {
+		return false
+	}
+	l.dropEntry(e)
+	return true
+}
+
 // Lookup returns the lease (bound, offered or released) a MAC holds.
 func (l *Allocator) Lookup(mac string) (Lease, bool) {
 	l.mu.Lock()

@@ -342,3 +342,34 @@ func TestBindFailsWhenCommitFails(t *testing.T) {
 	}
 	mustBind(t, l, m2, mustOffer(t, l, OfferRequest{MAC: m2}))
 }
+
+// TestWithdrawOffer: an offer withdrawn (the client chose another server)
+// frees its address at once, where it was held for OfferHold before; a
+// bound lease is not withdrawn.
+func TestWithdrawOffer(t *testing.T) {
+	clock := newClock()
+	l := openLeases(t, newMemStorage(), clock, "10.9.0.100", "10.9.0.100") // one address
+	a := mustOffer(t, l, OfferRequest{MAC: "52:54:00:00:00:01"})
+	if _, err := l.Offer(OfferRequest{MAC: "52:54:00:00:00:02"}); !errors.Is(err, ErrNoFreeAddress) {
+		t.Fatalf("offer while the only address is offered to another MAC: %v, want ErrNoFreeAddress", err)
+	}
+	if l.Withdraw("52:54:00:00:00:09") {
+		t.Error("withdrew an offer of a MAC that holds none")
+	}
+	if !l.Withdraw("52:54:00:00:00:01") {
+		t.Fatal("the offer was not withdrawn")
+	}
+	if _, ok := l.Lookup("52:54:00:00:00:01"); ok {
+		t.Error("the MAC still holds the withdrawn offer")
+	}
+	if b := mustOffer(t, l, OfferRequest{MAC: "52:54:00:00:00:02"}); b != a {
+		t.Fatalf("after the withdrawal the other MAC was offered %s, want %s", b, a)
+	}
+	mustBind(t, l, "52:54:00:00:00:02", a)
+	if l.Withdraw("52:54:00:00:00:02") {
+		t.Error("withdrew a bound lease")
+	}
+	if lease, ok := l.Lookup("52:54:00:00:00:02"); !ok || lease.State != LeaseBound {
+		t.Errorf("after a refused withdrawal the lease is %+v, want bound", lease)
+	}
+}

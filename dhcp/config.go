@@ -70,6 +70,7 @@ type Leases interface {
 	Bind(ctx context.Context, req BindRequest) (Lease, error)
 	Release(ctx context.Context, mac string, ip netip.Addr) error
 	Decline(ctx context.Context, mac string, ip netip.Addr) error
+	Withdraw(mac string) bool
 	Lookup(mac string) (Lease, bool)
 }
 

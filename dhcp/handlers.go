@@ -179,6 +179,9 @@ func leaseHandler(x *exchange) Handler {
 		case dhcpv4.MessageTypeRequest:
 			if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != cfg.ServerIP {
 				x.dropWhy = "client chose server " + sid.String()
+				if cfg.Leases.Withdraw(x.c.mac) {
+					x.dropWhy += "; our offer withdrawn"
+				}
 				return nil, true
 			}
 			want := addrOf(req.RequestedIPAddress())

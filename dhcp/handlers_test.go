@@ -504,3 +504,28 @@ func TestBootFilePerArchitecture(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestForAnotherServerWithdrawsOffer: a REQUEST naming another
+// server after our OFFER gets silence, and our offer is withdrawn (its
+// address free again at once, not held for the offer's lifetime).
+func TestRequestForAnotherServerWithdrawsOffer(t *testing.T) {
+	s, _ := testServerWith(t, ModeAuthoritative, fakeMachines{}, nil)
+	ctx := context.Background()
+	chooser := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 3}
+	offer, _ := s.Handle(ctx, request(dhcpv4.MessageTypeDiscover, chooser), netip.AddrPort{}, ServerPort)
+	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatal("no offer")
+	}
+	if held, ok := s.cfg.Leases.Lookup(chooser.String()); !ok || held.State != LeaseOffered {
+		t.Fatalf("after the offer the MAC holds %+v, want an offer", held)
+	}
+	req := request(dhcpv4.MessageTypeRequest, chooser,
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.9.0.2"))))
+	if got := summarize(s.Handle(ctx, req, netip.AddrPort{}, ServerPort)); got != (answer{}) {
+		t.Errorf("answer to a REQUEST naming another server: %+v, want silence", got)
+	}
+	if held, ok := s.cfg.Leases.Lookup(chooser.String()); ok {
+		t.Errorf("the offer is still held after the client chose another server: %+v", held)
+	}
+}

@@ -12,8 +12,9 @@ import (
 // and has udhcpc clients on the bridge ask them all at once for
 // addresses: with disjoint ranges of one subnet (the normal layout: every
 // client gets an address from the range of the instance that acknowledged
-// it) and with the same range on all three (a misconfiguration that must
-// stay safe). In both, no address is acknowledged to two MACs, no MAC
+// it; also with ranges that together hold only a few more addresses than
+// the segment has clients) and with the same range on all three (a
+// misconfiguration that must stay safe). In both, no address is acknowledged to two MACs, no MAC
 // holds two bound leases in etcd, and every acknowledged lease is in etcd.
 func TestDHCPAcrossEtcdInstances(t *testing.T) {
 	l := newEtcdLab(t)
@@ -25,9 +26,14 @@ func TestDHCPAcrossEtcdInstances(t *testing.T) {
 		wantAcks int
 	}{
 		// Every instance on the segment offers every client an
-		// address and holds it for the offer's lifetime, whichever
-		// offer the client takes: each range holds all the clients.
+		// address; the instances the client did not choose withdraw
+		// their offers when its REQUEST names another server.
 		{"disjoint", [3]string{"10.77.1.10-10.77.1.49", "10.77.2.10-10.77.2.49", "10.77.3.10-10.77.3.49"}, 24, 24},
+		// 20 clients for three ranges of 8: only because the offers
+		// not taken are withdrawn at once does every client get an
+		// address (held for their 30 s lifetime, they filled every
+		// range while the clients' tries lasted).
+		{"small", [3]string{"10.77.4.10-10.77.4.17", "10.77.5.10-10.77.5.17", "10.77.6.10-10.77.6.17"}, 20, 20},
 		// 28 clients for 20 addresses: the range runs out, and the
 		// three allocators race for every address; the offers each
 		// instance holds leave some clients without one.
