@@ -67,6 +67,12 @@ func etcdClient(c location.EtcdConfig) (*clientv3.Client, error) {
 		Username:    c.Username,
 		Password:    c.Password,
 		Logger:      zap.NewNop(),
+		// A data-directory import is one transaction: gRPC's default
+		// bound on a sent message (2 MiB) refused one of 10,000 groups
+		// (3.9 MB). etcd's own --max-request-bytes (1.5 MiB by default)
+		// still applies: raise it for large catalogs.
+		MaxCallSendMsgSize: 64 << 20,
+		MaxCallRecvMsgSize: 64 << 20,
 	}
 	if c.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
