@@ -78,7 +78,8 @@ type serveOptions struct {
 	store location.Location
 	// instanceTTL is how long an instance stays listed after it stops
 	// renewing its registration (etcd).
-	instanceTTL time.Duration
+	instanceTTL        time.Duration
+	etcdRequestTimeout time.Duration // --etcd-request-timeout
 }
 
 // newServeCommand returns `matchbox serve`: its flags are the boot
@@ -112,6 +113,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.storeFlags.Username, "etcd-username", "", "etcd user (with --etcd-password-file)")
 	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
 	f.DurationVar(&o.instanceTTL, "etcd-instance-ttl", 10*time.Second, "how long this instance stays listed by matchbox get instances after it stops (etcd lease TTL)")
+	f.DurationVar(&o.etcdRequestTimeout, "etcd-request-timeout", etcdstore.DefaultRequestTimeout, "bound on every etcd request of the store, past which etcd is taken for unreachable (raise it to import a large data directory, which is one transaction)")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
 	f.IntVar(&o.httpMaxConns, "http-max-conns", 0, "connections --http-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
