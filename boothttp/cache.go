@@ -1,32 +1,48 @@
 package boothttp
 
 import (
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"matchbox/matchbox"
 )
 
-// scriptCache keeps boot scripts of profiles without templated arguments,
-// rendered once per snapshot: such a script is the same for every machine
-// until the catalog changes. A new snapshot starts an empty cache.
-type scriptCache struct {
-	cur atomic.Pointer[scriptGeneration]
+// renderCacheBytes bounds the answers one snapshot's render cache keeps:
+// about 64,000 machines' answers of 1 KiB.
+const renderCacheBytes = 64 << 20
+
+// renderCache keeps rendered answers (boot scripts, Ignition, generic
+// configs) of the current snapshot. An answer is a function of the
+// snapshot and of the variables its template reads: the group (its
+// metadata and selector), the extra variables the template names (the
+// lifecycle's machine_id, agent_token, ...) and, for a template that
+// names request, the request's labels and raw query. The key holds
+// exactly those (see answerKey), so a cached answer is the answer a
+// render would give. Templates that may read any variable are not cached.
+// A new snapshot starts an empty cache; a full one starts over.
+type renderCache struct {
+	cur atomic.Pointer[renderGeneration]
+	max int // bytes per generation; 0: renderCacheBytes
+	// hits and misses count lookups of cacheable answers.
+	hits, misses atomic.Int64
 }
 
-type scriptGeneration struct {
+type renderGeneration struct {
 	snap    *matchbox.Snapshot
-	scripts sync.Map // scriptKey -> []byte
+	mu      sync.RWMutex
+	answers map[string][]byte
+	bytes   int
 }
 
-type scriptKey struct{ kind, profile string }
-
-func (c *scriptCache) generation(snap *matchbox.Snapshot) *scriptGeneration {
+func (c *renderCache) generation(snap *matchbox.Snapshot) *renderGeneration {
 	g := c.cur.Load()
 	if g != nil && g.snap == snap {
 		return g
 	}
-	fresh := &scriptGeneration{snap: snap}
+	fresh := &renderGeneration{snap: snap, answers: map[string][]byte{}}
 	if c.cur.CompareAndSwap(g, fresh) {
 		return fresh
 	}
@@ -36,14 +52,94 @@ func (c *scriptCache) generation(snap *matchbox.Snapshot) *scriptGeneration {
 	return fresh // raced with another snapshot: use a private generation
 }
 
-func (c *scriptCache) get(snap *matchbox.Snapshot, kind, profile string) ([]byte, bool) {
-	v, ok := c.generation(snap).scripts.Load(scriptKey{kind, profile})
-	if !ok {
-		return nil, false
+func (c *renderCache) get(snap *matchbox.Snapshot, key string) ([]byte, bool) {
+	g := c.generation(snap)
+	g.mu.RLock()
+	out, ok := g.answers[key]
+	g.mu.RUnlock()
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
 	}
-	return v.([]byte), true
+	return out, ok
 }
 
-func (c *scriptCache) put(snap *matchbox.Snapshot, kind, profile string, script []byte) {
-	c.generation(snap).scripts.Store(scriptKey{kind, profile}, append([]byte(nil), script...))
+// put keeps a copy of answer under key.
+func (c *renderCache) put(snap *matchbox.Snapshot, key string, answer []byte) {
+	g := c.generation(snap)
+	size := len(key) + len(answer)
+	max := c.max
+	if max <= 0 {
+		max = renderCacheBytes
+	}
+	if size > max {
+		return
+	}
+	kept := append([]byte(nil), answer...)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.answers[key]; ok {
+		return
+	}
+	if g.bytes+size > max {
+		clear(g.answers)
+		g.bytes = 0
+	}
+	g.answers[key] = kept
+	g.bytes += size
+}
+
+// answerKey returns the key of an answer of kind (ipxe, grub, ignition,
+// generic) rendered from template id (a profile for boot scripts) with
+// refs for a request selecting group, with extra variables extra; ok is
+// false when the answer cannot be cached (the template may read any
+// variable, or reads an extra variable that is not a string).
+func answerKey(kind, id string, refs *matchbox.VarRefs, group *matchbox.Group, extra map[string]any, req *matchbox.Request) (key string, ok bool) {
+	if refs.All() {
+		return "", false
+	}
+	var b strings.Builder
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	field(kind)
+	field(id)
+	if refs.None() {
+		return b.String(), true
+	}
+	field(group.ID)
+	if len(extra) > 0 {
+		names := make([]string, 0, len(extra))
+		for k := range extra {
+			if refs.Uses(k) {
+				names = append(names, k)
+			}
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			v, isString := extra[k].(string)
+			if !isString {
+				return "", false
+			}
+			field(k)
+			field(v)
+		}
+	}
+	if refs.Uses("request") {
+		b.WriteString("request")
+		field(req.RawQuery)
+		names := make([]string, 0, len(req.Labels))
+		for k := range req.Labels {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			field(k)
+			field(req.Labels[k])
+		}
+	}
+	return b.String(), true
 }

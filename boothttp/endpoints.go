@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -45,34 +46,55 @@ const ipxeExitScript = "#!ipxe\nexit\n"
 // vars returns the variables of a template whose refs are refs (nil: all
 // variables, for /metadata).
 func (sel *selection) vars(refs *matchbox.VarRefs) map[string]any {
-	req := sel.req
-	if sel.extra != nil && req.Extra == nil {
-		var uses func(string) bool
-		if refs != nil {
-			uses = refs.Uses
-		}
-		req.Extra = sel.extra(uses)
+	return sel.varsWith(sel.extraVars(refs))
+}
+
+// extraVars returns the extra variables (the lifecycle's) a template whose
+// refs are refs gets.
+func (sel *selection) extraVars(refs *matchbox.VarRefs) map[string]any {
+	if sel.extra == nil || sel.req.Extra != nil {
+		return sel.req.Extra
 	}
+	var uses func(string) bool
+	if refs != nil {
+		uses = refs.Uses
+	}
+	return sel.extra(uses)
+}
+
+func (sel *selection) varsWith(extra map[string]any) map[string]any {
+	req := sel.req
+	req.Extra = extra
 	return matchbox.Variables(sel.match.Group, req)
 }
 
-func (sel *selection) boot() (matchbox.Boot, error) {
-	b := sel.match.Profile.Boot
-	args, err := sel.snap.BootArgs(sel.match.Profile.ID, func() map[string]any {
-		return sel.vars(sel.snap.ArgsRefs(sel.match.Profile.ID))
-	})
-	if err != nil {
-		return b, err
+// answer returns the answer of kind rendered from template id (a profile,
+// for boot scripts) whose refs are refs: from the render cache when the
+// same variables were rendered before in this snapshot, else from render,
+// called with the template's variables, and then cached.
+func (s *Server) answer(sel *selection, kind, id string, refs *matchbox.VarRefs, render func(data func() map[string]any) ([]byte, error)) ([]byte, error) {
+	extra := sel.extraVars(refs)
+	key, ok := answerKey(kind, id, refs, sel.match.Group, extra, &sel.req)
+	if ok {
+		if out, hit := s.answers.get(sel.snap, key); hit {
+			return out, nil
+		}
 	}
-	b.Args = args
-	return b, nil
+	out, err := render(func() map[string]any { return sel.varsWith(extra) })
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		s.answers.put(sel.snap, key, out)
+	}
+	return out, nil
 }
 
 func (s *Server) ipxe(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if sel.machine != nil && sel.machine.State == matchbox.StateProvisioned {
 		sel.event = matchbox.EventIPXE + ".boot_disk"
-		fmt.Fprint(w, ipxeExitScript)
+		writeBody(w, []byte(ipxeExitScript))
 		return http.StatusOK, nil
 	}
 	return s.renderBoot(w, sel, ipxeTemplate)
@@ -84,25 +106,25 @@ func (s *Server) grub(w http.ResponseWriter, r *http.Request, sel *selection) (i
 }
 
 func (s *Server) renderBoot(w http.ResponseWriter, sel *selection, t *template.Template) (int, error) {
-	static := sel.snap.StaticArgs(sel.match.Profile.ID)
-	if static {
-		if script, ok := s.scripts.get(sel.snap, t.Name(), sel.match.Profile.ID); ok {
-			w.Write(script)
-			return http.StatusOK, nil
+	p := sel.match.Profile
+	refs := sel.snap.ArgsRefs(p.ID)
+	out, err := s.answer(sel, t.Name(), p.ID, refs, func(data func() map[string]any) ([]byte, error) {
+		b := p.Boot
+		args, err := sel.snap.BootArgs(p.ID, data)
+		if err != nil {
+			return nil, err
 		}
-	}
-	b, err := sel.boot()
+		b.Args = args
+		var out bytes.Buffer
+		if err := t.Execute(&out, b); err != nil {
+			return nil, fmt.Errorf("render %s script: %w", t.Name(), err)
+		}
+		return out.Bytes(), nil
+	})
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	var out bytes.Buffer
-	if err := t.Execute(&out, b); err != nil {
-		return http.StatusInternalServerError, fmt.Errorf("render %s script: %w", t.Name(), err)
-	}
-	if static {
-		s.scripts.put(sel.snap, t.Name(), sel.match.Profile.ID, out.Bytes())
-	}
-	w.Write(out.Bytes())
+	writeBody(w, out)
 	return http.StatusOK, nil
 }
 
@@ -111,13 +133,14 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request, sel *selection
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no ignition_id", sel.match.Profile.ID)
 	}
-	data := sel.vars(sel.snap.TemplateRefs(matchbox.TemplateIgnition, id))
-	out, err := sel.snap.RenderIgnition(id, data)
+	out, err := s.answer(sel, "ignition", id, sel.snap.TemplateRefs(matchbox.TemplateIgnition, id), func(data func() map[string]any) ([]byte, error) {
+		return sel.snap.RenderIgnition(id, data())
+	})
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
+	writeBody(w, out)
 	return http.StatusOK, nil
 }
 
@@ -126,13 +149,14 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 	if id == "" {
 		return http.StatusNotFound, fmt.Errorf("profile %q has no generic_id", sel.match.Profile.ID)
 	}
-	data := sel.vars(sel.snap.TemplateRefs(matchbox.TemplateGeneric, id))
-	out, err := sel.snap.RenderGeneric(id, data)
+	out, err := s.answer(sel, "generic", id, sel.snap.TemplateRefs(matchbox.TemplateGeneric, id), func(data func() map[string]any) ([]byte, error) {
+		return sel.snap.RenderGeneric(id, data())
+	})
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write(out)
+	writeBody(w, out)
 	return http.StatusOK, nil
 }
 
@@ -176,4 +200,10 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.ServeContent(w, r, name, st.ModTime(), f)
+}
+
+// writeBody writes an answer in one write, with its Content-Length.
+func writeBody(w http.ResponseWriter, body []byte) {
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.Write(body)
 }

@@ -93,7 +93,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	assets  *os.Root
-	scripts scriptCache
+	answers renderCache
 }
 
 // New returns the boot endpoints' server.
