@@ -3,7 +3,6 @@ package boothttp
 import (
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -78,23 +77,6 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 		w.status = http.StatusOK
 	}
 	return io.Copy(w.ResponseWriter, r)
-}
-
-// instrument counts requests of an endpoint by status code.
-func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
-	if s.cfg.Metrics == nil {
-		return next
-	}
-	ok := s.cfg.Metrics.requests.WithLabelValues(endpoint, "200")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == 0 || sw.status == http.StatusOK {
-			ok.Inc()
-			return
-		}
-		s.cfg.Metrics.requests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
-	})
 }
 
 // Unwrap gives http.ResponseController the underlying writer.

@@ -13,8 +13,11 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"matchbox/hardware"
 	"matchbox/logclip"
@@ -86,6 +89,11 @@ type Config struct {
 	// lifecycle. Requests from elsewhere are answered but change nothing.
 	// Empty observes every client.
 	BootNetworks []netip.Prefix
+	// RepeatInterval is how long a known machine's requests answered as
+	// its last recorded one are counted instead of recorded (0:
+	// DefaultRepeatInterval; negative: every request is recorded). Run
+	// RunRepeats to write the counts when their interval is over.
+	RepeatInterval time.Duration
 }
 
 // Server serves the boot endpoints.
@@ -94,6 +102,10 @@ type Server struct {
 	log     *slog.Logger
 	assets  *os.Root
 	answers renderCache
+	repeats *repeats // nil: every request recorded
+	// bootScript is bootIPXEScript, written without a conversion per
+	// request.
+	bootScript []byte
 }
 
 // New returns the boot endpoints' server.
@@ -104,7 +116,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, bootScript: []byte(bootIPXEScript)}
+	if cfg.Events != nil && cfg.RepeatInterval >= 0 {
+		if cfg.RepeatInterval == 0 {
+			cfg.RepeatInterval = DefaultRepeatInterval
+		}
+		s.repeats = newRepeats(cfg.RepeatInterval)
+	}
 	if cfg.AssetsDir != "" {
 		root, err := os.OpenRoot(cfg.AssetsDir)
 		if err != nil {
@@ -123,22 +141,38 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// routes returns the boot endpoints by exact path, and the assets handler
+// route is a boot endpoint: its handler and its name in metrics.
+type route struct {
+	endpoint string
+	h        http.Handler
+	ok       prometheus.Counter // requests answered 200; nil without metrics
+}
+
+// routes returns the boot endpoints by exact path, and the assets route
 // (nil without an assets directory) for paths under /assets/.
-func (s *Server) routes() (map[string]http.Handler, http.Handler) {
-	bootScript := s.instrument("boot.ipxe", http.HandlerFunc(s.bootIPXE))
-	routes := map[string]http.Handler{
+func (s *Server) routes() (map[string]*route, *route) {
+	bootScript := s.route("boot.ipxe", http.HandlerFunc(s.bootIPXE))
+	routes := map[string]*route{
 		"/boot.ipxe":   bootScript,
 		"/boot.ipxe.0": bootScript,
 	}
 	for name, h := range s.selectingHandlers() {
-		routes["/"+name] = s.instrument(name, h)
+		routes["/"+name] = s.route(name, h)
 	}
-	var assets http.Handler
+	var assets *route
 	if s.assets != nil {
-		assets = s.instrument("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))
+		assets = s.route("assets", http.StripPrefix("/assets", http.HandlerFunc(s.asset)))
 	}
 	return routes, assets
+}
+
+func (s *Server) route(endpoint string, h http.Handler) *route {
+	rt := &route{endpoint: endpoint, h: h}
+	if s.cfg.Metrics != nil {
+		// Looked up once: the common answer's counter.
+		rt.ok = s.cfg.Metrics.requests.WithLabelValues(endpoint, "200")
+	}
+	return rt
 }
 
 // selectingHandlers returns the endpoints that select a group, by name
@@ -161,68 +195,82 @@ func (s *Server) Handler() http.Handler {
 // Front returns a handler that answers the boot endpoints itself, by exact
 // path, and passes every other request to next. The boot endpoints are the
 // hot path of a provisioning network; this keeps a router's pattern matching
-// off it. Other methods than GET and HEAD get 405.
+// off it. Other methods than GET and HEAD get 405. Each answer is counted
+// by endpoint and status and logged (see logRequest) through one wrapper
+// of the response writer.
 func (s *Server) Front(next http.Handler) http.Handler {
 	routes, assets := s.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == provisionedPath && s.cfg.Lifecycle != nil {
-			defer s.logRequest(&w, r)()
-			s.provisioned(w, r)
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w}
+			s.provisioned(sw, r)
+			s.logRequest(sw, r, start)
 			return
 		}
-		h, ok := routes[r.URL.Path]
+		rt, ok := routes[r.URL.Path]
 		if !ok && assets != nil && strings.HasPrefix(r.URL.Path, "/assets/") {
-			h, ok = assets, true
+			rt, ok = assets, true
 		}
 		if !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
-		defer s.logRequest(&w, r)()
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+			sw.Header().Set("Allow", "GET, HEAD")
+			http.Error(sw, "method not allowed", http.StatusMethodNotAllowed)
+		} else {
+			rt.h.ServeHTTP(sw, r)
+			s.count(rt, sw.status)
 		}
-		h.ServeHTTP(w, r)
+		s.logRequest(sw, r, start)
 	})
 }
 
-// logRequest wraps *w to see the answer's status and returns the function
-// that logs the request once answered: method, path, status, client address
-// and duration. A success is logged at DEBUG (every firmware fetch would
-// flood INFO), a 4xx (the client's or the catalog's doing) at INFO, a 5xx
-// at WARN (its cause is logged at ERROR where it happened). The path comes
-// from the client: it is cut to logclip.Max bytes.
-func (s *Server) logRequest(w *http.ResponseWriter, r *http.Request) func() {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: *w}
-	*w = sw
-	return func() {
-		status := sw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		lvl := slog.LevelDebug
-		switch {
-		case status >= 500:
-			lvl = slog.LevelWarn
-		case status >= 400:
-			lvl = slog.LevelInfo
-		}
-		if !s.log.Enabled(r.Context(), lvl) {
-			return
-		}
-		s.log.Log(r.Context(), lvl, "boot request", "method", r.Method, "path", logclip.String(r.URL.Path),
-			"status", status, "remote", r.RemoteAddr, "duration", time.Since(start))
+// count counts an endpoint's answer by status code.
+func (s *Server) count(rt *route, status int) {
+	if rt.ok == nil {
+		return
 	}
+	if status == 0 || status == http.StatusOK {
+		rt.ok.Inc()
+		return
+	}
+	s.cfg.Metrics.requests.WithLabelValues(rt.endpoint, strconv.Itoa(status)).Inc()
+}
+
+// logRequest logs an answered request: method, path, status, client
+// address and duration since start. A success is logged at DEBUG (every
+// firmware fetch would flood INFO), a 4xx (the client's or the catalog's
+// doing) at INFO, a 5xx at WARN (its cause is logged at ERROR where it
+// happened). The path comes from the client: it is cut to logclip.Max
+// bytes.
+func (s *Server) logRequest(sw *statusWriter, r *http.Request, start time.Time) {
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	lvl := slog.LevelDebug
+	switch {
+	case status >= 500:
+		lvl = slog.LevelWarn
+	case status >= 400:
+		lvl = slog.LevelInfo
+	}
+	if !s.log.Enabled(r.Context(), lvl) {
+		return
+	}
+	s.log.Log(r.Context(), lvl, "boot request", "method", r.Method, "path", logclip.String(r.URL.Path),
+		"status", status, "remote", r.RemoteAddr, "duration", time.Since(start))
 }
 
 const bootIPXEScript = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
 
 func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprint(w, bootIPXEScript)
+	writeBody(w, s.bootScript)
 }
 
 // selection is what the selecting middleware found for a request.
@@ -360,7 +408,20 @@ func (s *Server) record(ctx context.Context, sel *selection, status int, problem
 		ev.Outcome.Group = sel.match.Group.ID
 		ev.Outcome.Profile = sel.match.Group.Profile
 	}
-	if !s.cfg.Events.Record(ev) || sel.machine != nil {
+	if sel.machine != nil {
+		if s.repeats != nil {
+			fold, flush := s.repeats.observe(&ev, sel.machine.State, time.Now())
+			if flush != nil {
+				s.cfg.Events.Record(*flush)
+			}
+			if fold {
+				return
+			}
+		}
+		s.cfg.Events.Record(ev)
+		return
+	}
+	if !s.cfg.Events.Record(ev) {
 		return
 	}
 	if sy, ok := s.cfg.Events.(eventSyncer); ok {

@@ -424,6 +424,8 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 			return nil, err
 		}
 	}
+	// Counts of known machines' repeated answers reach their timelines.
+	s.tasks = append(s.tasks, s.boot.RunRepeats)
 	if o.provisioningCheck > 0 {
 		s.tasks = append(s.tasks, func(ctx context.Context) error { return s.lifecycle.Run(ctx, o.provisioningCheck) })
 	}
