@@ -111,6 +111,7 @@ func (s *Snapshot) RenderIgnition(name string, data map[string]any) ([]byte, err
 	if out, ok := ct.translated.get(key); ok {
 		return out, nil
 	}
+	ct.translated.requested.Add(1)
 	out, err := ignition.TranslateButane(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", name, err)

@@ -1,6 +1,8 @@
 package matchbox
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -333,8 +335,28 @@ func compileTemplate(t *Template) (*compiledTemplate, error) {
 	ct.refs = refsOf(parsed)
 	if t.Kind == TemplateIgnition {
 		ct.translated = newTranslateCache(translateCacheBytes)
+		if ct.refs.None() {
+			ct.pretranslate()
+		}
 	}
 	return ct, nil
+}
+
+// pretranslate translates a Butane template that reads no variable, whose
+// Ignition JSON is then the same for every machine, when it is compiled
+// (when it is written, or loaded), so that no request pays the
+// translation. A template that fails to render or translate is left to
+// the request path, which answers the error.
+func (ct *compiledTemplate) pretranslate() {
+	var buf bytes.Buffer
+	if err := ct.parsed.Execute(&buf, map[string]any{}); err != nil {
+		return
+	}
+	out, err := ignition.TranslateButane(buf.Bytes())
+	if err != nil {
+		return
+	}
+	ct.translated.put(sha256.Sum256(buf.Bytes()), out)
 }
 
 // maxTieWarnings bounds how many tie warnings are spelled out.

@@ -3,6 +3,7 @@ package matchbox
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 )
 
 // translateCacheBytes bounds the Ignition JSON one Butane template's
@@ -21,6 +22,8 @@ type translateCache struct {
 	order   [][sha256.Size]byte // insertion order, oldest first
 	bytes   int
 	max     int
+	// requested counts the translations requests made (cache misses).
+	requested atomic.Int64
 }
 
 func newTranslateCache(maxBytes int) *translateCache {

@@ -109,3 +109,50 @@ func TestTranslateCacheBound(t *testing.T) {
 		t.Error("an entry larger than the bound was cached")
 	}
 }
+
+// TestStaticButaneTranslatedAtWrite: a Butane template that reads no
+// variable is translated when it is written (Apply) or loaded (Build): the
+// first request after the write translates nothing and gets what a
+// translation gives; a template reading variables still translates on
+// request.
+func TestStaticButaneTranslatedAtWrite(t *testing.T) {
+	const static = "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/motd\n      contents:\n        inline: hello\n"
+	const perMachine = "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/hostname\n      contents:\n        inline: {{.hostname}}\n"
+	base, err := Build(Catalog{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := base.Apply([]Change{
+		{Kind: TemplateIgnition, ID: "static.yaml", Template: &Template{Kind: TemplateIgnition, Name: "static.yaml", Content: static}},
+		{Kind: TemplateIgnition, ID: "machine.yaml", Template: &Template{Kind: TemplateIgnition, Name: "machine.yaml", Content: perMachine}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Build(Catalog{Templates: []Template{{Kind: TemplateIgnition, Name: "static.yaml", Content: static}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ignition.TranslateButane([]byte(static))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Snapshot{"written": snap, "loaded": loaded} {
+		got, err := s.RenderIgnition("static.yaml", map[string]any{"hostname": "h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.templates[TemplateIgnition]["static.yaml"].translated.requested.Load(); n != 0 {
+			t.Errorf("%s: the first request translated %d times, want 0", name, n)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s: answered %s, want %s", name, got, want)
+		}
+	}
+	if _, err := snap.RenderIgnition("machine.yaml", map[string]any{"hostname": "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := snap.templates[TemplateIgnition]["machine.yaml"].translated.requested.Load(); n != 1 {
+		t.Errorf("per-machine template: %d translations on request, want 1", n)
+	}
+}
