@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X matchbox/version.version=$(VERSION) -X matchbox/version.commit=$(COMMIT)
 
-.PHONY: build run test test-short vet fuzz fuzz-long reliability bench e2e clean proto
+.PHONY: build run test test-short vet fuzz fuzz-long fuzz-corpus reliability bench e2e clean proto
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/matchbox
@@ -53,6 +53,19 @@ fuzz:
 # (about 10 minutes times the number of targets).
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=10m FUZZFLAGS=-parallel=1
+
+# Copy the corpus the fuzzer built in Go's cache (the inputs that found new
+# coverage) into each package's testdata/fuzz, where `go test` runs it as
+# seeds and git keeps it.
+fuzz-corpus:
+	@cache=$$($(GO) env GOCACHE)/fuzz; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
+	    src=$$cache/$$pkg/$$f; [ -d $$src ] || continue; \
+	    mkdir -p $$dir/testdata/fuzz/$$f && cp -n $$src/* $$dir/testdata/fuzz/$$f/ && \
+	    echo "$$pkg $$f: $$(ls $$dir/testdata/fuzz/$$f | wc -l) inputs"; \
+	  done; \
+	done
 
 # The long form of the crash, full-disk and boot-storm tests of reliability/
 # (root: namespaces, mounts; at least 50 kills, a storm of 1,000 machines).
