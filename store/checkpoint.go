@@ -31,10 +31,13 @@ type checkpointer struct {
 	done chan struct{}
 	once sync.Once
 	err  error
+	// paused tells when not to checkpoint: while the database is read
+	// read-only (a checkpoint would open it for writing first).
+	paused func() bool
 }
 
-func newCheckpointer(db *sql.DB, log *slog.Logger) *checkpointer {
-	c := &checkpointer{db: db, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+func newCheckpointer(db *sql.DB, log *slog.Logger, paused func() bool) *checkpointer {
+	c := &checkpointer{db: db, log: log, stop: make(chan struct{}), done: make(chan struct{}), paused: paused}
 	go c.run()
 	return c
 }
@@ -49,6 +52,9 @@ func (c *checkpointer) run() {
 		case <-c.stop:
 			return
 		case <-t.C:
+		}
+		if c.paused() {
+			continue
 		}
 		err := c.checkpoint()
 		if err != nil && !failed {
@@ -75,7 +81,9 @@ func (c *checkpointer) close() error {
 	c.once.Do(func() {
 		close(c.stop)
 		<-c.done
-		c.err = c.checkpoint()
+		if !c.paused() {
+			c.err = c.checkpoint()
+		}
 		if err := c.db.Close(); c.err == nil {
 			c.err = err
 		}

@@ -233,6 +233,9 @@ func (s *Store) Probe(ctx context.Context) error {
 		// file it rewrites); the next one that needs more would fail.
 		return s.health.Observe(fmt.Errorf("probe store: %w", &storageError{ErrStorageFull, fmt.Errorf("less than %d KiB free beside %s", lowSpaceAtLeast>>10, s.cfg.Path)}))
 	}
+	if err := s.leaveReadOnly(ctx); err != nil {
+		return s.health.Observe(fmt.Errorf("probe store: %w", err))
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL)"); err != nil {
 			return err

@@ -98,6 +98,10 @@ func scanLease(row interface{ Scan(...any) error }) (dhcp.Lease, error) {
 // leases that are not declined refuses a second lease for a MAC; any error
 // rolls the whole transaction back.
 func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) error {
+	if err := s.readOnly.refusal(); err != nil {
+		// Before preparing: a statement that failed to prepare stays failed.
+		return s.health.Observe(err)
+	}
 	// Timeline batches wait while this commit waits for the connection.
 	begun := s.leaseFirst.arrive()
 	defer begun()

@@ -70,6 +70,11 @@ type Store struct {
 	// leaseFirst lets lease commits take the write connection before
 	// timeline batches.
 	leaseFirst leaseFirst
+	// readOnly is the fallback of a database that could not be opened
+	// for writing (readonly.go).
+	readOnly readOnlyState
+	// writeDSN opens the database for writing.
+	writeDSN string
 }
 
 // Open opens (creating if needed) the database, applies pending schema
@@ -97,13 +102,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	s := &Store{cfg: cfg, log: cfg.Logger, write: w, now: time.Now, syncMode: syncMode, writeDSN: dsn("")}
+	rc, err := newReadConnector(dsn("&_pragma=query_only(1)"),
+		"file:"+cfg.Path+"?mode=ro&readonly_shm=1&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)", &s.readOnly)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
 	}
-	r.SetMaxOpenConns(8)
-	s := &Store{cfg: cfg, log: cfg.Logger, write: w, read: r, now: time.Now, syncMode: syncMode}
+	s.read = sql.OpenDB(rc)
+	s.read.SetMaxOpenConns(8)
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -124,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
 	}
 	ck.SetMaxOpenConns(1)
-	s.checkpointer = newCheckpointer(ck, s.log)
+	s.checkpointer = newCheckpointer(ck, s.log, s.readOnly.on.Load)
 	return s, nil
 }
 
@@ -157,10 +164,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	sort.Strings(names)
 	var current int
 	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+		err = classifySQLite(fmt.Errorf("read schema version: %w", err), s.cfg.Path)
+		if Reason(err) == "" {
+			return err
+		}
+		if current, err = s.enterReadOnly(ctx, err); err != nil {
+			return err
+		}
 	}
 	if current > len(names) {
 		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an older matchbox on it", current, len(names))
+	}
+	if current < len(names) && s.readOnly.on.Load() {
+		return fmt.Errorf("database schema version %d needs migration %s, which cannot be written: %w", current, names[current], s.readOnly.refusal())
 	}
 	for i := current; i < len(names); i++ {
 		body, err := migrationFS.ReadFile(names[i])
@@ -192,6 +208,9 @@ func (s *Store) migrate(ctx context.Context) error {
 // A failure of the storage is returned wrapping ErrStorageFull or
 // ErrUnavailable, and every outcome is recorded in the store's Health.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := s.readOnly.refusal(); err != nil {
+		return s.health.Observe(err)
+	}
 	return s.health.Observe(classifySQLite(s.inTxRaw(ctx, fn), s.cfg.Path))
 }
 
@@ -218,6 +237,9 @@ func (s *Store) inTxRaw(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) inTxRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if s.syncMode == "NORMAL" {
 		return s.inTx(ctx, fn)
+	}
+	if err := s.readOnly.refusal(); err != nil {
+		return s.health.Observe(err)
 	}
 	return s.health.Observe(classifySQLite(s.inTxRelaxedRaw(ctx, fn), s.cfg.Path))
 }

@@ -33,13 +33,24 @@ func (s *services) watchStoreHealth(st any, log *slog.Logger) (*store.Health, er
 		return nil, nil
 	}
 	h := hr.Health()
+	s.recovered = make(chan struct{}, 1)
+	degraded := func(hs store.HealthState) {
+		log.Warn("store degraded: writes fail; boot endpoints and TFTP serve the in-memory catalog, DHCP offers no new address", "reason", hs.Reason, "cause", hs.Cause)
+	}
 	h.OnChange(func(hs store.HealthState) {
 		if hs.Degraded() {
-			log.Warn("store degraded: writes fail; boot endpoints and TFTP serve the in-memory catalog, DHCP offers no new address", "reason", hs.Reason, "cause", hs.Cause)
+			degraded(hs)
 			return
 		}
 		log.Info("store recovered: writes succeed again")
+		select {
+		case s.recovered <- struct{}{}:
+		default:
+		}
 	})
+	if hs := h.State(); hs.Degraded() {
+		degraded(hs) // since opening the store
+	}
 	for _, reason := range store.Reasons {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "matchbox_store_degraded",
@@ -89,4 +100,38 @@ func (s *services) healthz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// retryImport returns a task that runs imp, the data-directory import that
+// the storage could not write at start, each time the store recovers,
+// until it is written or fails for another reason.
+func (s *services) retryImport(imp func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for {
+			if s.health.State().Degraded() {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.recovered:
+				}
+			}
+			err := imp(ctx)
+			switch {
+			case err == nil:
+				s.log.Info("data directory imported: the store takes writes again", "dir", s.opts.dataDir)
+				return nil
+			case ctx.Err() != nil:
+				return nil
+			case store.Reason(err) == "":
+				s.log.Error("data directory import failed once the store took writes again; serving the catalog the database holds", "dir", s.opts.dataDir, "err", err)
+				return nil
+			}
+			s.log.Warn("data directory import still cannot be written; retried when the store recovers", "dir", s.opts.dataDir, "reason", store.Reason(err), "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.recovered:
+			}
+		}
+	}
 }

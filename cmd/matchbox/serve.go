@@ -311,6 +311,9 @@ type services struct {
 	clientMAC func(netip.Addr) (string, bool)
 	// health is the store's write health; nil when the store has none.
 	health *store.Health
+	// recovered receives a value each time the store recovers (buffered:
+	// a recovery nobody waits for is kept until someone does).
+	recovered chan struct{}
 	// background tasks started by run, each stopping when ctx ends
 	tasks []func(ctx context.Context) error
 }
@@ -334,9 +337,13 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		closeStore()
 		return nil, err
 	}
-	if err := importDataDir(ctx, log, st, o.dataDir, scope, o.prune); err != nil {
+	// An import the storage cannot write (a full disk) does not stop the
+	// start: matchbox serves the catalog the database holds, degraded, and
+	// imports again once the store takes writes.
+	importErr := importDataDir(ctx, log, st, o.dataDir, scope, o.prune)
+	if importErr != nil && store.Reason(importErr) == "" {
 		closeStore()
-		return nil, err
+		return nil, importErr
 	}
 	rcfg := store.RecorderConfig{Logger: log, Discover: true}
 	if o.store.Kind == location.Etcd {
@@ -357,6 +364,17 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 	if s.health, err = s.watchStoreHealth(st, log); err != nil {
 		closeStore()
 		return nil, err
+	}
+	if importErr != nil {
+		if s.health == nil {
+			closeStore()
+			return nil, importErr
+		}
+		log.Warn("data directory not imported: the store cannot take writes; serving the catalog the database holds until the store recovers, then importing again",
+			"dir", o.dataDir, "reason", store.Reason(importErr), "err", importErr)
+		s.tasks = append(s.tasks, s.retryImport(func(ctx context.Context) error {
+			return importDataDir(ctx, log, st, o.dataDir, scope, o.prune)
+		}))
 	}
 	metrics, err := boothttp.NewMetrics(s.registry, st.Snapshot)
 	if err != nil {
