@@ -17,33 +17,42 @@ import (
 // operations below (dhcp.LeaseStorage): only the SQL lives here.
 var _ dhcp.LeaseStorage = (*Store)(nil)
 
-// leaseStmts are the lease writes, prepared once on the write connection.
+// leaseStmts are the lease writes, prepared on the write connection by
+// the first commit that succeeds in preparing them. A failed preparation
+// (a full disk, an I/O error) is not kept: the next commit tries again,
+// so that lease commits recover with the storage.
 type leaseStmts struct {
-	once   sync.Once
-	err    error
+	mu     sync.Mutex
 	upsert *sql.Stmt
 	del    *sql.Stmt
 }
 
 func (s *Store) prepareLeaseStmts(ctx context.Context) (*leaseStmts, error) {
 	p := &s.leaseStmts
-	p.once.Do(func() {
-		ctx := context.WithoutCancel(ctx)
-		if p.upsert, p.err = s.write.PrepareContext(ctx, `INSERT INTO leases (ip, mac, hostname, expires_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.upsert != nil {
+		return p, nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	upsert, err := s.write.PrepareContext(ctx, `INSERT INTO leases (ip, mac, hostname, expires_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, hostname = excluded.hostname, expires_at = excluded.expires_at,
-		state = excluded.state, updated_at = excluded.updated_at`); p.err != nil {
-			p.err = fmt.Errorf("prepare lease write: %w", p.err)
-			return
-		}
-		if p.del, p.err = s.write.PrepareContext(ctx, "DELETE FROM leases WHERE ip = ? AND mac = ?"); p.err != nil {
-			p.upsert.Close()
-			p.err = fmt.Errorf("prepare lease write: %w", p.err)
-		}
-	})
-	return p, p.err
+		state = excluded.state, updated_at = excluded.updated_at`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare lease write: %w", err)
+	}
+	del, err := s.write.PrepareContext(ctx, "DELETE FROM leases WHERE ip = ? AND mac = ?")
+	if err != nil {
+		upsert.Close()
+		return nil, fmt.Errorf("prepare lease write: %w", err)
+	}
+	p.upsert, p.del = upsert, del
+	return p, nil
 }
 
 func (p *leaseStmts) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var errs []error
 	if p.upsert != nil {
 		errs = append(errs, p.upsert.Close())
@@ -99,7 +108,7 @@ func scanLease(row interface{ Scan(...any) error }) (dhcp.Lease, error) {
 // rolls the whole transaction back.
 func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) error {
 	if err := s.readOnly.refusal(); err != nil {
-		// Before preparing: a statement that failed to prepare stays failed.
+		// Refused before preparing: nothing to prepare on a read-only store.
 		return s.health.Observe(err)
 	}
 	// Timeline batches wait while this commit waits for the connection.

@@ -177,3 +177,35 @@ func TestAllocatorOnSQLite(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseCommitsRecoverAfterAFailedPrepare: a lease commit whose
+// statements fail to prepare fails, and the next one, once the database
+// can take it, prepares them again and commits instead of repeating the
+// first failure until a restart.
+func TestLeaseCommitsRecoverAfterAFailedPrepare(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := s.write.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The statements cannot prepare while the table is away.
+	exec("ALTER TABLE leases RENAME TO leases_away")
+	l := lease("10.0.0.5", "02:00:00:00:00:05", dhcp.LeaseBound)
+	if err := s.CommitLeases(ctx, []dhcp.LeaseWrite{put(l)}); err == nil {
+		t.Fatal("commit without a leases table succeeded")
+	}
+	exec("ALTER TABLE leases_away RENAME TO leases")
+	if err := s.CommitLeases(ctx, []dhcp.LeaseWrite{put(l)}); err != nil {
+		t.Fatalf("commit after the table returned: %v", err)
+	}
+	got, err := s.LoadLeases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]dhcp.Lease{l}, got, equateAddrs); diff != "" {
+		t.Errorf("stored leases (-want +got):\n%s", diff)
+	}
+}
