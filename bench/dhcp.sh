@@ -250,25 +250,7 @@ step() {
 
 # ramp NAME ROUND: steps up until drops pass 1 %; appends "best sat" to
 # $WORK/NAME.results.
-ramp() {
-	local name=$1 round=$2 rate=$START best=0 sat=0 over=-1
-	while [ "$rate" -le "$MAX" ]; do
-		step "$name" "$round" "$rate"
-		if awk -v d="$S_DROP" 'BEGIN {exit !(d <= 1)}'; then
-			[ "$S_RATE" -gt "$best" ] && best=$S_RATE
-		elif [ "$over" -lt 0 ]; then
-			over=0
-		fi
-		[ "$S_RATE" -gt "$sat" ] && sat=$S_RATE
-		if [ "$over" -ge 0 ]; then
-			[ "$over" -ge "$EXTRA" ] && break
-			over=$((over + 1))
-		fi
-		rate=$((rate + STEP))
-	done
-	echo "$best $sat" >>"$WORK/$name.results"
-	printf 'round %s %-8s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$name" "$best" "$sat"
-}
+ramp() { bench_ramp "$1" "$2" "$WORK/$1.results" "$(printf '%-8s' "$1")"; }
 
 echo "dhcp.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
 echo "work directory $WORK on $FSTYPE; $ROUNDS rounds, ramp $START..$MAX/s step $STEP, ${SECONDS_PER}s per step, $CLIENTS clients, matchbox --db-synchronous $SYNC, Kea $KEA_MODE $(kea-dhcp4 -v)"

@@ -243,25 +243,7 @@ step() {
 
 # ramp STORE ROUND: steps up until drops pass 1 %; appends the best rate
 # at <= 1 % drops and the saturation to $WORK/dhcp-STORE.results.
-ramp() {
-	local st=$1 round=$2 rate=$START best=0 sat=0 over=-1
-	while [ "$rate" -le "$MAX" ]; do
-		step "$st" "$round" "$rate"
-		if awk -v d="$S_DROP" 'BEGIN {exit !(d <= 1)}'; then
-			[ "$S_RATE" -gt "$best" ] && best=$S_RATE
-		elif [ "$over" -lt 0 ]; then
-			over=0
-		fi
-		[ "$S_RATE" -gt "$sat" ] && sat=$S_RATE
-		if [ "$over" -ge 0 ]; then
-			[ "$over" -ge "$EXTRA" ] && break
-			over=$((over + 1))
-		fi
-		rate=$((rate + STEP))
-	done
-	echo "$best $sat" >>"$WORK/dhcp-$st.results"
-	printf 'round %s dhcp %-6s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$st" "$best" "$sat"
-}
+ramp() { bench_ramp "$1" "$2" "$WORK/dhcp-$1.results" "dhcp $(printf '%-6s' "$1")"; }
 
 echo "etcd.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores; $(etcd --version | head -1), 3 members"
 echo "work directory $WORK on $BENCH_FSTYPE; $ROUNDS rounds; DHCP ramp $START..$MAX/s step $STEP, ${SECONDS_PER}s per step; /ipxe at $GROUPS_N groups, wrk $DURATION x $CONNECTIONS connections; $WRITES writes for the latency; pinned ${PIN_SERVER[*]:-no}"

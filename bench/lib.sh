@@ -109,3 +109,29 @@ wait_until() {
 
 # udp_listening NS PORT: something listens on UDP PORT in namespace NS.
 udp_listening() { ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .; }
+
+# bench_ramp NAME ROUND RESULTS LABEL: runs the script's `step NAME ROUND
+# RATE` (which sets S_RATE, exchanges/s achieved, and S_DROP, drops in %)
+# from $START by $STEP up to $MAX, until drops pass 1 % and $EXTRA steps
+# more; appends "best saturation" (the highest rate at <= 1 % drops, the
+# highest rate at all) to RESULTS and prints the round's line, LABEL
+# naming the server in it.
+bench_ramp() {
+	local name=$1 round=$2 results=$3 label=$4 rate=$START best=0 sat=0 over=-1
+	while [ "$rate" -le "$MAX" ]; do
+		step "$name" "$round" "$rate"
+		if awk -v d="$S_DROP" 'BEGIN {exit !(d <= 1)}'; then
+			[ "$S_RATE" -gt "$best" ] && best=$S_RATE
+		elif [ "$over" -lt 0 ]; then
+			over=0
+		fi
+		[ "$S_RATE" -gt "$sat" ] && sat=$S_RATE
+		if [ "$over" -ge 0 ]; then
+			[ "$over" -ge "$EXTRA" ] && break
+			over=$((over + 1))
+		fi
+		rate=$((rate + STEP))
+	done
+	echo "$best $sat" >>"$results"
+	printf 'round %s %s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$label" "$best" "$sat"
+}

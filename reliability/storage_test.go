@@ -135,17 +135,7 @@ func TestFullDisk(t *testing.T) {
 		}
 	}
 	mnt := mountTmpfs(t, "4m")
-	srv := newServer(t, l.srv, dir, "0.0.0.0:8080",
-		"--dhcp-mode", "authoritative", "--dhcp-iface", "br0", "--dhcp-range", dhcpRange,
-		"--dhcp-lease-time", "1h", "--boot-url", "http://"+serverIP+":8080", "--tftp-addr", serverIP+":69")
-	srv.db = filepath.Join(mnt, "matchbox.db")
-	srv.args = append(srv.args, "--db", srv.db) // the last --db wins
-	srv.start()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log: %s", srv.tail())
-		}
-	})
+	srv := startOnStorage(t, l, dir, mnt)
 	if _, err := netnstest.Udhcpc(t, l.cli, "c0", "-t", "4", "-T", "1"); err != nil {
 		t.Fatalf("before the disk is full: %v", err)
 	}
@@ -406,17 +396,7 @@ func TestStorageFailsUnderARunningServer(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	srv := newServer(t, l.srv, dir, "0.0.0.0:8080",
-		"--dhcp-mode", "authoritative", "--dhcp-iface", "br0", "--dhcp-range", dhcpRange,
-		"--dhcp-lease-time", "1h", "--boot-url", "http://"+serverIP+":8080", "--tftp-addr", serverIP+":69")
-	srv.db = filepath.Join(mnt, "matchbox.db")
-	srv.args = append(srv.args, "--db", srv.db) // the last --db wins
-	srv.start()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log: %s", srv.tail())
-		}
-	})
+	srv := startOnStorage(t, l, dir, mnt)
 	if _, err := netnstest.Udhcpc(t, l.cli, "c0", "-t", "4", "-T", "1"); err != nil {
 		t.Fatalf("before the storage fails: %v", err)
 	}
@@ -503,4 +483,24 @@ func TestStorageFailsUnderARunningServer(t *testing.T) {
 	}
 	srv.term()
 	integrityOK(t, filepath.Join(backing, "matchbox.db"))
+}
+
+// startOnStorage starts an authoritative server of the lab l (DHCP, TFTP,
+// HTTP) on the data directory dir, with its database under mnt (the
+// storage the test makes fail), and logs the server's tail if the test
+// fails.
+func startOnStorage(t *testing.T, l *lab, dir, mnt string) *server {
+	t.Helper()
+	srv := newServer(t, l.srv, dir, "0.0.0.0:8080",
+		"--dhcp-mode", "authoritative", "--dhcp-iface", "br0", "--dhcp-range", dhcpRange,
+		"--dhcp-lease-time", "1h", "--boot-url", "http://"+serverIP+":8080", "--tftp-addr", serverIP+":69")
+	srv.db = filepath.Join(mnt, "matchbox.db")
+	srv.args = append(srv.args, "--db", srv.db) // the last --db wins
+	srv.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log: %s", srv.tail())
+		}
+	})
+	return srv
 }
