@@ -212,17 +212,7 @@ func TestFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body = srv.get("/healthz")
-		if code == http.StatusOK && body == "ok\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz 10s after space returned: %d %q", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitHealthy(t, srv, "space returned")
 	if v := srv.metric(t, `matchbox_store_degraded{reason="storage_full"}`); v != 0 {
 		t.Fatalf(`matchbox_store_degraded{reason="storage_full"} after recovery = %v`, v)
 	}
@@ -446,17 +436,7 @@ func TestStorageFailsUnderARunningServer(t *testing.T) {
 
 		// The storage works again: no restart.
 		ffs.Fail(0)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			code, body = srv.get("/healthz")
-			if code == http.StatusOK && body == "ok\n" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("/healthz 10s after writes pass again: %d %q", code, body)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitHealthy(t, srv, "writes pass again")
 		if v := srv.metric(t, `matchbox_store_degraded{reason="storage_unavailable"}`); v != 0 {
 			t.Fatalf(`matchbox_store_degraded{reason="storage_unavailable"} after recovery = %v`, v)
 		}
@@ -503,4 +483,21 @@ func startOnStorage(t *testing.T, l *lab, dir, mnt string) *server {
 		}
 	})
 	return srv
+}
+
+// waitHealthy waits up to 10 s for srv's /healthz to answer "ok" after
+// the storage recovered (after names how), and fails the test otherwise.
+func waitHealthy(t *testing.T, srv *server, after string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := srv.get("/healthz")
+		if code == http.StatusOK && body == "ok\n" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz 10s after %s: %d %q", after, code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
