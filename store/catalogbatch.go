@@ -163,7 +163,7 @@ func (s *Store) commitCatalogWrites(batch []*catalogWrite) {
 		finish(s.health.Observe(classifySQLite(fmt.Errorf("commit: %w", err), s.cfg.Path)))
 		return
 	}
-	s.health.Observe(nil)
+	s.observeWrite(nil)
 	finish(nil)
 }
 

@@ -107,6 +107,19 @@ func lowOnSpace(path string) bool {
 	return st.Bavail*uint64(st.Bsize) < lowSpaceAtLeast
 }
 
+// observeWrite records a write's outcome in the store's Health, as
+// Health.Observe does, except that a write that succeeds while the store
+// is degraded for a full disk that still has (nearly) no space left does
+// not make it healthy: it fitted in pages SQLite already held (a WAL file
+// it rewrites), and the next write needing more would fail. Only space
+// returning, seen by the probe (Run), ends a full-disk degradation.
+func (s *Store) observeWrite(err error) error {
+	if err == nil && s.health.State().Reason == ReasonFull && lowOnSpace(s.cfg.Path) {
+		return nil
+	}
+	return s.health.Observe(err)
+}
+
 // HealthState is a store's condition as /healthz and /metrics report it.
 type HealthState struct {
 	// Reason is "" when healthy, else ReasonFull or ReasonUnavailable.
@@ -122,7 +135,8 @@ func (h HealthState) Degraded() bool { return h.Reason != "" }
 
 // Health tracks whether a store can write: a write failing with a storage
 // failure (ErrStorageFull, ErrUnavailable) makes it degraded, and the next
-// successful write, or a successful probe (Run), makes it healthy again.
+// successful write, or a successful probe (Run), makes it healthy again
+// (a full disk: only once space returns, see Store.observeWrite).
 // Reads and everything served from the in-memory snapshot go on meanwhile.
 // It is safe for concurrent use; its zero value is healthy.
 type Health struct {

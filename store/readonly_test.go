@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -121,5 +123,56 @@ func TestOpenReadOnlyOnAFullDisk(t *testing.T) {
 		if err != nil || len(leases) != 1 {
 			t.Fatalf("leases read after the commit: %v %v", leases, err)
 		}
+	}
+}
+
+// A write that fits in pages SQLite already holds (a write-ahead log it
+// rewrites from its start) succeeds on a full disk; it must not make the
+// store healthy while the disk is still full, or DHCP would offer new
+// addresses and /healthz say ok until the next write needing space fails.
+// Only space returning, seen by the probe, ends the degradation.
+func TestWriteFittingOnAFullDiskKeepsDegraded(t *testing.T) {
+	ctx := context.Background()
+	dir, fill := fullTmpfs(t)
+	s, err := Open(ctx, Config{Path: filepath.Join(dir, "matchbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	leases := make([]dhcp.LeaseWrite, 100)
+	for i := range leases {
+		leases[i] = dhcp.LeaseWrite{Lease: dhcp.Lease{
+			IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), MAC: fmt.Sprintf("52:54:00:00:01:%02x", i),
+			Hostname: strings.Repeat("h", 200), Expires: time.Now().Add(time.Hour), State: dhcp.LeaseBound,
+		}}
+	}
+	if err := s.CommitLeases(ctx, leases); err != nil {
+		t.Fatal(err)
+	}
+	// The log is copied into the database; the next commit rewrites the
+	// log from its start, in space the file already has.
+	if _, err := s.write.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)"); err != nil {
+		t.Fatal(err)
+	}
+	filler := fill()
+	s.Health().Observe(fmt.Errorf("commit: %w", &storageError{ErrStorageFull, errors.New("database or disk is full")}))
+
+	one := leases[:1]
+	one[0].Lease.Expires = time.Now().Add(2 * time.Hour)
+	if err := s.CommitLeases(ctx, one); err != nil {
+		t.Fatalf("a one-lease commit into the rewritten log on a full disk: %v (it should fit)", err)
+	}
+	if hs := s.Health().State(); hs.Reason != ReasonFull {
+		t.Fatalf("health after a write that fitted on a still full disk: %+v, want %s", hs, ReasonFull)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitLeases(ctx, one); err != nil {
+		t.Fatalf("commit once space returned: %v", err)
+	}
+	if hs := s.Health().State(); hs.Degraded() {
+		t.Fatalf("still degraded after a write with space back: %+v", hs)
 	}
 }

@@ -211,7 +211,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := s.readOnly.refusal(); err != nil {
 		return s.health.Observe(err)
 	}
-	return s.health.Observe(classifySQLite(s.inTxRaw(ctx, fn), s.cfg.Path))
+	return s.observeWrite(classifySQLite(s.inTxRaw(ctx, fn), s.cfg.Path))
 }
 
 func (s *Store) inTxRaw(ctx context.Context, fn func(tx *sql.Tx) error) error {
@@ -241,7 +241,7 @@ func (s *Store) inTxRelaxed(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	if err := s.readOnly.refusal(); err != nil {
 		return s.health.Observe(err)
 	}
-	return s.health.Observe(classifySQLite(s.inTxRelaxedRaw(ctx, fn), s.cfg.Path))
+	return s.observeWrite(classifySQLite(s.inTxRelaxedRaw(ctx, fn), s.cfg.Path))
 }
 
 func (s *Store) inTxRelaxedRaw(ctx context.Context, fn func(tx *sql.Tx) error) error {
