@@ -115,6 +115,10 @@ var (
 	// until the returned lease's expiry: it may keep the address that
 	// long, and no longer, since no other server knows of an extension.
 	ErrNotExtended = errors.New("lease not extended")
+	// ErrChoseOtherServer means the client already chose another server
+	// for this transaction (its REQUEST named that server before the
+	// DISCOVER was answered here): an offer now would never be taken.
+	ErrChoseOtherServer = errors.New("client already chose another server for this transaction")
 )
 
 // Allocator hands out the addresses of the dynamic ranges and the
@@ -139,12 +143,30 @@ type Allocator struct {
 	storedMAC map[string]netip.Addr
 	writes    []LeaseWrite
 
+	// chose remembers, for a short time, the transactions whose REQUEST
+	// named another server (MAC to transaction), so that their DISCOVER,
+	// answered after it (packets are handled concurrently, and a
+	// retransmitted DISCOVER may arrive late), holds no address.
+	chose map[string]choice
+
 	ops     chan *leaseOp
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 	opPool  sync.Pool
 }
+
+// choice is a transaction in which a client chose another server.
+type choice struct {
+	xid     [4]byte
+	expires int64 // unix nanoseconds
+}
+
+// choiceMemory is how long a choice of another server is remembered: a
+// client retransmits the DISCOVER of one transaction for a few seconds
+// (RFC 2131 section 4.1: 4, 8, 16 ... seconds apart, up to about a
+// minute); a new transaction (another xid) is answered at once.
+const choiceMemory = 10 * time.Second
 
 // leaseEntry is the in-memory state of one address. Entries are replaced,
 // not modified, when the address changes hands.
@@ -271,6 +293,7 @@ func OpenAllocator(ctx context.Context, cfg AllocatorConfig) (*Allocator, error)
 		cfg:     cfg,
 		byIP:    map[netip.Addr]*leaseEntry{},
 		byMAC:   map[string]*leaseEntry{},
+		chose:   map[string]choice{},
 		ops:     make(chan *leaseOp, 4096),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -418,6 +441,9 @@ type OfferRequest struct {
 	Reserved netip.Addr
 	// Requested is the address the client asked for (option 50), if any.
 	Requested netip.Addr
+	// XID is the DISCOVER's transaction id: no address is offered in a
+	// transaction whose REQUEST already named another server (Withdraw).
+	XID [4]byte
 }
 
 // Offer picks an address for a client and holds it for OfferHold: the
@@ -428,6 +454,12 @@ func (l *Allocator) Offer(req OfferRequest) (netip.Addr, error) {
 	now := l.cfg.Now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c, ok := l.chose[req.MAC]; ok {
+		if c.expires > now && c.xid == req.XID {
+			return netip.Addr{}, ErrChoseOtherServer
+		}
+		delete(l.chose, req.MAC)
+	}
 	inSubnet := func(ip netip.Addr) bool { return !req.Subnet.IsValid() || req.Subnet.Contains(ip) }
 	availableTo := func(ip netip.Addr) bool {
 		e := l.byIP[ip]
@@ -628,16 +660,35 @@ func (l *Allocator) end(ctx context.Context, mac string, ip netip.Addr, state Le
 // once instead of after OfferHold. RFC 2131 (section 3.1, step 4) lets a
 // server that the client did not choose, its REQUEST naming another
 // server identifier, take the REQUEST as the decline of its offer. It
-// reports whether an offer was dropped.
-func (l *Allocator) Withdraw(mac string) bool {
+// reports whether an offer was dropped. The transaction xid is remembered
+// for a few seconds: a DISCOVER of that transaction handled after the
+// REQUEST (concurrently, or retransmitted late) is offered nothing, or
+// its address would stay held, unused, for OfferHold.
+func (l *Allocator) Withdraw(mac string, xid [4]byte) bool {
+	now := l.cfg.Now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.rememberChoice(mac, xid, now)
 	e := l.byMAC[mac]
 	if e == nil || l.byIP[e.ip] != e || e.state != LeaseOffered || e.pending {
 		return false
 	}
 	l.dropEntry(e)
 	return true
+}
+
+// rememberChoice records that mac chose another server in transaction xid
+// (mu held). Expired choices are dropped once the memory has grown, so it
+// holds at most the transactions of the last choiceMemory, plus 1,024.
+func (l *Allocator) rememberChoice(mac string, xid [4]byte, now int64) {
+	if len(l.chose) >= 1024 && len(l.chose)%1024 == 0 {
+		for m, c := range l.chose {
+			if c.expires <= now {
+				delete(l.chose, m)
+			}
+		}
+	}
+	l.chose[mac] = choice{xid: xid, expires: now + int64(choiceMemory)}
 }
 
 // Lookup returns the lease (bound, offered or released) a MAC holds.

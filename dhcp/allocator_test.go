@@ -353,10 +353,10 @@ func TestWithdrawOffer(t *testing.T) {
 	if _, err := l.Offer(OfferRequest{MAC: "52:54:00:00:00:02"}); !errors.Is(err, ErrNoFreeAddress) {
 		t.Fatalf("offer while the only address is offered to another MAC: %v, want ErrNoFreeAddress", err)
 	}
-	if l.Withdraw("52:54:00:00:00:09") {
+	if l.Withdraw("52:54:00:00:00:09", [4]byte{9}) {
 		t.Error("withdrew an offer of a MAC that holds none")
 	}
-	if !l.Withdraw("52:54:00:00:00:01") {
+	if !l.Withdraw("52:54:00:00:00:01", [4]byte{1}) {
 		t.Fatal("the offer was not withdrawn")
 	}
 	if _, ok := l.Lookup("52:54:00:00:00:01"); ok {
@@ -366,10 +366,42 @@ func TestWithdrawOffer(t *testing.T) {
 		t.Fatalf("after the withdrawal the other MAC was offered %s, want %s", b, a)
 	}
 	mustBind(t, l, "52:54:00:00:00:02", a)
-	if l.Withdraw("52:54:00:00:00:02") {
+	if l.Withdraw("52:54:00:00:00:02", [4]byte{2}) {
 		t.Error("withdrew a bound lease")
 	}
 	if lease, ok := l.Lookup("52:54:00:00:00:02"); !ok || lease.State != LeaseBound {
 		t.Errorf("after a refused withdrawal the lease is %+v, want bound", lease)
+	}
+}
+
+// TestNoOfferAfterChoosingAnother: a DISCOVER handled after its
+// transaction's REQUEST named another server (handled concurrently, or
+// retransmitted late) is offered nothing, so no address stays held for a
+// client that is bound elsewhere; the client's next transaction, and the
+// same transaction once choiceMemory has passed, are offered an address.
+func TestNoOfferAfterChoosingAnother(t *testing.T) {
+	clock := newClock()
+	l := openLeases(t, newMemStorage(), clock, "10.9.0.100", "10.9.0.100") // one address
+	const m1, m2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
+	xid := [4]byte{1, 2, 3, 4}
+	if l.Withdraw(m1, xid) {
+		t.Fatal("withdrew an offer that was never made")
+	}
+	if ip, err := l.Offer(OfferRequest{MAC: m1, XID: xid}); !errors.Is(err, ErrChoseOtherServer) {
+		t.Fatalf("DISCOVER after its REQUEST chose another server: offered %s (%v), want ErrChoseOtherServer", ip, err)
+	}
+	// The only address is free for the next client.
+	a := mustOffer(t, l, OfferRequest{MAC: m2})
+	if !l.Withdraw(m2, [4]byte{2}) {
+		t.Fatal("the offer to the second client was not withdrawn")
+	}
+	// The first client's next transaction is answered.
+	if b := mustOffer(t, l, OfferRequest{MAC: m1, XID: [4]byte{5}}); b != a {
+		t.Fatalf("a new transaction was offered %s, want %s", b, a)
+	}
+	l.Withdraw(m1, [4]byte{5})
+	clock.Add(choiceMemory + time.Second)
+	if b := mustOffer(t, l, OfferRequest{MAC: m1, XID: [4]byte{5}}); b != a {
+		t.Fatalf("the same transaction after the memory passed was offered %s, want %s", b, a)
 	}
 }

@@ -70,7 +70,7 @@ type Leases interface {
 	Bind(ctx context.Context, req BindRequest) (Lease, error)
 	Release(ctx context.Context, mac string, ip netip.Addr) error
 	Decline(ctx context.Context, mac string, ip netip.Addr) error
-	Withdraw(mac string) bool
+	Withdraw(mac string, xid [4]byte) bool
 	Lookup(mac string) (Lease, bool)
 }
 

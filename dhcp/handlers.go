@@ -166,6 +166,7 @@ func leaseHandler(x *exchange) Handler {
 			}
 			ip, err := cfg.Leases.Offer(OfferRequest{
 				MAC: x.c.mac, Subnet: x.subnet, Reserved: x.reserved(), Requested: addrOf(req.RequestedIPAddress()),
+				XID: req.TransactionID,
 			})
 			if err != nil {
 				x.dropWhy = err.Error()
@@ -179,7 +180,7 @@ func leaseHandler(x *exchange) Handler {
 		case dhcpv4.MessageTypeRequest:
 			if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != cfg.ServerIP {
 				x.dropWhy = "client chose server " + sid.String()
-				if cfg.Leases.Withdraw(x.c.mac) {
+				if cfg.Leases.Withdraw(x.c.mac, req.TransactionID) {
 					x.dropWhy += "; our offer withdrawn"
 				}
 				return nil, true
