@@ -336,13 +336,8 @@ end
 LUA
 # ipxe_rate PORT: requests/s; fails on a non-2xx answer or a socket error.
 ipxe_rate() {
-	local out
-	out=$(in_srv "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/rotate.lua" "http://127.0.0.1:$1")
-	if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-		log "/ipxe on port $1 answered with errors:"; log "$out"
-		return 1
-	fi
-	awk '/Requests\/sec/ {print $2}' <<<"$out"
+	bench_wrk_rate in_srv "${PIN_CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/rotate.lua" "http://127.0.0.1:$1" ||
+		{ log "/ipxe on port $1 answered with errors"; return 1; }
 }
 for p in 18081 18082; do in_srv wrk -t1 -c4 -d2s -s "$WORK/rotate.lua" "http://127.0.0.1:$p" >/dev/null; done # warm up
 for r in $(seq "$ROUNDS"); do

@@ -199,16 +199,17 @@ rate() { # endpoint port [profile-file] -> requests/s; fails on any non-2xx answ
   if [ -n "${3:-}" ]; then
     curl -fs -o "$3" "http://127.0.0.1:$dport/debug/pprof/profile?seconds=$(( ${DURATION%s} - 2 ))" & prof=$!
   fi
-  out=$(BENCH_ENDPOINT=$1 $PIN_CLIENT wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$work/rotate.lua" "http://127.0.0.1:$2")
+  local ok=0
+  out=$(BENCH_ENDPOINT=$1 bench_wrk_rate $PIN_CLIENT wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$work/rotate.lua" "http://127.0.0.1:$2") || ok=$?
   [ -z "$prof" ] || wait "$prof" || echo "bench/http.sh: no profile of /$1" >&2
-  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+  if [ "$ok" != 0 ]; then
     local who=matchbox
     if [ "$2" = "$nport" ]; then who=nginx; fi
-    echo "bench/http.sh: $who (port $2) answered /$1 with errors:" >&2; echo "$out" >&2
+    echo "bench/http.sh: $who (port $2) answered /$1 with errors" >&2
     if [ "$who" = nginx ]; then tail -5 "$work/nginx/error.log" >&2; else tail -5 "$work/matchbox.log" >&2; fi
     return 1
   fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
+  echo "$out"
 }
 echo "groups=$GROUPS_N rounds=$ROUNDS duration=$DURATION connections=$CONNECTIONS threads=$THREADS pinned=${PIN_SERVER:-no} endpoints=$ENDPOINTS"
 for ep in $ENDPOINTS; do  # warm up

@@ -110,6 +110,20 @@ wait_until() {
 # udp_listening NS PORT: something listens on UDP PORT in namespace NS.
 udp_listening() { ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .; }
 
+# bench_wrk_rate COMMAND...: runs COMMAND (a wrk invocation, with any
+# prefix such as `ip netns exec` or `taskset`) and prints its requests/s;
+# fails, logging wrk's output, when any answer was not 2xx or a socket
+# failed, so that errors are never counted as served requests.
+bench_wrk_rate() {
+	local out
+	out=$("$@") || { log "$*: exit $?"; log "$out"; return 1; }
+	if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+		log "$BENCH_NAME: wrk got errors:"; log "$out"
+		return 1
+	fi
+	awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
+
 # bench_ramp NAME ROUND RESULTS LABEL: runs the script's `step NAME ROUND
 # RATE` (which sets S_RATE, exchanges/s achieved, and S_DROP, drops in %)
 # from $START by $STEP up to $MAX, until drops pass 1 % and $EXTRA steps
