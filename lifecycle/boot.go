@@ -39,9 +39,15 @@ const ProvisionedPath = "/provisioned"
 //
 // uses names the variables the template to render may read (nil: all):
 // the two that cost an HMAC each, agent_token and provisioned_url, are
-// computed and returned only when it may read them.
+// computed and returned only when it may read them, and nothing at all
+// (nil) when it may read none of the four.
 func (s *Service) TemplateVars(_ context.Context, id string, state matchbox.MachineState, mac, host string, uses func(name string) bool) map[string]any {
 	if s.cfg.AgentKey == nil {
+		return nil
+	}
+	if uses != nil && !uses("machine_id") && !uses("matchbox_url") && !uses("agent_token") && !uses("provisioned_url") {
+		// The template names none of them (most kernel arguments): no
+		// map for every boot request.
 		return nil
 	}
 	if id == "" && mac != "" {
@@ -155,10 +161,12 @@ func (s *Service) Complete(ctx context.Context, machineID, tok string) error {
 // names in provisioned_by becomes provisioned. The transition outlives
 // the request (ctx's cancellation is not passed on).
 func (s *Service) Served(ctx context.Context, id string, state matchbox.MachineState, event string, p *matchbox.Profile) {
-	if p == nil || !Allowed(TriggerConfigFetched, state) {
+	if p == nil {
 		return
 	}
-	if ce := p.CompletionEvent(); ce == "" || ce != event {
+	// The profile first: most name no completion event, and this runs
+	// for every boot request served.
+	if ce := p.CompletionEvent(); ce == "" || ce != event || !Allowed(TriggerConfigFetched, state) {
 		return
 	}
 	s.ConfigFetched(context.WithoutCancel(ctx), id, strings.TrimPrefix(event, "http."))

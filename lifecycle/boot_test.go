@@ -193,3 +193,31 @@ func TestTemplateVars(t *testing.T) {
 		})
 	}
 }
+
+// TestBootRequestPathAllocatesNothing: what every boot request calls for
+// a template that names none of the lifecycle's variables (TemplateVars)
+// and for a profile that names no completion event (Served) returns nil
+// and does nothing, allocating nothing; a template naming one of them
+// still gets them all.
+func TestBootRequestPathAllocatesNothing(t *testing.T) {
+	svc, err := New(Config{Store: &fakeStore{}, AgentKey: agentKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	onlyHostname := func(name string) bool { return name == "hostname" }
+	if vars := svc.TemplateVars(ctx, "m1", matchbox.StateDiscovered, "", "mb:8080", onlyHostname); vars != nil {
+		t.Fatalf("a template naming only hostname gets %v, want no lifecycle variables", vars)
+	}
+	onlyURL := func(name string) bool { return name == "matchbox_url" }
+	if vars := svc.TemplateVars(ctx, "m1", matchbox.StateDiscovered, "", "mb:8080", onlyURL); vars["matchbox_url"] != "http://mb:8080" || vars["machine_id"] != "m1" {
+		t.Fatalf("a template naming matchbox_url gets %v", vars)
+	}
+	p := &matchbox.Profile{ID: "p"}
+	if n := testing.AllocsPerRun(100, func() {
+		svc.TemplateVars(ctx, "m1", matchbox.StateDiscovered, "", "mb:8080", onlyHostname)
+		svc.Served(ctx, "m1", matchbox.StateProvisioning, matchbox.EventIPXE, p)
+	}); n != 0 {
+		t.Fatalf("%v allocations per boot request for lifecycle variables and completion, want 0", n)
+	}
+}
