@@ -63,6 +63,9 @@ type serveOptions struct {
 	bmcDrivers      []string
 	// bootNetworks are the CIDRs whose boot requests are observed
 	bootNetworks []string
+	// bootRepeatInterval is how long a known machine's repeated identical
+	// boot answers are counted instead of recorded (0: every one recorded).
+	bootRepeatInterval time.Duration
 	// provisioningCheck is how often provisioning deadlines are checked
 	provisioningCheck time.Duration
 	// TLS of the boot listener, signatures, v0.11 aliases
@@ -128,6 +131,7 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.bmcParallel, "bmc-parallel", 8, "BMC sessions at once in bulk actions")
 	f.StringSliceVar(&o.bmcDrivers, "bmc-driver-order", []string{"redfish", "ipmi"}, "drivers tried for BMCs that name none")
 	f.StringSliceVar(&o.bootNetworks, "boot-networks", nil, "client CIDRs whose boot requests are recorded and move machine states (default: any); requests from elsewhere are answered and change nothing")
+	f.DurationVar(&o.bootRepeatInterval, "boot-repeat-interval", boothttp.DefaultRepeatInterval, "how long a known machine's boot requests answered as its last recorded one are counted on that timeline row (count, last_at) instead of recorded each (0: every request is a row)")
 	f.DurationVar(&o.provisioningCheck, "provisioning-check-interval", 15*time.Second, "how often machines still provisioning past their profile's provisioning_timeout are marked failed")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "listen address for Go's pprof profiling endpoints (off when empty; keep it on loopback)")
 	o.compat.addFlags(f)
@@ -420,6 +424,8 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		Metrics:   metrics,
 		Logger:    log,
 
+		RepeatInterval: repeatInterval(o.bootRepeatInterval),
+
 		BootNetworks: bootNets,
 	})
 	if err != nil {
@@ -599,4 +605,13 @@ func parseCIDRs(list []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// repeatInterval is boothttp's RepeatInterval for --boot-repeat-interval:
+// 0 (record every boot request) is boothttp's negative.
+func repeatInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

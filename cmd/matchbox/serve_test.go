@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -205,6 +206,67 @@ func TestServeStoreFlag(t *testing.T) {
 			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tc.want) {
 				t.Fatalf("err = %v, want output containing %q:\n%s", err, tc.want, out)
+			}
+		})
+	}
+}
+
+// TestServeBootRepeatInterval: with --boot-repeat-interval 0 every /ipxe
+// request of a known machine reaches its timeline at once (identical
+// events of one write batch may share a row, its count); by default the
+// repeats after the machine's first request as a known machine are
+// counted in memory and written later, so the timeline holds 2 of 4
+// requests right after them (the discovering one, the first known one).
+func TestServeBootRepeatInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"every request written", []string{"--boot-repeat-interval", "0"}, 4},
+		{"repeats counted in memory", nil, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, append([]string{"--data-dir", "../..", "--db", filepath.Join(t.TempDir(), "matchbox.db"),
+				"--agent-key-file", filepath.Join(t.TempDir(), "agent.key"), "--assets-dir", "-"}, tt.args...)...)
+			const mac = "52-54-00-12-34-57"
+			for range 4 {
+				if code, body := httpGet(t, s.URL+"/ipxe?mac="+mac); code != 200 {
+					t.Fatalf("/ipxe: %d %q", code, body)
+				}
+			}
+			// requests sums the http.ipxe rows of the timeline, a row
+			// with a count standing for that many requests.
+			requests := func() int {
+				code, body := httpGet(t, s.URL+"/api/v1/machines/"+mac+"/events?type=http.ipxe")
+				if code != 200 {
+					t.Fatalf("events: %d %s", code, body)
+				}
+				var page struct {
+					Events []struct {
+						Detail struct {
+							Count int `json:"count"`
+						} `json:"detail"`
+					} `json:"events"`
+				}
+				if err := json.Unmarshal([]byte(body), &page); err != nil {
+					t.Fatalf("events: %v: %s", err, body)
+				}
+				n := 0
+				for _, ev := range page.Events {
+					n += max(ev.Detail.Count, 1)
+				}
+				return n
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			n := requests()
+			for n < tt.want && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				n = requests()
+			}
+			time.Sleep(500 * time.Millisecond) // room for rows that should not come
+			if n = requests(); n != tt.want {
+				t.Fatalf("the timeline holds %d of 4 /ipxe requests, want %d", n, tt.want)
 			}
 		})
 	}
