@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,8 @@ type Server struct {
 	conns   []*net.UDPConn
 	ports   []int
 	ready   bool
+	// workersStarted counts the worker goroutines readLoop started.
+	workersStarted atomic.Int64
 }
 
 // New checks cfg and returns a server. Call Listen, then Serve.
@@ -161,7 +164,33 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
+// packet is one request read from a socket, waiting for a worker.
+type packet struct {
+	buf  *[]byte
+	n    int
+	peer netip.AddrPort
+	read time.Time
+}
+
+// workerIdle is how long a worker waits for another request before it
+// ends: a burst's workers stay for the next burst, a quiet server keeps none.
+const workerIdle = 10 * time.Second
+
+// packetConn is the socket readLoop reads requests from and answers on.
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+// readLoop reads requests from c and hands each to a worker. Workers live
+// on between requests (their goroutine's stack, grown by the first
+// request, serves the next ones: a goroutine per request grew a fresh
+// stack every time); an idle worker takes the request, else a new worker
+// is started, up to Config.Workers at once; beyond that the request is
+// dropped and counted (overload).
+func (s *Server) readLoop(ctx context.Context, c packetConn, port int) error {
+	jobs := make(chan packet)
+	defer close(jobs)
 	for {
 		bp := s.bufs.Get().(*[]byte)
 		n, peer, err := c.ReadFromUDPAddrPort(*bp)
@@ -173,6 +202,12 @@ func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
 			}
 			return fmt.Errorf("dhcp: read on port %d: %w", port, err)
 		}
+		p := packet{buf: bp, n: n, peer: peer, read: read}
+		select {
+		case jobs <- p:
+			continue
+		default:
+		}
 		select {
 		case s.sem <- struct{}{}:
 		default:
@@ -181,24 +216,48 @@ func (s *Server) readLoop(ctx context.Context, c *net.UDPConn, port int) error {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			resp, dst := s.HandlePacket(ctx, (*bp)[:n], peer, port)
-			s.bufs.Put(bp)
-			if resp == nil {
-				return
-			}
-			if _, err := c.WriteToUDPAddrPort(resp.ToBytes(), dst); err != nil {
-				s.cfg.Metrics.dropped.WithLabelValues(dropError).Inc()
-				s.cfg.Logger.Warn("dhcp: send reply failed", "to", dst, "err", err)
-				return
-			}
-			mt := resp.MessageType()
-			s.cfg.Metrics.replies.WithLabelValues(mt.String()).Inc()
-			s.cfg.Metrics.reply.WithLabelValues(eventName(mt)).Observe(time.Since(read).Seconds())
-		}()
+		s.workersStarted.Add(1)
+		go s.worker(ctx, c, port, p, jobs)
 	}
+}
+
+// worker answers p, then the requests readLoop hands it, until jobs is
+// closed or it has been idle for workerIdle.
+func (s *Server) worker(ctx context.Context, c packetConn, port int, p packet, jobs <-chan packet) {
+	defer s.wg.Done()
+	defer func() { <-s.sem }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.answer(ctx, c, port, p)
+		idle.Reset(workerIdle)
+		var ok bool
+		select {
+		case p, ok = <-jobs:
+			if !ok {
+				return
+			}
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// answer handles one request read from c and sends its reply.
+func (s *Server) answer(ctx context.Context, c packetConn, port int, p packet) {
+	resp, dst := s.HandlePacket(ctx, (*p.buf)[:p.n], p.peer, port)
+	s.bufs.Put(p.buf)
+	if resp == nil {
+		return
+	}
+	if _, err := c.WriteToUDPAddrPort(resp.ToBytes(), dst); err != nil {
+		s.cfg.Metrics.dropped.WithLabelValues(dropError).Inc()
+		s.cfg.Logger.Warn("dhcp: send reply failed", "to", dst, "err", err)
+		return
+	}
+	mt := resp.MessageType()
+	s.cfg.Metrics.replies.WithLabelValues(mt.String()).Inc()
+	s.cfg.Metrics.reply.WithLabelValues(eventName(mt)).Observe(time.Since(p.read).Seconds())
 }
 
 // HandlePacket answers one raw request that came from peer to port: it
