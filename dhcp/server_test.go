@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
@@ -129,5 +130,25 @@ func TestWorkersBoundedAndOverloadCounted(t *testing.T) {
 	}
 	if got := s.workersStarted.Load(); got != 2 {
 		t.Errorf("%d workers started, want 2 (Config.Workers)", got)
+	}
+}
+
+func TestNewReplyAsLibrary(t *testing.T) {
+	plain := request(dhcpv4.MessageTypeDiscover, testMAC)
+	relayed := request(dhcpv4.MessageTypeRequest, testMAC,
+		dhcpv4.WithGatewayIP(net.IPv4(10, 9, 1, 1)),
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 0x52, 0x54, 0, 0, 0, 1})),
+		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, []byte{1, 3, 'e', 't', '0'})))
+	for name, req := range map[string]*dhcpv4.DHCPv4{"plain": plain, "relayed with client id": relayed} {
+		t.Run(name, func(t *testing.T) {
+			want, err := dhcpv4.NewReplyFromRequest(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := newReply(req)
+			if diff := cmp.Diff(want.ToBytes(), got.ToBytes()); diff != "" {
+				t.Errorf("reply bytes (-library +newReply):\n%s", diff)
+			}
+		})
 	}
 }
