@@ -133,17 +133,56 @@ func addrOf(ip net.IP) netip.Addr {
 	return netip.Addr{}
 }
 
+// replyOptions are the encoded values of the options every reply of the
+// server carries the same, made once when its configuration is complete
+// (New or Listen) instead of for every reply. Values are shared between
+// replies and never modified.
+type replyOptions struct {
+	serverID                 []byte
+	leaseTime, renew, rebind []byte
+	offer, ack               []byte // message types
+	dns                      []byte // nil: none configured
+	domain                   []byte // nil: none configured
+}
+
+func newReplyOptions(cfg *Config) replyOptions {
+	o := replyOptions{
+		serverID:  dhcpv4.OptServerIdentifier(ip4(cfg.ServerIP)).Value.ToBytes(),
+		leaseTime: dhcpv4.OptIPAddressLeaseTime(cfg.LeaseTime).Value.ToBytes(),
+		renew:     dhcpv4.OptRenewTimeValue(cfg.LeaseTime / 2).Value.ToBytes(),
+		rebind:    dhcpv4.OptRebindingTimeValue(cfg.LeaseTime * 7 / 8).Value.ToBytes(),
+		offer:     dhcpv4.MessageTypeOffer.ToBytes(),
+		ack:       dhcpv4.MessageTypeAck.ToBytes(),
+	}
+	if len(cfg.DNS) > 0 {
+		ips := make([]net.IP, len(cfg.DNS))
+		for i, a := range cfg.DNS {
+			ips[i] = ip4(a)
+		}
+		o.dns = dhcpv4.OptDNS(ips...).Value.ToBytes()
+	}
+	if cfg.Domain != "" {
+		o.domain = dhcpv4.OptDomainName(cfg.Domain).Value.ToBytes()
+	}
+	return o
+}
+
+// setOption sets option code of resp to the encoded value v.
+func setOption(resp *dhcpv4.DHCPv4, code dhcpv4.OptionCode, v []byte) {
+	resp.Options[code.Code()] = v
+}
+
 // leaseHandler is the authoritative server's address handling: OFFER for a
 // DISCOVER, ACK (after the lease is committed) or NAK for a REQUEST, ACK
 // without an address for an INFORM.
 func leaseHandler(x *exchange) Handler {
 	return func(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
-		cfg := &x.s.cfg
-		resp.UpdateOption(dhcpv4.OptServerIdentifier(ip4(cfg.ServerIP)))
+		cfg, opts := &x.s.cfg, &x.s.opts
+		setOption(resp, dhcpv4.OptionServerIdentifier, opts.serverID)
 		leaseTime := func() {
-			resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(cfg.LeaseTime))
-			resp.UpdateOption(dhcpv4.OptRenewTimeValue(cfg.LeaseTime / 2))
-			resp.UpdateOption(dhcpv4.OptRebindingTimeValue(cfg.LeaseTime * 7 / 8))
+			setOption(resp, dhcpv4.OptionIPAddressLeaseTime, opts.leaseTime)
+			setOption(resp, dhcpv4.OptionRenewTimeValue, opts.renew)
+			setOption(resp, dhcpv4.OptionRebindingTimeValue, opts.rebind)
 		}
 		switch req.MessageType() {
 		case dhcpv4.MessageTypeDiscover:
@@ -173,7 +212,7 @@ func leaseHandler(x *exchange) Handler {
 				return nil, true
 			}
 			x.ip = ip
-			resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
+			setOption(resp, dhcpv4.OptionDHCPMessageType, opts.offer)
 			resp.YourIPAddr = ip4(ip)
 			leaseTime()
 			return resp, false
@@ -223,7 +262,7 @@ func leaseHandler(x *exchange) Handler {
 				return nil, true
 			}
 			x.ip = lease.IP
-			resp.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
+			setOption(resp, dhcpv4.OptionDHCPMessageType, opts.ack)
 			resp.YourIPAddr = ip4(lease.IP)
 			leaseTime()
 			return resp, false
@@ -288,22 +327,18 @@ func proxyHandler(x *exchange) Handler {
 // networkHandler adds the subnet's mask, router, name servers and domain.
 func networkHandler(x *exchange) Handler {
 	return func(req, resp *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, bool) {
-		cfg := &x.s.cfg
+		opts := &x.s.opts
 		if x.subnet.IsValid() {
-			resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(x.subnet.Bits(), 32)))
+			setOption(resp, dhcpv4.OptionSubnetMask, net.CIDRMask(x.subnet.Bits(), 32))
 		}
 		if x.router.IsValid() {
-			resp.UpdateOption(dhcpv4.OptRouter(ip4(x.router)))
+			setOption(resp, dhcpv4.OptionRouter, ip4(x.router))
 		}
-		if len(cfg.DNS) > 0 {
-			ips := make([]net.IP, len(cfg.DNS))
-			for i, a := range cfg.DNS {
-				ips[i] = ip4(a)
-			}
-			resp.UpdateOption(dhcpv4.OptDNS(ips...))
+		if opts.dns != nil {
+			setOption(resp, dhcpv4.OptionDomainNameServer, opts.dns)
 		}
-		if cfg.Domain != "" {
-			resp.UpdateOption(dhcpv4.OptDomainName(cfg.Domain))
+		if opts.domain != nil {
+			setOption(resp, dhcpv4.OptionDomainName, opts.domain)
 		}
 		return resp, false
 	}

@@ -40,6 +40,7 @@ type Server struct {
 	conns   []*net.UDPConn
 	ports   []int
 	ready   bool
+	opts    replyOptions
 	// workersStarted counts the worker goroutines readLoop started.
 	workersStarted atomic.Int64
 }
@@ -62,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 		if err := s.cfg.finish(netip.Prefix{}); err != nil {
 			return nil, err
 		}
+		s.opts = newReplyOptions(&s.cfg)
 		s.ready = true
 	}
 	return s, nil
@@ -110,6 +112,7 @@ func (s *Server) Listen() error {
 		s.conns = append(s.conns, c)
 		s.ports = append(s.ports, port)
 	}
+	s.opts = newReplyOptions(&s.cfg)
 	s.ready = true
 	s.cfg.Logger.Info("dhcp listening", "mode", s.cfg.Mode, "interface", s.cfg.Interface,
 		"server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet, "ports", ports)
