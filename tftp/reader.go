@@ -24,6 +24,7 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 // answered, which is right: the converted size differs).
 type fileReader struct {
 	f        *os.File
+	data     []byte // the whole file, shared with other transfers (fileCache), or nil
 	size     int64
 	off      int64 // offset of the next byte Read returns
 	buf      *[]byte
@@ -45,6 +46,14 @@ func (fr *fileReader) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if fr.data != nil {
+		if fr.off >= fr.size {
+			return 0, io.EOF
+		}
+		n := copy(p, fr.data[fr.off:fr.size])
+		fr.off += int64(n)
+		return n, nil
 	}
 	if fr.r == fr.w {
 		if fr.off >= fr.size {

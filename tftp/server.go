@@ -123,6 +123,7 @@ type Server struct {
 
 	active atomic.Int64
 	slots  slotTable
+	files  fileCache
 }
 
 // New checks cfg and opens the root. It does not listen yet.
@@ -440,6 +441,11 @@ func (s *Server) handleRead(filename string, rf io.ReaderFrom) error {
 	}
 
 	r := newFileReader(f, size, s.abortCtx, t.Start.Add(s.cfg.TransferTimeout))
+	if fi, err := f.Stat(); err == nil && fi.Size() == size {
+		if data, err := s.files.contents(path, f, fi); err == nil && data != nil {
+			r.data = data
+		}
+	}
 	sent, err := rf.ReadFrom(r)
 	r.release()
 	opts := s.slots.release(key, sl, err == nil)
