@@ -31,7 +31,7 @@ func (s *Store) refreshMachine(ctx context.Context, id string) error {
 		return fmt.Errorf("index machine %q: %w", id, err)
 	}
 	var m *matchbox.Machine
-	err = scanIndexed(rows, func(got *matchbox.Machine) { m = got })
+	err = scanIndexed(rows, 1, func(got *matchbox.Machine) { m = got })
 	if err != nil {
 		return err
 	}
@@ -61,13 +61,22 @@ type indexScanner struct {
 	version                         int64
 	dest                            []any
 	block                           []matchbox.Machine
+	// blockSize is how many machines are allocated at once (1: each
+	// alone).
+	blockSize int
 }
 
-// machineBlock is how many machines a load allocates at once.
+// machineBlock is how many machines the index's load allocates at once.
+// Only the load: a block stays in memory while any machine in it is, so a
+// scan of one machine (after a write) allocates it alone, or every new
+// machine of a boot storm would hold a block of 256 (175 MiB at 5,000
+// new machines).
 const machineBlock = 256
 
-func newIndexScanner() *indexScanner {
-	sc := &indexScanner{}
+// newIndexScanner returns a scanner allocating machines blockSize at a
+// time.
+func newIndexScanner(blockSize int) *indexScanner {
+	sc := &indexScanner{blockSize: max(blockSize, 1)}
 	m := &sc.m
 	sc.dest = []any{&m.ID, &m.UUID, &m.Serial, &m.Hostname, &m.IP, &sc.labels, &sc.state, &m.Group, &m.ServedGroup, &m.ServedProfile, &sc.pxeDisabled, &sc.version, &sc.created, &sc.updated, &sc.inv, &sc.macs}
 	return sc
@@ -80,7 +89,7 @@ func (sc *indexScanner) scan(rows *sql.Rows) (*matchbox.Machine, error) {
 		return nil, err
 	}
 	if len(sc.block) == 0 {
-		sc.block = make([]matchbox.Machine, machineBlock)
+		sc.block = make([]matchbox.Machine, sc.blockSize)
 	}
 	m := &sc.block[0]
 	sc.block = sc.block[1:]
@@ -116,10 +125,11 @@ func internState(s string) matchbox.MachineState {
 	return matchbox.MachineState(s)
 }
 
-// scanIndexed decodes the rows of indexQuery and hands each machine to put.
-func scanIndexed(rows *sql.Rows, put func(*matchbox.Machine)) error {
+// scanIndexed decodes the rows of indexQuery and hands each machine to
+// put, allocating machines blockSize at a time.
+func scanIndexed(rows *sql.Rows, blockSize int, put func(*matchbox.Machine)) error {
 	defer rows.Close()
-	sc := newIndexScanner()
+	sc := newIndexScanner(blockSize)
 	for rows.Next() {
 		m, err := sc.scan(rows)
 		if err != nil {
@@ -155,7 +165,7 @@ func (s *Store) loadIndex(ctx context.Context) error {
 		return fmt.Errorf("index machines: %w", err)
 	}
 	ix := machineindex.New(machines, macs, uuids)
-	if err := scanIndexed(rows, ix.Put); err != nil {
+	if err := scanIndexed(rows, machineBlock, ix.Put); err != nil {
 		return err
 	}
 	s.index = ix
