@@ -35,6 +35,10 @@
 #                            ./cmd/matchbox and ./bench/storm/cmd/storm
 #   STORM_TIMEOUT            bound of one storm (default 30m); the load
 #                            generator's goroutines are dumped when it is hit
+#   STORM_HEAP=1             take matchbox's heap profile (--debug-addr) each
+#                            time its RSS reaches a new peak during a storm;
+#                            the last one is kept as matchbox-heap-N-rR.pprof
+#                            in the work directory (use with -k)
 #
 # Needs root (namespaces), dnsmasq (Debian dnsmasq-base), nginx (Debian
 # nginx-light or nginx), jq, curl, iproute2, /usr/lib/ipxe/undionly.kpxe
@@ -135,7 +139,8 @@ start_matchbox() { # start_matchbox DIR
 	ip netns exec "$NS_SRV" "$MBX" serve --data-dir "$DATA" --db "$dir/matchbox.db" --assets-dir "$ASSETS" \
 		--http-addr "$SRV:8080" --api-addr 127.0.0.1:18081 --log-level warn \
 		--dhcp-mode authoritative --dhcp-iface vS --dhcp-range 10.70.1.0-10.70.255.250 --dhcp-lease-time 1h \
-		--boot-url "$BASE" --tftp-addr "$SRV:69" --tftp-root "$ASSETS/tftp" >"$dir/matchbox.log" 2>&1 &
+		--boot-url "$BASE" --tftp-addr "$SRV:69" --tftp-root "$ASSETS/tftp" \
+		${STORM_HEAP:+--debug-addr 127.0.0.1:18083} >"$dir/matchbox.log" 2>&1 &
 	PIDS+=($!)
 	wait_http "$BASE/healthz" || { cat "$dir/matchbox.log" >&2; die "matchbox did not start"; }
 }
@@ -200,8 +205,12 @@ storm() {
 	local name=$1 n=$2 round=$3 out=$WORK/$1-$2-r$3.json
 	local args=(-n "$n" -iface vC -tftp "$SRV:69" -http "$BASE" -json)
 	[ "$CONC" -gt 0 ] && args+=(-c "$CONC")
-	local rc=0
+	local rc=0 sampler=""
+	if [ -n "${STORM_HEAP:-}" ] && [ "$name" = matchbox ]; then
+		heap_sampler "${PIDS[0]}" "$WORK/matchbox-heap-$n-r$round.pprof" & sampler=$!
+	fi
 	timeout -s QUIT "$STORM_TIMEOUT" ip netns exec "$NS_CLI" "$STORM" "${args[@]}" >"$out" 2>"$WORK/$1-$2-r$3.err" || rc=$?
+	[ -z "$sampler" ] || { kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; }
 	if [ "$rc" = 124 ] || [ "$rc" = 131 ]; then
 		grep -B2 -A1 'bench/storm\.' "$WORK/$1-$2-r$3.err" | head -n 60 >&2
 		die "$name: storm of $n still running after $STORM_TIMEOUT (the load generator's goroutines above; whole dump in $WORK/$1-$2-r$3.err with -k)"
@@ -217,6 +226,21 @@ storm() {
 		(.failures // [] | .[] | "  failure: \(.)")' "$out"
 	printf '  server peak RSS %s MiB\n' "$(peak_rss_mib "${PIDS[@]}")"
 	if [ "$(jq .failed "$out")" != 0 ]; then FAIL=1; fi
+}
+
+# heap_sampler PID FILE: every second, when matchbox's RSS is above the
+# highest seen, saves its heap profile (in-use and allocated) as FILE.
+heap_sampler() {
+	local pid=$1 file=$2 max=0 rss
+	while sleep 1; do
+		rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 0
+		[ -n "$rss" ] || return 0
+		if [ "$rss" -gt "$max" ]; then
+			max=$rss
+			ip netns exec "$NS_SRV" curl -sf -o "$file.tmp" "http://127.0.0.1:18083/debug/pprof/heap" &&
+				mv "$file.tmp" "$file" && echo "$rss" >"$file.rss-kib"
+		fi
+	done
 }
 
 # peak_rss_mib PID...: the summed peak RSS (VmHWM) of the processes and
