@@ -27,8 +27,11 @@
 # the check allows three times the expected repeats, and no more leases
 # than REQUESTs sent). For matchbox it also reports the boot events its
 # recorder dropped (matchbox_events_dropped_total) and the machines it
-# created. The work directory must be on a real disk: the script refuses
-# tmpfs, where fsync costs nothing.
+# created. For both servers it reports the datagrams the kernel dropped for
+# a full socket receive buffer in each namespace (the server's, and
+# perfdhcp's, where replies arriving faster than perfdhcp reads them are
+# lost and counted as drops of the server). The work directory must
+# be on a real disk: the script refuses tmpfs, where fsync costs nothing.
 #
 # Usage: bench/dhcp.sh [-n ROUNDS] [-a START] [-i STEP] [-x MAX] [-e EXTRA]
 #                      [-p SECONDS] [-R CLIENTS] [-s FULL|NORMAL] [-K mt|st]
@@ -210,6 +213,13 @@ check_leases() {
 	fi
 }
 
+# udp_rcvbuf_errors NS: the UDP datagrams the kernel dropped in namespace NS
+# because a socket's receive buffer was full (RcvbufErrors of /proc/net/snmp;
+# not counted for Kea's raw sockets).
+udp_rcvbuf_errors() {
+	ip netns exec "$1" awk '/^Udp:/ { if (!c) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i } else { print $c; exit } }' /proc/net/snmp
+}
+
 # step NAME ROUND RATE: one step of the ramp; prints its line and sets
 # S_RATE (achieved) and S_DROP (%).
 PROFILED=0
@@ -224,6 +234,9 @@ step() {
 			"http://127.0.0.1:16060/debug/pprof/profile?seconds=$((SECONDS_PER - 1))" &
 		prof_pid=$!
 	fi
+	local rb_srv rb_cli
+	rb_srv=$(udp_rcvbuf_errors "$NS_SRV")
+	rb_cli=$(udp_rcvbuf_errors "$NS_CLI")
 	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$rate" -R "$CLIENTS" -p "$SECONDS_PER" -W 1000000 \
 		>"$perf" 2>&1 || true # perfdhcp exits 3 when packets were dropped
 	[ -n "$prof_pid" ] && wait "$prof_pid"
@@ -235,10 +248,12 @@ step() {
 		stop_server
 		local machines
 		machines=$(sqlite3 "$dir/matchbox.db" "SELECT count(*) FROM machines")
-		extra=" ACK p50 <= $(ack_quantile "$dir.metrics" 0.5) ms p99 <= $(ack_quantile "$dir.metrics" 0.99) ms, events dropped ${ev:-n/a}, requests dropped for overload ${ov:-n/a}, machines created $machines"
+		extra=" ACK p50 <= $(ack_quantile "$dir.metrics" 0.5) ms p99 <= $(ack_quantile "$dir.metrics" 0.99) ms, events dropped ${ev:-n/a}, requests dropped for overload ${ov:-n/a}, machines created $machines,"
 	else
 		stop_server
+		extra=","
 	fi
+	extra+=" kernel receive-buffer drops server $(($(udp_rcvbuf_errors "$NS_SRV") - rb_srv)) client $(($(udp_rcvbuf_errors "$NS_CLI") - rb_cli))"
 	S_RATE=$(achieved "$perf")
 	[ -n "$S_RATE" ] || { cat "$perf" >&2; die "$name: no rate in perfdhcp's report $perf"; }
 	S_DROP=$(drop_pct "$perf")
