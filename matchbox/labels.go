@@ -14,6 +14,9 @@ import (
 // in the lower-case colon form.
 func NormalizeMAC(s string) (string, error) {
 	s = strings.TrimSpace(s)
+	if isCanonicalMAC(s) {
+		return s, nil
+	}
 	if len(s) == 12 {
 		b, err := hex.DecodeString(s)
 		if err != nil {
@@ -123,4 +126,26 @@ func MachineUUID(s string) string {
 		return ""
 	}
 	return s
+}
+
+// isCanonicalMAC reports whether s is already in NormalizeMAC's output form
+// (six lower-case hex pairs separated by colons), so it can be returned
+// without parsing and formatting again.
+func isCanonicalMAC(s string) bool {
+	if len(s) != 17 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+			continue
+		}
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

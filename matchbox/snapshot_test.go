@@ -29,6 +29,17 @@ func mustBuild(t testing.TB, c Catalog) *Snapshot {
 	return s
 }
 
+func TestNormalizeMACCanonicalDoesNotAllocate(t *testing.T) {
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := NormalizeMAC("52:54:00:ab:cd:01"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("NormalizeMAC of a canonical MAC: %v allocations, want 0", allocs)
+	}
+}
+
 func TestNormalizeMAC(t *testing.T) {
 	cases := []struct{ in, want, err string }{
 		{"52:54:00:AB:cd:01", "52:54:00:ab:cd:01", ""},
@@ -36,6 +47,8 @@ func TestNormalizeMAC(t *testing.T) {
 		{"525400abcd01", "52:54:00:ab:cd:01", ""},
 		{"5254.00ab.cd01", "52:54:00:ab:cd:01", ""},
 		{" 52:54:00:ab:cd:01 ", "52:54:00:ab:cd:01", ""},
+		{"52:54:00:ab:cd:01", "52:54:00:ab:cd:01", ""},
+		{"52:54:00:ab:cd:0g", "", "invalid MAC"},
 		{"52:54:00:ab:cd", "", "invalid MAC"},
 		{"zz5400abcd01", "", "invalid MAC"},
 		{"00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "", "want 6 bytes"},
