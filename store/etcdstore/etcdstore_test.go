@@ -312,3 +312,48 @@ func TestImportScopesAcrossInstances(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDiscoverBatchOfNewMACs: a batch of events from many new MACs (a
+// boot storm's first requests) creates each machine once, with the UUID
+// one of its events came with, and puts every event on its machine's
+// timeline; the machines are ensured concurrently, not in turn (the
+// batch's time is logged).
+func TestDiscoverBatchOfNewMACs(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	s := open(t, cluster, "storm")
+	const macs = 40
+	var evs []matchbox.BootEvent
+	for i := range macs {
+		mac := fmt.Sprintf("52:54:00:bb:00:%02x", i)
+		evs = append(evs, matchbox.BootEvent{MAC: mac, Type: "dhcp.discover"})
+		evs = append(evs, matchbox.BootEvent{MAC: mac, UUID: fmt.Sprintf("11111111-0000-0000-0000-0000000000%02x", i), Type: "http.ipxe"})
+	}
+	start := time.Now()
+	if err := s.DiscoverAndAppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events of %d new MACs in %v", len(evs), macs, time.Since(start))
+	list, err := s.ListMachines(ctx, store.MachineFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != macs {
+		t.Fatalf("%d machines for %d new MACs", len(list), macs)
+	}
+	for i := range macs {
+		mac := fmt.Sprintf("52:54:00:bb:00:%02x", i)
+		id := store.MachineIDFromMAC(mac)
+		m, _, err := s.Machine(ctx, id)
+		if err != nil {
+			t.Fatalf("machine of %s: %v", mac, err)
+		}
+		if want := fmt.Sprintf("11111111-0000-0000-0000-0000000000%02x", i); m.UUID != want {
+			t.Errorf("machine %s has UUID %q, want %q", id, m.UUID, want)
+		}
+		got, err := s.Events(ctx, id, store.EventFilter{})
+		if err != nil || len(got) != 2 {
+			t.Errorf("timeline of %s: %d events (%v), want 2", id, len(got), err)
+		}
+	}
+}

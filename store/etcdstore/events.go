@@ -135,6 +135,13 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 	}
 	ids := make([]string, len(evs))
 	resolved := map[string]string{}
+	var ensured map[discovery]string
+	if discover {
+		var err error
+		if ensured, err = s.ensureMachines(ctx, evs); err != nil {
+			return err
+		}
+	}
 	for i := range evs {
 		ev := &evs[i]
 		id := ev.MachineID
@@ -153,6 +160,11 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 					id = m.ID
 					break
 				}
+				if id = ensured[discovery{ev.MAC, uuid}]; id != "" {
+					break
+				}
+				// Resolved by the index before, gone from it since (a
+				// concurrent delete): ensured now.
 				var err error
 				if id, _, err = s.EnsureMachine(ctx, ev.MAC, uuid); err != nil {
 					return fmt.Errorf("%s event of MAC %s: %w", ev.Type, ev.MAC, err)
@@ -232,6 +244,67 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 		}
 	}
 	return nil
+}
+
+// discovery is a MAC, and the UUID it came with, whose machine a batch of
+// events must ensure.
+type discovery struct{ mac, uuid string }
+
+// ensureParallel bounds the machines a batch ensures at once.
+const ensureParallel = 16
+
+// ensureMachines ensures, at once (at most ensureParallel at a time), the
+// machine of every MAC of evs that names no machine and that the index
+// does not resolve (as appendEvents would, one by one), and returns their
+// ids. Each EnsureMachine is a few etcd round trips and a wait for the
+// watch; a boot storm's first requests bring a batch of new MACs, which
+// ensured in turn made each first boot wait for all before it.
+func (s *Store) ensureMachines(ctx context.Context, evs []matchbox.BootEvent) (map[discovery]string, error) {
+	var todo []discovery
+	seen := map[discovery]bool{}
+	for i := range evs {
+		ev := &evs[i]
+		if ev.MachineID != "" || ev.MAC == "" {
+			continue
+		}
+		d := discovery{ev.MAC, matchbox.MachineUUID(ev.UUID)}
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if m, ok := s.LookupMachine(d.mac, ""); ok && (d.uuid == "" || m.UUID != "") {
+			continue
+		}
+		todo = append(todo, d)
+	}
+	out := make(map[discovery]string, len(todo))
+	if len(todo) == 0 {
+		return out, nil
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, ensureParallel)
+	)
+	for _, d := range todo {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			id, _, err := s.EnsureMachine(ctx, d.mac, d.uuid)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("event of MAC %s: %w", d.mac, err)
+				}
+				return
+			}
+			out[d] = id
+		})
+	}
+	wg.Wait()
+	return out, firstErr
 }
 
 func randomHex(n int) (string, error) {
