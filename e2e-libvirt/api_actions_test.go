@@ -45,7 +45,7 @@ func (s *matchboxServer) apiCall(ctx context.Context, method, path string, in, o
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+apiAddr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.APIAddr+path, body)
 	if err != nil {
 		return err
 	}

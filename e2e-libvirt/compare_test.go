@@ -168,13 +168,13 @@ func standInSide(l *lab, specs []vmSpec, root, tftpRoot string) side {
 				"--no-ping",
 				"--dhcp-userclass=set:ipxe,iPXE",
 				"--dhcp-match=set:efi64,option:client-arch,7",
-				"--dhcp-boot=tag:ipxe," + bootBase + "/boot.ipxe",
+				"--dhcp-boot=tag:ipxe," + l.Seg.BootBase() + "/boot.ipxe",
 				"--dhcp-boot=tag:!ipxe,tag:efi64," + efi,
 				"--dhcp-option=tag:ipxe,encap:175,176,1b",
 			},
 		})
 		logPath := filepath.Join(l.Dir, "httpd.log")
-		httpd := startProcess(t, "busybox httpd", l.NS.Command("busybox", "httpd", "-f", "-vv", "-p", serverIP+":"+httpPort, "-h", root), logPath, time.Second)
+		httpd := startProcess(t, "busybox httpd", l.NS.Command("busybox", "httpd", "-f", "-vv", "-p", l.Seg.ServerIP+":"+httpPort, "-h", root), logPath, time.Second)
 		l.keep("httpd.log")
 		time.Sleep(200 * time.Millisecond)
 		return func() {

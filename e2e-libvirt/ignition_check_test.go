@@ -15,7 +15,7 @@ import (
 // servedIgnition fetches the Ignition config matchbox serves a machine, as
 // the machine fetched it (from inside the lab's namespace).
 func (s *matchboxServer) servedIgnition(ctx context.Context, mac string) ([]byte, error) {
-	target := bootBase + "/ignition?mac=" + url.QueryEscape(mac)
+	target := s.BootBase + "/ignition?mac=" + url.QueryEscape(mac)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,8 @@ type lab struct {
 	Dir string
 	// Driver powers the VMs.
 	Driver driver
+	// Seg is the addressing of the lab's segment.
+	Seg segment
 
 	t    testing.TB
 	kept []string
@@ -38,11 +40,37 @@ type dnsmasqOptions struct {
 	Extra []string
 }
 
-// newLab creates a scenario's namespace and folder and picks its driver.
+// labOptions place a lab beside others of the same test.
+type labOptions struct {
+	// Dir is the lab's folder (default: the test's output folder).
+	Dir string
+	// Segment is the addressing of its segment (default defaultSegment).
+	Segment *segment
+}
+
+// newLab creates a scenario's namespace (on the default segment) and folder
+// and picks its driver.
 func newLab(t testing.TB) *lab {
 	t.Helper()
+	return newLabWith(t, labOptions{})
+}
+
+// newLabWith creates a lab as opts say: several labs of one test each take
+// their own folder and segment.
+func newLabWith(t testing.TB, opts labOptions) *lab {
+	t.Helper()
 	requireLab(t)
-	l := &lab{NS: newNetNS(t), Dir: outDir(t), t: t}
+	seg := defaultSegment()
+	if opts.Segment != nil {
+		seg = *opts.Segment
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = outDir(t)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("lab folder: %v", err)
+	}
+	l := &lab{NS: newNetNS(t, seg), Dir: dir, Seg: seg, t: t}
 	l.Driver = newDriver(t, l)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -69,11 +97,11 @@ func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) *proc
 		"--pid-file=" + filepath.Join(l.Dir, name+".pid"),
 		"--port=0", "--bind-interfaces", "--except-interface=lo", "--log-dhcp",
 	}
-	ns, iface := l.NS, bridgeName
+	ns, iface := l.NS, l.Seg.Bridge
 	if opts.Host != nil {
 		ns, iface = opts.Host, "eth0"
 	} else {
-		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:"+bridgeName+",ra-only")
+		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:"+l.Seg.Bridge+",ra-only")
 	}
 	args = append(args, "--interface="+iface)
 	if opts.TFTPRoot != "" {
@@ -81,8 +109,8 @@ func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) *proc
 	}
 	if opts.DHCP {
 		args = append(args,
-			fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,1h", rangeStart, rangeEnd),
-			"--dhcp-option=option:router,"+serverIP,
+			fmt.Sprintf("--dhcp-range=%s,%s,%s,1h", l.Seg.RangeStart, l.Seg.RangeEnd, l.Seg.Netmask()),
+			"--dhcp-option=option:router,"+l.Seg.ServerIP,
 			"--dhcp-leasefile="+filepath.Join(l.Dir, name+".leases"),
 			"--dhcp-authoritative")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -20,7 +21,8 @@ import (
 	"matchbox/internal/netnstest"
 )
 
-// Addresses of the isolated segment (inside the namespace only).
+// Addresses of the default segment, the one every scenario with a single
+// lab uses (inside the lab's namespace only).
 const (
 	bridgeName = "br0"
 	// bridgeMAC is the bridge's own address, set so that it never changes:
@@ -36,6 +38,44 @@ const (
 	subnetCIDR = "10.99.0.0/24"
 )
 
+// segment is the addressing of a lab's L2 segment: its bridge, the
+// server's addresses on it and the DHCP range served there. A test that
+// runs several labs gives each its own segment.
+type segment struct {
+	// Bridge is the bridge's interface name; BridgeMAC its fixed address.
+	Bridge, BridgeMAC string
+	// ServerIP is the server's address on the bridge, ServerCIDR the same
+	// with the segment's prefix length, ServerIPv6 its IPv6 prefix (for
+	// the router advertisements iPXE waits for).
+	ServerIP, ServerCIDR, ServerIPv6 string
+	// RangeStart and RangeEnd bound the DHCP range; Subnet is the
+	// segment's network.
+	RangeStart, RangeEnd, Subnet string
+}
+
+// defaultSegment is the segment of a lab made by newLab: the addresses
+// above.
+func defaultSegment() segment {
+	return segment{
+		Bridge: bridgeName, BridgeMAC: bridgeMAC,
+		ServerIP: serverIP, ServerCIDR: serverCIDR, ServerIPv6: serverIPv6,
+		RangeStart: rangeStart, RangeEnd: rangeEnd, Subnet: subnetCIDR,
+	}
+}
+
+// BootBase is the HTTP base URL of matchbox as the segment's VMs reach it.
+func (s segment) BootBase() string { return "http://" + s.ServerIP + ":" + httpPort }
+
+// Netmask is the segment's network mask in dotted form (for dnsmasq); a
+// Subnet that is no prefix is a mistake of the test and panics.
+func (s segment) Netmask() string {
+	bits := netip.MustParsePrefix(s.Subnet).Bits()
+	return net.IP(net.CIDRMask(bits, 32)).String()
+}
+
+// DHCPRange is the range as `matchbox serve --dhcp-range` takes it.
+func (s segment) DHCPRange() string { return s.RangeStart + "-" + s.RangeEnd }
+
 // nsPrefix starts the name of every namespace the harness creates; the
 // rest is the test process's PID and a counter, so stale namespaces of dead
 // runs can be recognised and removed.
@@ -47,6 +87,7 @@ type netNS struct {
 	Name string
 
 	br   *netnstest.Bridge // nil in a bare namespace
+	seg  segment           // the bridge's addressing
 	mu   sync.Mutex
 	taps []string
 }
@@ -56,15 +97,17 @@ var nsCounter struct {
 	n int
 }
 
-// newNetNS creates a namespace with loopback up and a bridge holding
-// serverCIDR and serverIPv6. Everything is removed when t ends (or the run
-// is interrupted): deleting the namespace deletes the bridge and the taps.
-func newNetNS(t testing.TB) *netNS {
+// newNetNS creates a namespace with loopback up and the bridge of seg
+// holding the server's addresses. Everything is removed when t ends (or
+// the run is interrupted): deleting the namespace deletes the bridge and
+// the taps.
+func newNetNS(t testing.TB, seg segment) *netNS {
 	t.Helper()
 	removeStaleNamespaces(t)
 	ns := newBareNS(t)
-	ns.br = netnstest.NewBridge(t, ns.Name, bridgeName, bridgeMAC, serverCIDR)
-	ns.ip(t, "addr", "add", serverIPv6, "dev", bridgeName, "nodad")
+	ns.seg = seg
+	ns.br = netnstest.NewBridge(t, ns.Name, seg.Bridge, seg.BridgeMAC, seg.ServerCIDR)
+	ns.ip(t, "addr", "add", seg.ServerIPv6, "dev", seg.Bridge, "nodad")
 	return ns
 }
 
@@ -105,7 +148,7 @@ func (ns *netNS) AddTap(t testing.TB) string {
 	ns.taps = append(ns.taps, name)
 	ns.mu.Unlock()
 	ns.ip(t, "tuntap", "add", "dev", name, "mode", "tap")
-	ns.ip(t, "link", "set", name, "master", bridgeName)
+	ns.ip(t, "link", "set", name, "master", ns.seg.Bridge)
 	ns.ip(t, "link", "set", name, "up")
 	return name
 }

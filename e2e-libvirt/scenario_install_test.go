@@ -194,7 +194,7 @@ func TestInstallCallback(t *testing.T) {
 // and labels, "" when absent.
 func metricLine(t *testing.T, s *matchboxServer, sample string) string {
 	t.Helper()
-	resp, err := s.client.Get(bootBase + "/metrics")
+	resp, err := s.client.Get(s.BootBase + "/metrics")
 	if err != nil {
 		t.Fatalf("/metrics: %v", err)
 	}

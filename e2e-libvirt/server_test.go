@@ -21,7 +21,7 @@ const httpPort = "8080"
 // (the API answers loopback clients only without a token file).
 const apiAddr = "127.0.0.1:8081"
 
-// bootBase is the HTTP base URL VMs reach.
+// bootBase is the HTTP base URL VMs of the default segment reach.
 const bootBase = "http://" + serverIP + ":" + httpPort
 
 // serverOptions choose how matchbox runs in a scenario.
@@ -30,16 +30,23 @@ type serverOptions struct {
 	DHCPMode string
 	// ServerIP, when set, is an extra address of the bridge matchbox's
 	// DHCP (server identifier) and TFTP use, so that it differs from
-	// another DHCP server's on the segment (default serverIP).
+	// another DHCP server's on the segment (default: the segment's).
 	ServerIP string
+	// Store, when set, is the --store location (etcd://...); by default
+	// matchbox keeps a SQLite database in the lab's folder.
+	Store string
 	// ExtraArgs are appended to `matchbox serve`.
 	ExtraArgs []string
 }
 
 // matchboxServer is a running `matchbox serve` inside a lab's namespace.
 type matchboxServer struct {
-	// DataDir, DB and Assets are its folders and database.
+	// DataDir, DB and Assets are its folders and database (DB is empty
+	// when it runs on another store).
 	DataDir, DB, Assets string
+	// BootBase is its HTTP base URL as VMs reach it; APIAddr is where its
+	// API listens, on the namespace's loopback.
+	BootBase, APIAddr string
 	// Log is its log file.
 	Log string
 	// TFTP tells whether matchbox itself serves TFTP (else dnsmasq does).
@@ -54,26 +61,34 @@ type matchboxServer struct {
 func startMatchbox(t testing.TB, lab *lab, dataDir, assets string, opts serverOptions) *matchboxServer {
 	t.Helper()
 	bin, help := buildMatchbox(t)
+	seg := lab.Seg
 	s := &matchboxServer{
-		DataDir: dataDir,
-		DB:      filepath.Join(lab.Dir, "matchbox.db"),
-		Assets:  assets,
-		Log:     filepath.Join(lab.Dir, "matchbox.log"),
-		TFTP:    hasTFTP(help),
+		DataDir:  dataDir,
+		Assets:   assets,
+		BootBase: seg.BootBase(),
+		APIAddr:  apiAddr,
+		Log:      filepath.Join(lab.Dir, "matchbox.log"),
+		TFTP:     hasTFTP(help),
 	}
-	args := []string{"serve",
-		"--data-dir", dataDir, "--db", s.DB, "--assets-dir", assets,
-		"--http-addr", serverIP + ":" + httpPort, "--api-addr", apiAddr,
+	args := []string{"serve", "--data-dir", dataDir}
+	if opts.Store != "" {
+		args = append(args, "--store", opts.Store)
+	} else {
+		s.DB = filepath.Join(lab.Dir, "matchbox.db")
+		args = append(args, "--db", s.DB)
+	}
+	args = append(args, "--assets-dir", assets,
+		"--http-addr", seg.ServerIP+":"+httpPort, "--api-addr", s.APIAddr,
 		"--log-level", "debug",
-		"--dhcp-mode", opts.DHCPMode, "--dhcp-iface", bridgeName,
-		"--boot-url", bootBase,
-	}
+		"--dhcp-mode", opts.DHCPMode, "--dhcp-iface", seg.Bridge,
+		"--boot-url", s.BootBase,
+	)
 	if opts.DHCPMode == "authoritative" {
-		args = append(args, "--dhcp-range", rangeStart+"-"+rangeEnd, "--dhcp-subnet", subnetCIDR)
+		args = append(args, "--dhcp-range", seg.DHCPRange(), "--dhcp-subnet", seg.Subnet)
 	}
-	tftpIP := serverIP
+	tftpIP := seg.ServerIP
 	if opts.ServerIP != "" {
-		lab.NS.ip(t, "addr", "add", opts.ServerIP+"/24", "dev", bridgeName)
+		lab.NS.ip(t, "addr", "add", opts.ServerIP+"/24", "dev", seg.Bridge)
 		args = append(args, "--dhcp-server-ip", opts.ServerIP)
 		tftpIP = opts.ServerIP
 	}
@@ -90,7 +105,7 @@ func startMatchbox(t testing.TB, lab *lab, dataDir, assets string, opts serverOp
 		if s.proc.Exited() {
 			t.Fatalf("matchbox serve exited during start-up (%v): see %s:\n%s", s.proc.err, s.Log, tail(s.Log, 30))
 		}
-		resp, err := s.client.Get(bootBase + "/healthz")
+		resp, err := s.client.Get(s.BootBase + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -104,7 +119,7 @@ func startMatchbox(t testing.TB, lab *lab, dataDir, assets string, opts serverOp
 	}
 	t.Logf("matchbox serve: DHCP %s, TFTP by %s, HTTP %s, API %s (in namespace %s)",
 		opts.DHCPMode, map[bool]string{true: "matchbox", false: "dnsmasq (matchbox has no --tftp-addr yet)"}[s.TFTP],
-		bootBase, apiAddr, lab.NS.Name)
+		s.BootBase, s.APIAddr, lab.NS.Name)
 	return s
 }
 
@@ -126,7 +141,7 @@ type machineRecord struct {
 
 // getJSON GETs an API path and decodes the answer into v.
 func (s *matchboxServer) getJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.APIAddr+path, nil)
 	if err != nil {
 		return err
 	}
