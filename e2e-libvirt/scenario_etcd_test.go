@@ -210,15 +210,10 @@ func assertTimelineEverywhere(t *testing.T, s, other etcdSite) {
 	}
 	// The other instance reads the same store: it must answer the same
 	// timeline once the recorder has written everything.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var diff string
+	var diff, lastErr string
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mine, err := s.srv.Events(ctx, s.spec.MAC)
-		if err != nil {
-			t.Fatalf("timeline of %s from its own instance: %v", s.spec.MAC, err)
-		}
-		theirs, err := other.srv.Events(ctx, s.spec.MAC)
+		mine, theirs, err := bothTimelines(s, other)
 		if err == nil {
 			diff = cmp.Diff(mine, theirs)
 			if diff == "" && missingInOrder(theirs, want) == "" {
@@ -226,14 +221,28 @@ func assertTimelineEverywhere(t *testing.T, s, other etcdSite) {
 				return
 			}
 		} else {
-			diff = err.Error()
+			lastErr = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timeline of %s: site %s's instance does not answer what site %s's does (-%s +%s):\n%s", s.spec.MAC, other.name, s.name, s.name, other.name, diff)
-		case <-time.After(250 * time.Millisecond):
+		if time.Now().After(deadline) {
+			t.Fatalf("timeline of %s: site %s's instance does not answer what site %s's does (-%s +%s):\n%s\nlast error: %s",
+				s.spec.MAC, other.name, s.name, s.name, other.name, diff, lastErr)
 		}
+		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// bothTimelines reads the timeline of s's VM from s's instance and from
+// other's.
+func bothTimelines(s, other etcdSite) (mine, theirs []event, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if mine, err = s.srv.Events(ctx, s.spec.MAC); err != nil {
+		return nil, nil, fmt.Errorf("site %s: %w", s.name, err)
+	}
+	if theirs, err = other.srv.Events(ctx, s.spec.MAC); err != nil {
+		return nil, nil, fmt.Errorf("site %s: %w", other.name, err)
+	}
+	return mine, theirs, nil
 }
 
 // assertLeaseShared checks that the lease s's instance acknowledged to its
