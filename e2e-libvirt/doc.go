@@ -5,6 +5,16 @@
 // tap device per VM. Each VM has a BMC (OpenIPMI's ipmi_sim) whose chassis
 // control starts, stops and sets the boot device of that VM.
 //
+// A lab's segment (bridge, subnet, server address, DHCP range) and a
+// server's store are parameters: most scenarios run one lab on the default
+// segment with a SQLite database, and TestEtcdTwoInstances runs two labs,
+// each with its own segment, VM and `matchbox serve --store etcd://...`,
+// sharing a real 3-member etcd cluster in a namespace of its own (a
+// backbone bridge that both labs join): both VMs boot at once, then each
+// one's timeline and lease must read the same from the other instance
+// (and the lease from etcd), and `matchbox get instances` on each must
+// list both. It needs etcd and etcdctl (Debian etcd-server, etcd-client).
+//
 // The tests run as root with the Debian packages listed in apt-packages
 // installed (`make e2e`); otherwise they skip with the reason. VMs boot in
 // parallel subtests: go test's -parallel (GOMAXPROCS, 2 here) bounds how
