@@ -357,3 +357,107 @@ func TestDiscoverBatchOfNewMACs(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoverBatchCreatesTogether: the machines of a batch's new MACs are
+// created in one transaction per createChunk MACs, not one (or more) each:
+// 100 new MACs advance etcd's revision by a handful of transactions
+// (machines, events), where one by one they took over 100.
+func TestDiscoverBatchCreatesTogether(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	s := open(t, cluster, "together")
+	cli := cluster.Client(t)
+	revision := func() int64 {
+		resp, err := cli.Get(ctx, "together/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	const macs = 100
+	var evs []matchbox.BootEvent
+	for i := range macs {
+		evs = append(evs, matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:cc:00:%02x", i), Type: "dhcp.discover"})
+	}
+	before := revision()
+	if err := s.DiscoverAndAppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if writes := revision() - before; writes > 6 {
+		t.Errorf("%d new MACs took %d etcd writes, want at most 6 (machines created together)", macs, writes)
+	}
+	list, err := s.ListMachines(ctx, store.MachineFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != macs {
+		t.Fatalf("%d machines for %d new MACs", len(list), macs)
+	}
+	for _, m := range list {
+		if m.State != matchbox.StateDiscovered || len(m.MACs) != 1 || m.ID != store.MachineIDFromMAC(m.MACs[0]) {
+			t.Errorf("machine %+v, want discovered, its id from its one MAC", m)
+		}
+		if _, ok := s.LookupMachine(m.MACs[0], ""); !ok {
+			t.Errorf("machine %s not in the index when the batch returned", m.ID)
+		}
+	}
+}
+
+// TestDiscoverBatchesRaceAcrossInstances: two instances discovering
+// overlapping batches of new MACs at once create one machine per MAC, and
+// both batches succeed (a chunk that loses the race is ensured one by one).
+func TestDiscoverBatchesRaceAcrossInstances(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	a, b := open(t, cluster, "race"), open(t, cluster, "race")
+	batch := func(from, to int) []matchbox.BootEvent {
+		var evs []matchbox.BootEvent
+		for i := from; i < to; i++ {
+			evs = append(evs, matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:dd:00:%02x", i), Type: "dhcp.discover"})
+		}
+		return evs
+	}
+	for range 5 {
+		errs := make(chan error, 2)
+		go func() { errs <- a.DiscoverAndAppendEvents(ctx, batch(0, 150)) }()
+		go func() { errs <- b.DiscoverAndAppendEvents(ctx, batch(50, 200)) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	list, err := a.ListMachines(ctx, store.MachineFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]string{}
+	for _, m := range list {
+		for _, mac := range m.MACs {
+			if other, ok := owners[mac]; ok {
+				t.Errorf("MAC %s owned by %s and %s", mac, other, m.ID)
+			}
+			owners[mac] = m.ID
+		}
+	}
+	if len(list) != 200 || len(owners) != 200 {
+		t.Errorf("%d machines owning %d MACs, want 200 and 200", len(list), len(owners))
+	}
+	for i := range 200 {
+		mac := fmt.Sprintf("52:54:00:dd:00:%02x", i)
+		id := store.MachineIDFromMAC(mac)
+		for name, s := range map[string]*etcdstore.Store{"a": a, "b": b} {
+			got, err := s.Events(ctx, id, store.EventFilter{})
+			want := 0
+			if i < 150 {
+				want += 5
+			}
+			if i >= 50 {
+				want += 5
+			}
+			if err != nil || len(got) != want {
+				t.Errorf("instance %s: timeline of %s: %d events (%v), want %d", name, id, len(got), err, want)
+			}
+		}
+	}
+}

@@ -250,15 +250,25 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 // events must ensure.
 type discovery struct{ mac, uuid string }
 
-// ensureParallel bounds the machines a batch ensures at once.
+// ensureParallel bounds the machines a batch ensures one by one at once.
 const ensureParallel = 16
 
-// ensureMachines ensures, at once (at most ensureParallel at a time), the
-// machine of every MAC of evs that names no machine and that the index
-// does not resolve (as appendEvents would, one by one), and returns their
-// ids. Each EnsureMachine is a few etcd round trips and a wait for the
-// watch; a boot storm's first requests bring a batch of new MACs, which
-// ensured in turn made each first boot wait for all before it.
+// createChunk is the most new MACs one creating transaction takes: it
+// reads two keys per MAC, and writes two keys on two conditions per MAC,
+// under etcd's default bound of operations per transaction (maxTxnOps;
+// 64 MACs, 128 conditions and 128 writes, were refused by etcd 3.4).
+const createChunk = maxTxnOps / 4
+
+// ensureMachines ensures the machine of every MAC of evs that names no
+// machine and that the index does not resolve (as appendEvents would, one
+// by one), and returns their ids. A boot storm's first requests bring
+// batches of new MACs: those no machine owns, whose machine id is free,
+// are created together, createChunk in one etcd transaction on the
+// condition that neither their MAC keys nor their machine keys exist
+// (compare-and-swap, as EnsureMachine's), then indexed with one wait for
+// the watch. The others (a MAC owned already, an id taken, a chunk that
+// lost a race with another instance) are ensured one by one, at most
+// ensureParallel at a time.
 func (s *Store) ensureMachines(ctx context.Context, evs []matchbox.BootEvent) (map[discovery]string, error) {
 	var todo []discovery
 	seen := map[discovery]bool{}
@@ -281,13 +291,24 @@ func (s *Store) ensureMachines(ctx context.Context, evs []matchbox.BootEvent) (m
 	if len(todo) == 0 {
 		return out, nil
 	}
+	var rest []discovery
+	for _, chunk := range chunkByMAC(todo, createChunk) {
+		left, err := s.createMachines(ctx, chunk, out)
+		if err != nil {
+			return nil, err
+		}
+		rest = append(rest, left...)
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
 	var (
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, ensureParallel)
 	)
-	for _, d := range todo {
+	for _, d := range rest {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -305,6 +326,102 @@ func (s *Store) ensureMachines(ctx context.Context, evs []matchbox.BootEvent) (m
 	}
 	wg.Wait()
 	return out, firstErr
+}
+
+// chunkByMAC splits ds into chunks of at most n distinct MACs, keeping the
+// discoveries of one MAC (with and without a UUID) in one chunk.
+func chunkByMAC(ds []discovery, n int) [][]discovery {
+	byMAC := map[string][]discovery{}
+	var order []string
+	for _, d := range ds {
+		if _, ok := byMAC[d.mac]; !ok {
+			order = append(order, d.mac)
+		}
+		byMAC[d.mac] = append(byMAC[d.mac], d)
+	}
+	var chunks [][]discovery
+	for start := 0; start < len(order); start += n {
+		var chunk []discovery
+		for _, mac := range order[start:min(start+n, len(order))] {
+			chunk = append(chunk, byMAC[mac]...)
+		}
+		chunks = append(chunks, chunk)
+	}
+	return chunks
+}
+
+// createMachines creates, in one transaction, a discovered machine for
+// each MAC of ds that no machine owns and whose machine id
+// (store.MachineIDFromMAC) is free, with the first UUID ds gives the MAC,
+// records the ids of its discoveries in out, and returns once this
+// instance's index holds them. It returns the discoveries it left to
+// EnsureMachine: MACs owned already or whose id is taken, and all of ds
+// when another writer created one of its keys between the read and the
+// commit.
+func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[discovery]string) (rest []discovery, err error) {
+	var macs []string
+	uuids := map[string]string{}
+	for _, d := range ds {
+		if _, ok := uuids[d.mac]; !ok {
+			macs = append(macs, d.mac)
+		}
+		if uuids[d.mac] == "" {
+			uuids[d.mac] = d.uuid
+		}
+	}
+	reads := make([]clientv3.Op, 0, 2*len(macs))
+	for _, mac := range macs {
+		reads = append(reads, clientv3.OpGet(s.macKey(mac), clientv3.WithCountOnly()), clientv3.OpGet(s.machineKey(store.MachineIDFromMAC(mac)), clientv3.WithCountOnly()))
+	}
+	resp, err := s.kv.Txn(ctx).Then(reads...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read the machines of %d new MACs: %w", len(macs), err)
+	}
+	fresh := map[string]bool{}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	now := s.now().UTC()
+	for i, mac := range macs {
+		if resp.Responses[2*i].GetResponseRange().Count > 0 || resp.Responses[2*i+1].GetResponseRange().Count > 0 {
+			continue
+		}
+		id := store.MachineIDFromMAC(mac)
+		body, err := json.Marshal(machineRecord{Version: 1, Machine: matchbox.Machine{
+			ID: id, UUID: uuids[mac], MACs: []string{mac}, State: matchbox.StateDiscovered, CreatedAt: now, UpdatedAt: now,
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("encode machine %q: %w", id, err)
+		}
+		fresh[mac] = true
+		cmps = append(cmps,
+			clientv3.Compare(clientv3.CreateRevision(s.macKey(mac)), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(s.machineKey(id)), "=", 0))
+		ops = append(ops, clientv3.OpPut(s.macKey(mac), id), clientv3.OpPut(s.machineKey(id), string(body)))
+	}
+	for _, d := range ds {
+		if !fresh[d.mac] {
+			rest = append(rest, d)
+		}
+	}
+	if len(ops) == 0 {
+		return rest, nil
+	}
+	commit, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("create the machines of %d new MACs: %w", len(fresh), err)
+	}
+	if !commit.Succeeded {
+		return ds, nil // another writer came first: one by one
+	}
+	if err := s.machinesApplied.wait(ctx, commit.Header.Revision); err != nil {
+		return nil, fmt.Errorf("%d machines created at revision %d, not yet indexed: %w", len(fresh), commit.Header.Revision, err)
+	}
+	for _, d := range ds {
+		if fresh[d.mac] {
+			out[d] = store.MachineIDFromMAC(d.mac)
+		}
+	}
+	return rest, nil
 }
 
 func randomHex(n int) (string, error) {
