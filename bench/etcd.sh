@@ -159,6 +159,9 @@ stop_server() {
 		kill -QUIT "$SRV_PID" 2>/dev/null || true
 		sleep 1
 		kill -KILL "$SRV_PID" 2>/dev/null || true
+		# The work directory goes at the end: keep the dump.
+		cp "$SRV_LOG" "/tmp/etcd-bench-stuck-$SRV_PID.log" 2>/dev/null &&
+			log "its log and goroutine dump: /tmp/etcd-bench-stuck-$SRV_PID.log"
 		STUCK=$((STUCK + 1))
 	fi
 	wait "$SRV_PID" 2>/dev/null || true
@@ -175,7 +178,7 @@ start_dhcp() {
 	"${SRV[@]}" "${PIN_SERVER[@]}" "$MBX" serve --data-dir "$dir" --http-addr 127.0.0.1:18080 --log-level warn "${store[@]}" \
 		--dhcp-mode authoritative --dhcp-iface vS --dhcp-range "$RANGE_START-$RANGE_END" \
 		--dhcp-lease-time 1h --boot-url http://10.64.0.1:18080 >"$dir/matchbox.log" 2>&1 &
-	SRV_PID=$!
+	SRV_PID=$! SRV_LOG=$dir/matchbox.log
 	wait_until 150 0.1 udp_listening "$NS_SRV" 67 || { cat "$dir/matchbox.log" >&2; die "matchbox on $st did not start"; }
 }
 

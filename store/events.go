@@ -324,6 +324,12 @@ type RecorderConfig struct {
 	// DropLogInterval is how often dropped and failed events are logged:
 	// one warning per interval in which some were (default 10s).
 	DropLogInterval time.Duration
+	// ShutdownWrites bounds the writes of the events still queued when
+	// Run's context ends (default 30s in all): a store too slow to take
+	// them (a loaded etcd, a boot storm's backlog of new machines) must
+	// not hold a shutdown for minutes. Events not written by then are
+	// counted as failed and logged.
+	ShutdownWrites time.Duration
 	// Discover makes the recorder write with DiscoverAndAppendEvents, so
 	// that an event from a MAC no machine has creates a machine in state
 	// discovered; without it, the recorder writes with AppendEvents and
@@ -369,6 +375,9 @@ func NewRecorder(s EventWriter, cfg RecorderConfig) *Recorder {
 	}
 	if cfg.DropLogInterval <= 0 {
 		cfg.DropLogInterval = 10 * time.Second
+	}
+	if cfg.ShutdownWrites <= 0 {
+		cfg.ShutdownWrites = 30 * time.Second
 	}
 	return &Recorder{store: s, cfg: cfg, ch: make(chan matchbox.BootEvent, cfg.Queue), flush: make(chan chan struct{})}
 }
@@ -418,6 +427,9 @@ func (r *Recorder) Sync(ctx context.Context) error {
 func (r *Recorder) Run(ctx context.Context) {
 	b := newBatch(r.cfg.Batch)
 	var lastFailure error
+	// Writes outlive ctx so that a shutdown still stores the tail, within
+	// ShutdownWrites once ctx ended.
+	parent := context.WithoutCancel(ctx)
 	write := func() {
 		if b.empty() {
 			return
@@ -425,8 +437,12 @@ func (r *Recorder) Run(ctx context.Context) {
 		evs := b.events()
 		for start := 0; start < len(evs); start += r.cfg.TxEvents {
 			end := min(start+r.cfg.TxEvents, len(evs))
-			// Writes outlive ctx so that a shutdown still stores the tail.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if parent.Err() != nil {
+				r.failed.Add(int64(b.receivedIn(start, end)))
+				lastFailure = fmt.Errorf("not written within the shutdown's %v: %w", r.cfg.ShutdownWrites, parent.Err())
+				continue
+			}
+			wctx, cancel := context.WithTimeout(parent, 30*time.Second)
 			var err error
 			if r.cfg.Discover {
 				err = r.store.DiscoverAndAppendEvents(wctx, evs[start:end])
@@ -497,13 +513,21 @@ func (r *Recorder) Run(ctx context.Context) {
 			close(done)
 		case <-ctx.Done():
 			timer.Stop()
+			var cancel context.CancelFunc
+			parent, cancel = context.WithTimeout(parent, r.cfg.ShutdownWrites)
+			defer cancel()
+			failedBefore := r.failed.Load()
 			for {
 				drain()
 				if b.empty() {
-					return
+					break
 				}
 				write()
 			}
+			if f := r.failed.Load() - failedBefore; f > 0 {
+				r.cfg.Logger.Warn("boot events lost at shutdown: writing them to the store failed", "events", f, "failed_total", r.failed.Load(), "err", lastFailure)
+			}
+			return
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -426,5 +427,55 @@ func TestTemplatesCheckedWhenWritten(t *testing.T) {
 	}
 	if _, ok := s.Snapshot().Template(matchbox.TemplateIgnition, "worker.yaml"); ok {
 		t.Fatal("refused template stored")
+	}
+}
+
+// slowEventWriter takes delay per write, or until the write's context
+// ends, and counts the events it wrote.
+type slowEventWriter struct {
+	delay   time.Duration
+	written atomic.Int64
+}
+
+func (w *slowEventWriter) AppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	select {
+	case <-time.After(w.delay):
+		w.written.Add(int64(len(evs)))
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *slowEventWriter) DiscoverAndAppendEvents(ctx context.Context, evs []matchbox.BootEvent) error {
+	return w.AppendEvents(ctx, evs)
+}
+
+// TestRecorderShutdownBounded: at shutdown the recorder writes what is
+// queued, but a store too slow to take it all holds the shutdown no longer
+// than ShutdownWrites; what is left is counted as failed and logged.
+func TestRecorderShutdownBounded(t *testing.T) {
+	w := &slowEventWriter{delay: 100 * time.Millisecond}
+	logs := &lockedBuffer{}
+	rec := NewRecorder(w, RecorderConfig{TxEvents: 1, Batch: 1, ShutdownWrites: 500 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	const events = 100 // 10 s of writes one by one
+	for i := range events {
+		rec.Record(matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:00:01:%02x", i), Type: "x"})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	rec.Run(ctx)
+	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Fatalf("shutdown took %v with ShutdownWrites 500ms", took)
+	}
+	written, failed := w.written.Load(), rec.Failed()
+	if written == 0 || written == events || written+failed != events {
+		t.Errorf("%d events written and %d failed of %d, want some written, the rest failed", written, failed, events)
+	}
+	if !strings.Contains(logs.String(), "boot events lost at shutdown") {
+		t.Errorf("no warning of the events lost at shutdown in %q", logs.String())
 	}
 }

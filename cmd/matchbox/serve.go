@@ -122,7 +122,7 @@ func newServeCommand() *cobra.Command {
 	f.IntVar(&o.httpMaxConns, "http-max-conns", 0, "connections --http-addr holds open at once, the last 1/16 kept for short requests (0: derived from the open-file limit)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown waits for requests in flight")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown waits for requests in flight, and then for queued boot events to be written")
 	f.StringVar(&o.syncMode, "db-synchronous", "FULL", "SQLite synchronous mode: FULL (writes survive power loss) or NORMAL")
 	f.StringVar(&o.secretKeyFile, "secret-key-file", "", "key sealing BMC credentials at rest (32 bytes raw, hex or base64); without it credentials are refused")
 	f.StringVar(&o.agentKeyFile, "agent-key-file", "", "key of the discovery agent's per-machine tokens (default <data-dir>/agent.key, created when missing)")
@@ -349,7 +349,7 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 		closeStore()
 		return nil, importErr
 	}
-	rcfg := store.RecorderConfig{Logger: log, Discover: true}
+	rcfg := store.RecorderConfig{Logger: log, Discover: true, ShutdownWrites: o.shutdownTimeout}
 	if o.store.Kind == location.Etcd {
 		// Lease commits do not share a write connection with the
 		// timeline there: one call per batch (split by the etcd store).
