@@ -21,7 +21,9 @@
 # --max-request-bytes raised so that the data-directory import of GROUPS
 # groups fits one transaction (etcd's defaults, 128 operations and
 # 1.5 MiB, refuse it), and the /ipxe instances with
-# --etcd-request-timeout 120s, within which that transaction commits. Rounds alternate which store goes first; every
+# --etcd-request-timeout 120s, within which that transaction commits.
+# matchbox is told etcd's --max-txn-ops (--etcd-max-txn-ops), so that its
+# lease batches and new machines fill larger transactions. Rounds alternate which store goes first; every
 # step and round is printed with the load average, then the medians and
 # the ratios etcd/SQLite (goals: >= 0.5 for leases, >= 0.9 for /ipxe;
 # within 1 s for the latency).
@@ -128,12 +130,13 @@ for i in 0 1 2; do
 	INITIAL+="${INITIAL:+,}m$i=http://127.0.0.1:$((23800 + i))"
 	ENDPOINTS+="${ENDPOINTS:+,}127.0.0.1:$((23790 + i))"
 done
+ETCD_MAX_TXN_OPS=$((2 * GROUPS_N + 100))
 for i in 0 1 2; do
 	"${SRV[@]}" "${PIN_SERVER[@]}" etcd --name "m$i" --data-dir "$WORK/etcd/m$i" \
 		--listen-client-urls "http://127.0.0.1:$((23790 + i))" --advertise-client-urls "http://127.0.0.1:$((23790 + i))" \
 		--listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))" \
 		--initial-cluster "$INITIAL" --initial-cluster-state new --initial-cluster-token "bench-$ID" \
-		--max-txn-ops $((2 * GROUPS_N + 100)) --max-request-bytes $((64 << 20)) --quota-backend-bytes $((8 << 30)) \
+		--max-txn-ops "$ETCD_MAX_TXN_OPS" --max-request-bytes $((64 << 20)) --quota-backend-bytes $((8 << 30)) \
 		--auto-compaction-mode periodic --auto-compaction-retention 5m \
 		--log-level error >"$WORK/etcd-m$i.log" 2>&1 &
 	ETCD_PIDS+=($!)
@@ -174,7 +177,7 @@ stop_server() {
 start_dhcp() {
 	local st=$1 dir=$2 pfx=$3 store=()
 	mkdir -p "$dir"
-	if [ "$st" = etcd ]; then store=(--store "$ETCD_URL/$pfx"); else store=(--db-synchronous FULL); fi
+	if [ "$st" = etcd ]; then store=(--store "$ETCD_URL/$pfx" --etcd-max-txn-ops "$ETCD_MAX_TXN_OPS"); else store=(--db-synchronous FULL); fi
 	"${SRV[@]}" "${PIN_SERVER[@]}" "$MBX" serve --data-dir "$dir" --http-addr 127.0.0.1:18080 --log-level warn "${store[@]}" \
 		--dhcp-mode authoritative --dhcp-iface vS --dhcp-range "$RANGE_START-$RANGE_END" \
 		--dhcp-lease-time 1h --boot-url http://10.64.0.1:18080 >"$dir/matchbox.log" 2>&1 &
@@ -294,7 +297,7 @@ serve_http() {
 t0=$(date +%s.%N)
 serve_http sqlite 18081 --db "$WORK/sqlite/matchbox.db"
 t1=$(date +%s.%N)
-serve_http etcd 18082 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s
+serve_http etcd 18082 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s --etcd-max-txn-ops "$ETCD_MAX_TXN_OPS"
 t2=$(date +%s.%N)
 printf '%s groups imported and served: SQLite instance after %.1fs, etcd instance after %.1fs\n' "$GROUPS_N" \
 	"$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" "$(awk -v a="$t1" -v b="$t2" 'BEGIN {print b - a}')"
@@ -358,8 +361,8 @@ kill "${HTTP_PIDS[0]}" 2>/dev/null || true # the SQLite instance is done
 fi
 # ---------------------------------------------------------------- latency
 if part latency; then
-serve_http etcd-b 18083 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s
-serve_http etcd-c 18084 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s
+serve_http etcd-b 18083 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s --etcd-max-txn-ops "$ETCD_MAX_TXN_OPS"
+serve_http etcd-c 18084 --store "$ETCD_URL/ipxe" --etcd-request-timeout 120s --etcd-max-txn-ops "$ETCD_MAX_TXN_OPS"
 echo "write -> served everywhere, load average $(loadavg):"
 in_srv "$ETCDLAT" -write http://127.0.0.1:18082 -serve http://127.0.0.1:18082,http://127.0.0.1:18083,http://127.0.0.1:18084 \
 	-profile node -n "$WRITES" | tee "$WORK/latency.txt" || die "latency measurement failed"

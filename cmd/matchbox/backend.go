@@ -50,7 +50,7 @@ func openStore(ctx context.Context, o *serveOptions, log *slog.Logger) (backend,
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := etcdstore.Open(octx, etcdstore.Config{Client: cli, Prefix: o.store.Etcd.Prefix, ParseFact: parseFact, Logger: log, RequestTimeout: o.etcdRequestTimeout})
+	st, err := etcdstore.Open(octx, etcdstore.Config{Client: cli, Prefix: o.store.Etcd.Prefix, ParseFact: parseFact, Logger: log, RequestTimeout: o.etcdRequestTimeout, MaxTxnOps: o.etcdMaxTxnOps})
 	if err != nil {
 		cli.Close()
 		return nil, nil, fmt.Errorf("--store %s: %w", o.store, err)

@@ -83,6 +83,7 @@ type serveOptions struct {
 	// renewing its registration (etcd).
 	instanceTTL        time.Duration
 	etcdRequestTimeout time.Duration // --etcd-request-timeout
+	etcdMaxTxnOps      int           // --etcd-max-txn-ops
 }
 
 // newServeCommand returns `matchbox serve`: its flags are the boot
@@ -116,6 +117,7 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&o.storeFlags.Username, "etcd-username", "", "etcd user (with --etcd-password-file)")
 	f.StringVar(&o.storeFlags.PasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username")
 	f.DurationVar(&o.instanceTTL, "etcd-instance-ttl", 10*time.Second, "how long this instance stays listed by matchbox get instances after it stops (etcd lease TTL)")
+	f.IntVar(&o.etcdMaxTxnOps, "etcd-max-txn-ops", etcdstore.DefaultMaxTxnOps, "etcd's --max-txn-ops: the most operations matchbox puts in one etcd transaction (raise both together to commit more leases per transaction on a busy DHCP server)")
 	f.DurationVar(&o.etcdRequestTimeout, "etcd-request-timeout", etcdstore.DefaultRequestTimeout, "bound on every etcd request of the store, past which etcd is taken for unreachable (raise it to import a large data directory, which is one transaction)")
 	f.StringVar(&o.assetsDir, "assets-dir", "", "directory served under /assets/ (default <data-dir>/assets; \"-\" disables)")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for boot endpoints, API and metrics")
@@ -333,7 +335,9 @@ func buildServices(ctx context.Context, o *serveOptions, log *slog.Logger) (*ser
 	s := &services{opts: o, log: log, store: st, closeStore: closeStore, registry: prometheus.NewRegistry(), router: mux.NewRouter()}
 	s.instances = &instances{}
 	if o.store.Kind == location.Etcd {
-		s.leaseBatch = etcdstore.MaxLeaseBatch
+		if b, ok := st.(interface{ MaxLeaseBatch() int }); ok {
+			s.leaseBatch = b.MaxLeaseBatch()
+		}
 		s.instances.shared, _ = st.(sharedInstances)
 	}
 	scope, err := importScope(o.importSource, o.dataDir)

@@ -78,7 +78,16 @@ type Config struct {
 	// CheckInterval is how often the store reads etcd to notice that it
 	// cannot be reached even when nothing writes (default 1s).
 	CheckInterval time.Duration
+	// MaxTxnOps is the most conditions or operations etcd takes in one
+	// transaction: its --max-txn-ops (default DefaultMaxTxnOps, etcd's
+	// own default). Lease batches, machines created together and events
+	// are split into transactions within it; a cluster configured for
+	// more lets a busy DHCP server commit more leases per transaction.
+	MaxTxnOps int
 }
+
+// DefaultMaxTxnOps is etcd's default --max-txn-ops.
+const DefaultMaxTxnOps = 128
 
 // Store is matchbox's state on etcd. It implements store.Backend and is
 // safe for concurrent use.
@@ -151,6 +160,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.EventsPerMachine <= 0 {
 		cfg.EventsPerMachine = 256
+	}
+	if cfg.MaxTxnOps <= 0 {
+		cfg.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if cfg.MaxTxnOps < 8 {
+		return nil, fmt.Errorf("etcd store: MaxTxnOps %d: etcd must take at least 8 operations per transaction", cfg.MaxTxnOps)
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout

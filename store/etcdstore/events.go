@@ -19,9 +19,10 @@ import (
 	"matchbox/store"
 )
 
-// eventsPerTxn bounds the events of one etcd transaction: etcd refuses a
-// transaction of more than --max-txn-ops operations (128 by default).
-const eventsPerTxn = 100
+// eventsPerTxn bounds the events of one etcd transaction: each is one
+// operation, and each of its machines one condition, within
+// Config.MaxTxnOps (100 at etcd's default 128).
+func (s *Store) eventsPerTxn() int { return max(s.cfg.MaxTxnOps*100/DefaultMaxTxnOps, 1) }
 
 // eventRetention keeps timelines bounded in etcd, which is no log store
 // (its default quota is 2 GiB): every event is written under an etcd
@@ -192,8 +193,9 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 		return err
 	}
 	perMachine := map[string]int{}
-	for start := 0; start < len(evs); start += eventsPerTxn {
-		end := min(start+eventsPerTxn, len(evs))
+	perTxn := s.eventsPerTxn()
+	for start := 0; start < len(evs); start += perTxn {
+		end := min(start+perTxn, len(evs))
 		var cmps []clientv3.Cmp
 		seen := map[string]bool{}
 		ops := make([]clientv3.Op, 0, end-start)
@@ -254,10 +256,11 @@ type discovery struct{ mac, uuid string }
 const ensureParallel = 16
 
 // createChunk is the most new MACs one creating transaction takes: it
-// reads two keys per MAC, and writes two keys on two conditions per MAC,
-// under etcd's default bound of operations per transaction (maxTxnOps;
-// 64 MACs, 128 conditions and 128 writes, were refused by etcd 3.4).
-const createChunk = maxTxnOps / 4
+// reads two keys per MAC, and writes two keys on two conditions per MAC:
+// a quarter of Config.MaxTxnOps, 32 at etcd's default 128 (etcd 3.4 at
+// that default refused 64 MACs, 128 conditions and 128 writes, and took
+// 48).
+func (s *Store) createChunk() int { return max(s.cfg.MaxTxnOps/4, 1) }
 
 // ensureMachines ensures the machine of every MAC of evs that names no
 // machine and that the index does not resolve (as appendEvents would, one
@@ -292,7 +295,7 @@ func (s *Store) ensureMachines(ctx context.Context, evs []matchbox.BootEvent) (m
 		return out, nil
 	}
 	var rest []discovery
-	for _, chunk := range chunkByMAC(todo, createChunk) {
+	for _, chunk := range chunkByMAC(todo, s.createChunk()) {
 		left, err := s.createMachines(ctx, chunk, out)
 		if err != nil {
 			return nil, err

@@ -31,10 +31,6 @@ import (
 
 var _ dhcp.LeaseStorage = (*Store)(nil)
 
-// maxTxnOps is the most operations of one etcd transaction (etcd's
-// --max-txn-ops default).
-const maxTxnOps = 128
-
 // leaseRecord is a lease's stored value.
 type leaseRecord struct {
 	MAC      string `json:"mac"`
@@ -102,7 +98,7 @@ type leaseState struct {
 	macs   map[string]string           // MAC → address text; "" none
 }
 
-// readKeys reads keys (in transactions of at most maxTxnOps reads) into
+// readKeys reads keys (in transactions of at most Config.MaxTxnOps reads) into
 // st; keys already read are skipped. The reads need not share a revision:
 // the commit compares every key with the revision read.
 func (s *Store) readKeys(ctx context.Context, st *leaseState, keys []string) (map[string][]byte, error) {
@@ -114,8 +110,8 @@ func (s *Store) readKeys(ctx context.Context, st *leaseState, keys []string) (ma
 			st.rev[k] = 0
 		}
 	}
-	for start := 0; start < len(todo); start += maxTxnOps {
-		chunk := todo[start:min(start+maxTxnOps, len(todo))]
+	for start := 0; start < len(todo); start += s.cfg.MaxTxnOps {
+		chunk := todo[start:min(start+s.cfg.MaxTxnOps, len(todo))]
 		ops := make([]clientv3.Op, len(chunk))
 		for i, k := range chunk {
 			ops[i] = clientv3.OpGet(k)
@@ -264,9 +260,9 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 			ops = append(ops, clientv3.OpPut(s.leaseMACKey(mac), ip))
 		}
 	}
-	if len(cmps) > maxTxnOps || len(ops) > maxTxnOps {
+	if len(cmps) > s.cfg.MaxTxnOps || len(ops) > s.cfg.MaxTxnOps {
 		return false, fmt.Errorf("commit leases: a batch of %d writes touches %d keys, more than one etcd transaction holds (%d): %w",
-			len(writes), len(cmps), maxTxnOps, errBatchTooLarge)
+			len(writes), len(cmps), s.cfg.MaxTxnOps, errBatchTooLarge)
 	}
 	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
@@ -281,9 +277,10 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 var errBatchTooLarge = errors.New("lease batch too large for one etcd transaction")
 
 // MaxLeaseBatch is the largest allocator batch (dhcp.AllocatorConfig.
-// MaxBatch) whose transactions always fit etcd's default limit of
-// operations: a bound lease that moves a MAC touches at most four keys.
-const MaxLeaseBatch = maxTxnOps / 4
+// MaxBatch) whose transactions always fit Config.MaxTxnOps: a bound lease
+// that moves a MAC touches at most four keys, each read, compared and
+// written (32 at etcd's default 128).
+func (s *Store) MaxLeaseBatch() int { return max(s.cfg.MaxTxnOps/4, 1) }
 
 // holds reports whether a stored lease keeps its address from other MACs
 // at now (Unix seconds): bound, offered or declined, and not expired.

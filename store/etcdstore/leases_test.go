@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"matchbox/dhcp"
+	"matchbox/matchbox"
 	"matchbox/store/etcdstore"
 	"matchbox/store/etcdstore/etcdtest"
 )
@@ -19,7 +20,7 @@ func openAllocator(t *testing.T, s *etcdstore.Store, first, last string) *dhcp.A
 	a, err := dhcp.OpenAllocator(context.Background(), dhcp.AllocatorConfig{
 		Ranges:    []dhcp.LeaseRange{{Start: netip.MustParseAddr(first), End: netip.MustParseAddr(last)}},
 		Storage:   s,
-		MaxBatch:  etcdstore.MaxLeaseBatch,
+		MaxBatch:  s.MaxLeaseBatch(),
 		OfferHold: time.Minute,
 	})
 	if err != nil {
@@ -154,5 +155,69 @@ func TestLeasesAcrossInstances(t *testing.T) {
 	}
 	if _, err := b.Bind(ctx, dhcp.BindRequest{MAC: m2, IP: x, TTL: time.Hour}); !errors.Is(err, dhcp.ErrAddressTaken) {
 		t.Errorf("bind of an address declined through another instance: %v, want ErrAddressTaken", err)
+	}
+}
+
+// TestMaxTxnOps: a store told that etcd takes more operations per
+// transaction (Config.MaxTxnOps, etcd's --max-txn-ops) commits larger lease
+// batches and creates more new machines per transaction; a store at the
+// default refuses, before sending it, a batch larger than etcd's default
+// takes.
+func TestMaxTxnOps(t *testing.T) {
+	cluster := etcdtest.StartWith(t, 3, etcdtest.Options{Args: []string{"--max-txn-ops", "1024"}})
+	ctx := context.Background()
+	cli := cluster.Client(t)
+	revision := func() int64 {
+		resp, err := cli.Get(ctx, "/ops")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	wide, err := etcdstore.Open(ctx, etcdstore.Config{Client: cli, Prefix: "ops", MaxTxnOps: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wide.Close() })
+	narrow := open(t, cluster, "ops")
+	if got := wide.MaxLeaseBatch(); got != 256 {
+		t.Errorf("MaxLeaseBatch at 1024 operations = %d, want 256", got)
+	}
+	if got := narrow.MaxLeaseBatch(); got != 32 {
+		t.Errorf("MaxLeaseBatch at the default = %d, want 32", got)
+	}
+	batch := func(n, from int) []dhcp.LeaseWrite {
+		var ws []dhcp.LeaseWrite
+		for i := range n {
+			ip := netip.AddrFrom4([4]byte{10, 9, byte((from + i) / 250), byte(1 + (from+i)%250)})
+			ws = append(ws, dhcp.LeaseWrite{Lease: dhcp.Lease{IP: ip, MAC: fmt.Sprintf("52:54:00:ee:%02x:%02x", (from+i)/256, (from+i)%256),
+				Expires: time.Now().Add(time.Hour), State: dhcp.LeaseBound}})
+		}
+		return ws
+	}
+	if err := narrow.CommitLeases(ctx, batch(200, 0)); err == nil {
+		t.Error("a store at the default committed a batch of 200 leases in one transaction")
+	}
+	before := revision()
+	if err := wide.CommitLeases(ctx, batch(200, 0)); err != nil {
+		t.Fatalf("a batch of 200 leases at 1024 operations: %v", err)
+	}
+	if got := revision() - before; got != 1 {
+		t.Errorf("a batch of 200 leases took %d transactions, want 1", got)
+	}
+	var evs []matchbox.BootEvent
+	for i := range 200 {
+		evs = append(evs, matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:ef:00:%02x", i), Type: "dhcp.discover"})
+	}
+	before = revision()
+	if err := wide.DiscoverAndAppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	// One transaction creates the 200 machines, one writes their events.
+	if got := revision() - before; got > 3 {
+		t.Errorf("200 new MACs took %d transactions at 1024 operations, want at most 3", got)
+	}
+	if _, err := etcdstore.Open(ctx, etcdstore.Config{Client: cli, Prefix: "ops", MaxTxnOps: 4}); err == nil {
+		t.Error("a store opened with MaxTxnOps 4")
 	}
 }

@@ -46,6 +46,8 @@ type Options struct {
 	Netns string
 	// Host is the address the members listen on (default 127.0.0.1).
 	Host string
+	// Args are more flags for every member (--max-txn-ops 1024, say).
+	Args []string
 }
 
 // Start starts an n-member cluster on loopback and waits until it answers;
@@ -80,7 +82,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	c := &Cluster{Endpoints: client, t: t, bin: bin, opts: opts}
 	for i := range n {
 		m := &member{
-			args: []string{
+			args: append([]string{
 				"--name", fmt.Sprintf("m%d", i),
 				"--data-dir", filepath.Join(dir, fmt.Sprintf("m%d", i)),
 				"--listen-client-urls", client[i], "--advertise-client-urls", client[i],
@@ -88,6 +90,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 				"--initial-cluster", strings.Join(initial, ","),
 				"--initial-cluster-state", "new", "--initial-cluster-token", "matchbox-test",
 				"--log-level", "error"},
+				opts.Args...),
 			log: filepath.Join(dir, fmt.Sprintf("m%d.log", i)),
 		}
 		c.members = append(c.members, m)
