@@ -36,7 +36,13 @@ type compiledGroup struct {
 	// anchorValue its value: groups anchored on one key with different
 	// values never tie.
 	anchorKey, anchorValue string
+	// selector is the group's label terms as a slice: matching walks it
+	// instead of iterating the selector map on every request.
+	selector []labelTerm
 }
+
+// labelTerm is one key=value term of a group selector.
+type labelTerm struct{ key, value string }
 
 // NormalizeGroup checks a group and normalises its selector in place: a mac
 // selector is rewritten to the lower-case colon form.
@@ -93,8 +99,8 @@ func precedes(a, b *compiledGroup) bool {
 
 // matchesLabels reports whether every label term of g holds for labels.
 func (c *compiledGroup) matchesLabels(labels Labels) bool {
-	for k, v := range c.group.Selector {
-		if got, ok := labels[k]; !ok || got != v {
+	for _, t := range c.selector {
+		if got, ok := labels[t.key]; !ok || got != t.value {
 			return false
 		}
 	}

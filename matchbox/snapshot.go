@@ -268,6 +268,10 @@ func compileGroup(g Group, parseFact FactParser) (*compiledGroup, []string) {
 		return nil, problems
 	}
 	cg.terms = len(g.Selector) + len(cg.facts)
+	cg.selector = make([]labelTerm, 0, len(g.Selector))
+	for k, v := range g.Selector {
+		cg.selector = append(cg.selector, labelTerm{k, v})
+	}
 	cg.sortKey = SelectorString(&g, cg.facts)
 	if key, ok := anchorKey(g.Selector); ok {
 		cg.anchorKey, cg.anchorValue = key, g.Selector[key]
