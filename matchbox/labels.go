@@ -46,6 +46,13 @@ type Labels map[string]string
 // url.ParseQuery skips them.
 func LabelsFromRawQuery(raw string) (Labels, error) {
 	labels := make(Labels, strings.Count(raw, "&")+1)
+	return labels, labels.AddRawQuery(raw)
+}
+
+// AddRawQuery adds the labels of a raw query string to l, which should be
+// empty, as LabelsFromRawQuery returns them: a caller can reuse one map
+// across requests.
+func (l Labels) AddRawQuery(raw string) error {
 	var bad error
 	var badKey string // a mac key whose first value did not parse
 	for raw != "" {
@@ -59,7 +66,7 @@ func LabelsFromRawQuery(raw string) (Labels, error) {
 		if err != nil {
 			continue
 		}
-		if _, seen := labels[key]; seen || key == badKey && bad != nil {
+		if _, seen := l[key]; seen || key == badKey && bad != nil {
 			continue // the first value wins
 		}
 		val, err := unescape(v)
@@ -74,9 +81,9 @@ func LabelsFromRawQuery(raw string) (Labels, error) {
 			}
 			val = mac
 		}
-		labels[key] = val
+		l[key] = val
 	}
-	return labels, bad
+	return bad
 }
 
 // unescape is url.QueryUnescape without its work for strings that need
