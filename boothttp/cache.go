@@ -3,7 +3,6 @@ package boothttp
 import (
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,7 +19,7 @@ const renderCacheBytes = 64 << 20
 // metadata and selector), the extra variables the template names (the
 // lifecycle's machine_id, agent_token, ...) and, for a template that
 // names request, the request's labels and raw query. The key holds
-// exactly those (see answerKey), so a cached answer is the answer a
+// exactly those (see appendAnswerKey), so a cached answer is the answer a
 // render would give. Templates that may read any variable are not cached.
 // A new snapshot starts an empty cache; a full one starts over.
 type renderCache struct {
@@ -33,8 +32,19 @@ type renderCache struct {
 type renderGeneration struct {
 	snap    *matchbox.Snapshot
 	mu      sync.RWMutex
-	answers map[string][]byte
+	answers map[string]*cachedAnswer
 	bytes   int
+}
+
+// cachedAnswer is a rendered answer and its Content-Length header value,
+// formatted once.
+type cachedAnswer struct {
+	body   []byte
+	length []string
+}
+
+func newCachedAnswer(body []byte) *cachedAnswer {
+	return &cachedAnswer{body: body, length: []string{strconv.Itoa(len(body))}}
 }
 
 func (c *renderCache) generation(snap *matchbox.Snapshot) *renderGeneration {
@@ -42,7 +52,7 @@ func (c *renderCache) generation(snap *matchbox.Snapshot) *renderGeneration {
 	if g != nil && g.snap == snap {
 		return g
 	}
-	fresh := &renderGeneration{snap: snap, answers: map[string][]byte{}}
+	fresh := &renderGeneration{snap: snap, answers: map[string]*cachedAnswer{}}
 	if c.cur.CompareAndSwap(g, fresh) {
 		return fresh
 	}
@@ -52,10 +62,12 @@ func (c *renderCache) generation(snap *matchbox.Snapshot) *renderGeneration {
 	return fresh // raced with another snapshot: use a private generation
 }
 
-func (c *renderCache) get(snap *matchbox.Snapshot, key string) ([]byte, bool) {
+// get returns the answer kept under key (looked up without converting
+// key to a string).
+func (c *renderCache) get(snap *matchbox.Snapshot, key []byte) (*cachedAnswer, bool) {
 	g := c.generation(snap)
 	g.mu.RLock()
-	out, ok := g.answers[key]
+	out, ok := g.answers[string(key)]
 	g.mu.RUnlock()
 	if ok {
 		c.hits.Add(1)
@@ -65,8 +77,9 @@ func (c *renderCache) get(snap *matchbox.Snapshot, key string) ([]byte, bool) {
 	return out, ok
 }
 
-// put keeps a copy of answer under key.
-func (c *renderCache) put(snap *matchbox.Snapshot, key string, answer []byte) {
+// put keeps a copy of answer under key and returns it.
+func (c *renderCache) put(snap *matchbox.Snapshot, key []byte, answer []byte) *cachedAnswer {
+	kept := newCachedAnswer(append([]byte(nil), answer...))
 	g := c.generation(snap)
 	size := len(key) + len(answer)
 	max := c.max
@@ -74,41 +87,45 @@ func (c *renderCache) put(snap *matchbox.Snapshot, key string, answer []byte) {
 		max = renderCacheBytes
 	}
 	if size > max {
-		return
+		return kept
 	}
-	kept := append([]byte(nil), answer...)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.answers[key]; ok {
-		return
+	if prev, ok := g.answers[string(key)]; ok {
+		return prev
 	}
 	if g.bytes+size > max {
 		clear(g.answers)
 		g.bytes = 0
 	}
-	g.answers[key] = kept
+	g.answers[string(key)] = kept
 	g.bytes += size
+	return kept
 }
 
-// answerKey returns the key of an answer of kind (ipxe, grub, ignition,
-// generic) rendered from template id (a profile for boot scripts) with
-// refs for a request selecting group, with extra variables extra; ok is
-// false when the answer cannot be cached (the template may read any
-// variable, or reads an extra variable that is not a string).
-func answerKey(kind, id string, refs *matchbox.VarRefs, group *matchbox.Group, extra map[string]any, req *matchbox.Request) (key string, ok bool) {
+// answerKeyBuf is the room on the stack for an answer's key: keys of
+// boot scripts naming group metadata fit, longer ones grow on the heap.
+const answerKeyBuf = 128
+
+// appendAnswerKey appends to dst the key of an answer of kind (ipxe,
+// grub, ignition, generic) rendered from template id (a profile for boot
+// scripts) with refs for a request selecting group, with extra variables
+// extra; ok is false when the answer cannot be cached (the template may
+// read any variable, or reads an extra variable that is not a string).
+func appendAnswerKey(dst []byte, kind, id string, refs *matchbox.VarRefs, group *matchbox.Group, extra map[string]any, req *matchbox.Request) (key []byte, ok bool) {
 	if refs.All() {
-		return "", false
+		return dst, false
 	}
-	var b strings.Builder
+	b := dst
 	field := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
 	}
 	field(kind)
 	field(id)
 	if refs.None() {
-		return b.String(), true
+		return b, true
 	}
 	field(group.ID)
 	if len(extra) > 0 {
@@ -122,14 +139,14 @@ func answerKey(kind, id string, refs *matchbox.VarRefs, group *matchbox.Group, e
 		for _, k := range names {
 			v, isString := extra[k].(string)
 			if !isString {
-				return "", false
+				return dst, false
 			}
 			field(k)
 			field(v)
 		}
 	}
 	if refs.Uses("request") {
-		b.WriteString("request")
+		b = append(b, "request"...)
 		field(req.RawQuery)
 		names := make([]string, 0, len(req.Labels))
 		for k := range req.Labels {
@@ -141,5 +158,5 @@ func answerKey(kind, id string, refs *matchbox.VarRefs, group *matchbox.Group, e
 			field(req.Labels[k])
 		}
 	}
-	return b.String(), true
+	return b, true
 }

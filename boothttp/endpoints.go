@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -52,14 +51,18 @@ func (sel *selection) vars(refs *matchbox.VarRefs) map[string]any {
 // extraVars returns the extra variables (the lifecycle's) a template whose
 // refs are refs gets.
 func (sel *selection) extraVars(refs *matchbox.VarRefs) map[string]any {
-	if sel.extra == nil || sel.req.Extra != nil {
+	if sel.lc == nil || sel.req.Extra != nil {
 		return sel.req.Extra
 	}
 	var uses func(string) bool
 	if refs != nil {
 		uses = refs.Uses
 	}
-	return sel.extra(uses)
+	id, state := "", matchbox.MachineState("")
+	if sel.machine != nil {
+		id, state = sel.machine.ID, sel.machine.State
+	}
+	return sel.lc.TemplateVars(sel.r.Context(), id, state, sel.labels.MAC(), sel.r.Host, uses)
 }
 
 func (sel *selection) varsWith(extra map[string]any) map[string]any {
@@ -72,9 +75,10 @@ func (sel *selection) varsWith(extra map[string]any) map[string]any {
 // for boot scripts) whose refs are refs: from the render cache when the
 // same variables were rendered before in this snapshot, else from render,
 // called with the template's variables, and then cached.
-func (s *Server) answer(sel *selection, kind, id string, refs *matchbox.VarRefs, render func(data func() map[string]any) ([]byte, error)) ([]byte, error) {
+func (s *Server) answer(sel *selection, kind, id string, refs *matchbox.VarRefs, render func(data func() map[string]any) ([]byte, error)) (*cachedAnswer, error) {
 	extra := sel.extraVars(refs)
-	key, ok := answerKey(kind, id, refs, sel.match.Group, extra, &sel.req)
+	var buf [answerKeyBuf]byte
+	key, ok := appendAnswerKey(buf[:0], kind, id, refs, sel.match.Group, extra, &sel.req)
 	if ok {
 		if out, hit := s.answers.get(sel.snap, key); hit {
 			return out, nil
@@ -85,23 +89,30 @@ func (s *Server) answer(sel *selection, kind, id string, refs *matchbox.VarRefs,
 		return nil, err
 	}
 	if ok {
-		s.answers.put(sel.snap, key, out)
+		return s.answers.put(sel.snap, key, out), nil
 	}
-	return out, nil
+	return newCachedAnswer(out), nil
 }
 
+// Header values assigned without http.Header.Set's canonicalisation and
+// slice per request; they are never modified in place.
+var (
+	contentTypeText = []string{"text/plain; charset=utf-8"}
+	contentTypeJSON = []string{"application/json"}
+)
+
 func (s *Server) ipxe(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeText
 	if sel.machine != nil && sel.machine.State == matchbox.StateProvisioned {
 		sel.event = matchbox.EventIPXE + ".boot_disk"
-		writeBody(w, []byte(ipxeExitScript))
+		writeAnswer(w, ipxeExit)
 		return http.StatusOK, nil
 	}
 	return s.renderBoot(w, sel, ipxeTemplate)
 }
 
 func (s *Server) grub(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeText
 	return s.renderBoot(w, sel, grubTemplate)
 }
 
@@ -124,7 +135,7 @@ func (s *Server) renderBoot(w http.ResponseWriter, sel *selection, t *template.T
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	writeBody(w, out)
+	writeAnswer(w, out)
 	return http.StatusOK, nil
 }
 
@@ -139,8 +150,8 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request, sel *selection
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	writeBody(w, out)
+	w.Header()["Content-Type"] = contentTypeJSON
+	writeAnswer(w, out)
 	return http.StatusOK, nil
 }
 
@@ -155,14 +166,14 @@ func (s *Server) generic(w http.ResponseWriter, r *http.Request, sel *selection)
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	writeBody(w, out)
+	w.Header()["Content-Type"] = contentTypeText
+	writeAnswer(w, out)
 	return http.StatusOK, nil
 }
 
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request, sel *selection) (int, error) {
 	data := sel.vars(nil)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeText
 	if err := matchbox.WriteEnvFile(w, data); err != nil {
 		return http.StatusInternalServerError, err
 	}
@@ -202,8 +213,11 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, st.ModTime(), f)
 }
 
-// writeBody writes an answer in one write, with its Content-Length.
-func writeBody(w http.ResponseWriter, body []byte) {
-	w.Header()["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.Write(body)
+// ipxeExit is ipxeExitScript as an answer.
+var ipxeExit = newCachedAnswer([]byte(ipxeExitScript))
+
+// writeAnswer writes an answer in one write, with its Content-Length.
+func writeAnswer(w http.ResponseWriter, a *cachedAnswer) {
+	w.Header()["Content-Length"] = a.length
+	w.Write(a.body)
 }

@@ -3,6 +3,7 @@ package boothttp
 import (
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,6 +56,7 @@ func NewMetrics(reg prometheus.Registerer, snapshot func() *matchbox.Snapshot) (
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	start  time.Time // when the request came
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,9 +104,11 @@ type Server struct {
 	assets  *os.Root
 	answers renderCache
 	repeats *repeats // nil: every request recorded
+	// selections are selections free for reuse (see getSelection).
+	selections sync.Pool
 	// bootScript is bootIPXEScript, written without a conversion per
 	// request.
-	bootScript []byte
+	bootScript *cachedAnswer
 }
 
 // New returns the boot endpoints' server.
@@ -116,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, bootScript: []byte(bootIPXEScript)}
+	s := &Server{cfg: cfg, log: cfg.Logger, bootScript: newCachedAnswer([]byte(bootIPXEScript))}
 	if cfg.Events != nil && cfg.RepeatInterval >= 0 {
 		if cfg.RepeatInterval == 0 {
 			cfg.RepeatInterval = DefaultRepeatInterval
@@ -216,8 +219,7 @@ func (s *Server) Front(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, start: time.Now()}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			sw.Header().Set("Allow", "GET, HEAD")
 			http.Error(sw, "method not allowed", http.StatusMethodNotAllowed)
@@ -225,7 +227,7 @@ func (s *Server) Front(next http.Handler) http.Handler {
 			rt.h.ServeHTTP(sw, r)
 			s.count(rt, sw.status)
 		}
-		s.logRequest(sw, r, start)
+		s.logRequest(sw, r, sw.start)
 	})
 }
 
@@ -269,21 +271,57 @@ func (s *Server) logRequest(sw *statusWriter, r *http.Request, start time.Time) 
 const bootIPXEScript = "#!ipxe\nchain ipxe?uuid=${uuid}&mac=${mac:hexhyp}&domain=${domain}&hostname=${hostname}&serial=${serial}&arch=${buildarch:uristring}\n"
 
 func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	writeBody(w, s.bootScript)
+	w.Header()["Content-Type"] = contentTypeText
+	writeAnswer(w, s.bootScript)
 }
 
 // selection is what the selecting middleware found for a request.
 type selection struct {
+	lc      Lifecycle // nil: no extra template variables
 	snap    *matchbox.Snapshot
 	match   matchbox.Match
 	machine *MachineView
 	req     matchbox.Request
-	extra   func(uses func(string) bool) map[string]any // extra template variables, when configured
-	event   string
+	// r and labels (the request's, with the machine's stored labels) give
+	// the lifecycle's template variables, computed only when a template
+	// names them (see selection.extraVars).
+	r      *http.Request
+	labels matchbox.Labels
+	event  string
+	at     time.Time // when the request came
+	// query is the map the request's labels are parsed into, kept with
+	// the selection across requests (see getSelection).
+	query matchbox.Labels
 	// observed is false for requests that must change nothing: renders,
 	// clients outside the boot networks, requests naming no machine.
 	observed bool
+}
+
+// maxPooledLabels bounds the labels map a pooled selection keeps: a
+// request with more query keys leaves its map to the collector rather
+// than keep it large.
+const maxPooledLabels = 16
+
+// getSelection returns an empty selection, with an empty map for the
+// request's labels, reused from an earlier request when one is free.
+func (s *Server) getSelection() *selection {
+	if sel, ok := s.selections.Get().(*selection); ok {
+		return sel
+	}
+	return &selection{query: make(matchbox.Labels, 4)}
+}
+
+// putSelection returns sel for reuse once its request is answered: nothing
+// of a selection (its labels map included) outlives the request.
+func (s *Server) putSelection(sel *selection) {
+	q := sel.query
+	if len(q) > maxPooledLabels {
+		q = make(matchbox.Labels, 4)
+	} else {
+		clear(q)
+	}
+	*sel = selection{query: q}
+	s.selections.Put(sel)
 }
 
 type selectHandler func(w http.ResponseWriter, r *http.Request, sel *selection) (status int, err error)
@@ -292,12 +330,22 @@ type selectHandler func(w http.ResponseWriter, r *http.Request, sel *selection) 
 // and profile, calls next, and records the outcome as a boot event.
 func (s *Server) selecting(event string, next selectHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		labels, badMAC := matchbox.LabelsFromRawQuery(r.URL.RawQuery)
+		// The request's arrival: Front's, read once per request.
+		var start time.Time
+		if sw, ok := w.(*statusWriter); ok {
+			start = sw.start
+		} else {
+			start = time.Now()
+		}
+		sel := s.getSelection()
+		defer s.putSelection(sel)
+		labels := sel.query
+		badMAC := labels.AddRawQuery(r.URL.RawQuery)
 		if badMAC != nil {
 			s.log.WarnContext(r.Context(), "ignoring unparsable MAC label", "err", badMAC, "remote", r.RemoteAddr)
 		}
-		sel := &selection{snap: s.cfg.Snapshot(), req: matchbox.Request{Labels: labels, RawQuery: r.URL.RawQuery}, event: event}
+		sel.lc, sel.snap, sel.event, sel.at = s.cfg.Lifecycle, s.cfg.Snapshot(), event, start
+		sel.req = matchbox.Request{Labels: labels, RawQuery: r.URL.RawQuery}
 		sel.observed = s.observed(r, labels)
 		if out := renderOutOf(r.Context()); out != nil {
 			defer func() { out.Group, out.Profile = sel.match.Group, sel.match.Profile }()
@@ -338,16 +386,7 @@ func (s *Server) selecting(event string, next selectHandler) http.Handler {
 			return
 		}
 		sel.match = match
-		if s.cfg.Lifecycle != nil {
-			// Computed only when a template needs variables.
-			sel.extra = func(uses func(string) bool) map[string]any {
-				id, state := "", matchbox.MachineState("")
-				if sel.machine != nil {
-					id, state = sel.machine.ID, sel.machine.State
-				}
-				return s.cfg.Lifecycle.TemplateVars(r.Context(), id, state, labels.MAC(), r.Host, uses)
-			}
-		}
+		sel.r, sel.labels = r, labels
 		status, err := next(w, r, sel)
 		if errors.Is(err, matchbox.ErrMissingTemplate) {
 			// A dangling reference: the profile names a template not (yet) written.
@@ -410,7 +449,7 @@ func (s *Server) record(ctx context.Context, sel *selection, status int, problem
 	}
 	if sel.machine != nil {
 		if s.repeats != nil {
-			fold, flush := s.repeats.observe(&ev, sel.machine.State, time.Now())
+			fold, flush := s.repeats.observe(&ev, sel.machine.State, sel.at)
 			if flush != nil {
 				s.cfg.Events.Record(*flush)
 			}
