@@ -359,9 +359,10 @@ func TestDiscoverBatchOfNewMACs(t *testing.T) {
 }
 
 // TestDiscoverBatchCreatesTogether: the machines of a batch's new MACs are
-// created in one transaction per createChunk MACs, not one (or more) each:
-// 100 new MACs advance etcd's revision by a handful of transactions
-// (machines, events), where one by one they took over 100.
+// created in one transaction per createChunk MACs, and what each was
+// served recorded in one per MaxTxnOps/2, not one (or more) each: 100 new
+// MACs advance etcd's revision by a handful of transactions (machines,
+// events, served), where one by one they took over 200.
 func TestDiscoverBatchCreatesTogether(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
 	ctx := context.Background()
@@ -377,14 +378,18 @@ func TestDiscoverBatchCreatesTogether(t *testing.T) {
 	const macs = 100
 	var evs []matchbox.BootEvent
 	for i := range macs {
-		evs = append(evs, matchbox.BootEvent{MAC: fmt.Sprintf("52:54:00:cc:00:%02x", i), Type: "dhcp.discover"})
+		mac := fmt.Sprintf("52:54:00:cc:00:%02x", i)
+		evs = append(evs, matchbox.BootEvent{MAC: mac, Type: "dhcp.discover"},
+			matchbox.BootEvent{MAC: mac, Type: "http.ipxe", Outcome: matchbox.Outcome{Status: 200, Group: "g", Profile: "p"}})
 	}
 	before := revision()
 	if err := s.DiscoverAndAppendEvents(ctx, evs); err != nil {
 		t.Fatal(err)
 	}
-	if writes := revision() - before; writes > 6 {
-		t.Errorf("%d new MACs took %d etcd writes, want at most 6 (machines created together)", macs, writes)
+	// Machines created, events written, what each was served recorded:
+	// each a few transactions for the whole batch.
+	if writes := revision() - before; writes > 8 {
+		t.Errorf("%d new MACs took %d etcd writes, want at most 8 (machines created and updated together)", macs, writes)
 	}
 	list, err := s.ListMachines(ctx, store.MachineFilter{})
 	if err != nil {
@@ -394,8 +399,8 @@ func TestDiscoverBatchCreatesTogether(t *testing.T) {
 		t.Fatalf("%d machines for %d new MACs", len(list), macs)
 	}
 	for _, m := range list {
-		if m.State != matchbox.StateDiscovered || len(m.MACs) != 1 || m.ID != store.MachineIDFromMAC(m.MACs[0]) {
-			t.Errorf("machine %+v, want discovered, its id from its one MAC", m)
+		if m.State != matchbox.StateDiscovered || len(m.MACs) != 1 || m.ID != store.MachineIDFromMAC(m.MACs[0]) || m.ServedGroup != "g" || m.ServedProfile != "p" {
+			t.Errorf("machine %+v, want discovered, its id from its one MAC, served group g and profile p", m)
 		}
 		if _, ok := s.LookupMachine(m.MACs[0], ""); !ok {
 			t.Errorf("machine %s not in the index when the batch returned", m.ID)

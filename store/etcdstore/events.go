@@ -517,28 +517,108 @@ func typeMatches(typ, want string) bool {
 	return typ == want
 }
 
-// recordServed stores, in each machine's record, the group and profile it
-// was last served, where that changed (the record's version stays: it is
-// no change a client made).
+// recordServed records, on each machine of served whose record says
+// otherwise, the group and profile it was last served (the record's
+// version stays: it is no change a client made). The machines are
+// updated together, half of Config.MaxTxnOps in one transaction on the
+// condition that none changed since read (a boot storm's first answers
+// served a batch of new machines, which one by one made each first boot
+// wait for all before it); a chunk that lost a race is updated one by
+// one.
 func (s *Store) recordServed(ctx context.Context, served map[string]matchbox.Outcome) error {
+	var ids []string
 	for id, o := range served {
 		if m, ok := s.LookupMachineByID(id); ok && m.ServedGroup == o.Group && m.ServedProfile == o.Profile {
 			continue
 		}
-		err := s.updateMachine(ctx, id, nil, func(v *machineView) (*machineRecord, []clientv3.Op, error) {
-			if v.cur == nil {
-				return nil, nil, errNoWrite // deleted meanwhile
-			}
-			if v.cur.Machine.ServedGroup == o.Group && v.cur.Machine.ServedProfile == o.Profile {
-				return nil, nil, errNoWrite
-			}
-			next := v.cur.clone()
-			next.Machine.ServedGroup, next.Machine.ServedProfile = o.Group, o.Profile
-			return next, nil, nil
-		})
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	per := max(s.cfg.MaxTxnOps/2, 1)
+	for start := 0; start < len(ids); start += per {
+		chunk := ids[start:min(start+per, len(ids))]
+		done, err := s.recordServedTogether(ctx, chunk, served)
 		if err != nil {
-			return fmt.Errorf("record what machine %q was served: %w", id, err)
+			return err
 		}
+		if done {
+			continue
+		}
+		for _, id := range chunk {
+			if err := s.recordServedOne(ctx, id, served[id]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recordServedTogether updates the served group and profile of machines
+// ids in one transaction; done is false when one of them changed between
+// the read and the commit, and nothing was written.
+func (s *Store) recordServedTogether(ctx context.Context, ids []string, served map[string]matchbox.Outcome) (done bool, err error) {
+	reads := make([]clientv3.Op, len(ids))
+	for i, id := range ids {
+		reads[i] = clientv3.OpGet(s.machineKey(id))
+	}
+	resp, err := s.kv.Txn(ctx).Then(reads...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("read %d served machines: %w", len(ids), err)
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for i, id := range ids {
+		kvs := resp.Responses[i].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // deleted meanwhile
+		}
+		var r machineRecord
+		if err := json.Unmarshal(kvs[0].Value, &r); err != nil {
+			return false, fmt.Errorf("decode machine %q: %w", id, err)
+		}
+		o := served[id]
+		if r.Machine.ServedGroup == o.Group && r.Machine.ServedProfile == o.Profile {
+			continue
+		}
+		r.Machine.ServedGroup, r.Machine.ServedProfile = o.Group, o.Profile
+		body, err := json.Marshal(r)
+		if err != nil {
+			return false, fmt.Errorf("encode machine %q: %w", id, err)
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.machineKey(id)), "=", kvs[0].ModRevision))
+		ops = append(ops, clientv3.OpPut(s.machineKey(id), string(body)))
+	}
+	if len(ops) == 0 {
+		return true, nil
+	}
+	commit, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("record what %d machines were served: %w", len(ops), err)
+	}
+	if !commit.Succeeded {
+		return false, nil
+	}
+	if err := s.machinesApplied.wait(ctx, commit.Header.Revision); err != nil {
+		return false, fmt.Errorf("%d served machines written at revision %d, not yet indexed: %w", len(ops), commit.Header.Revision, err)
+	}
+	return true, nil
+}
+
+// recordServedOne records what machine id was served, alone.
+func (s *Store) recordServedOne(ctx context.Context, id string, o matchbox.Outcome) error {
+	err := s.updateMachine(ctx, id, nil, func(v *machineView) (*machineRecord, []clientv3.Op, error) {
+		if v.cur == nil {
+			return nil, nil, errNoWrite // deleted meanwhile
+		}
+		if v.cur.Machine.ServedGroup == o.Group && v.cur.Machine.ServedProfile == o.Profile {
+			return nil, nil, errNoWrite
+		}
+		next := v.cur.clone()
+		next.Machine.ServedGroup, next.Machine.ServedProfile = o.Group, o.Profile
+		return next, nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record what machine %q was served: %w", id, err)
 	}
 	return nil
 }
