@@ -113,6 +113,7 @@ type Store struct {
 	machinesApplied *applied // etcd revision the index reflects
 
 	retention eventRetention
+	seen      leaseKeys // lease keys as last read or written by this instance
 
 	cancel       context.CancelFunc
 	done         chan struct{} // closed when the catalog watch ends

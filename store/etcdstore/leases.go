@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -90,6 +91,71 @@ func (s *Store) LeaseByIP(ctx context.Context, ip netip.Addr) (dhcp.Lease, bool,
 	return l, true, nil
 }
 
+// seenKeysMax bounds the lease keys an instance remembers (two per lease:
+// its address and its MAC); past it, it forgets them all and reads again.
+const seenKeysMax = 1 << 18
+
+// leaseKeys are lease keys as this instance last read or wrote them: their
+// mod revision and value. A batch applies itself to these instead of
+// reading its keys first, and commits on the condition that each key is
+// still at the revision remembered (a key never seen is taken for absent,
+// revision 0, as it is for a new client's address and MAC). When another
+// instance changed one, the condition fails, nothing is written, and the
+// batch reads its keys from etcd and tries again: the guesses save a round
+// trip to etcd per batch, and decide nothing the condition does not check.
+type leaseKeys struct {
+	mu   sync.Mutex
+	keys map[string]seenKey
+}
+
+type seenKey struct {
+	rev   int64
+	value []byte
+}
+
+// recall fills st (and values) with what is remembered of keys not in st
+// yet; keys never seen are taken for absent.
+func (k *leaseKeys) recall(st *leaseState, keys []string, values map[string][]byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, key := range keys {
+		if _, done := st.rev[key]; done {
+			continue
+		}
+		v, ok := k.keys[key]
+		st.rev[key] = v.rev
+		if ok {
+			values[key] = v.value
+		}
+	}
+}
+
+// remember records keys read or written at rev with their values (nil:
+// absent).
+func (k *leaseKeys) remember(rev map[string]int64, values map[string][]byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil || len(k.keys)+len(rev) > seenKeysMax {
+		k.keys = make(map[string]seenKey, len(rev))
+	}
+	for key, r := range rev {
+		if v, ok := values[key]; ok && v != nil {
+			k.keys[key] = seenKey{rev: r, value: v}
+		} else {
+			delete(k.keys, key)
+		}
+	}
+}
+
+// forget drops keys, so that the next batch reads them.
+func (k *leaseKeys) forget(keys map[string]int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key := range keys {
+		delete(k.keys, key)
+	}
+}
+
 // leaseState is the part of the stored leases a batch touches, as read
 // and then as the batch leaves it.
 type leaseState struct {
@@ -139,7 +205,9 @@ func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) erro
 		return nil
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		done, err := s.commitLeases(ctx, writes)
+		// The first attempt goes on what this instance saw last; the
+		// next ones read from etcd.
+		done, err := s.commitLeases(ctx, writes, attempt == 0)
 		if err != nil || done {
 			return err
 		}
@@ -147,14 +215,30 @@ func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) erro
 	return fmt.Errorf("commit leases: lost to concurrent writes %d times: %w", maxAttempts, dhcp.ErrAddressTaken)
 }
 
-func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (committed bool, err error) {
+func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite, recalled bool) (committed bool, err error) {
 	st := &leaseState{rev: map[string]int64{}, leases: map[netip.Addr]*leaseRecord{}, macs: map[string]string{}}
+	known := map[string][]byte{} // every value read or recalled
+	read := func(keys []string) (map[string][]byte, error) {
+		values := map[string][]byte{}
+		if recalled {
+			s.seen.recall(st, keys, values)
+		} else {
+			var err error
+			if values, err = s.readKeys(ctx, st, keys); err != nil {
+				return nil, err
+			}
+		}
+		for k, v := range values {
+			known[k] = v
+		}
+		return values, nil
+	}
 	// First read: the addresses and MACs written.
 	var keys []string
 	for _, w := range writes {
 		keys = append(keys, s.leaseKey(w.Lease.IP), s.leaseMACKey(w.Lease.MAC))
 	}
-	values, err := s.readKeys(ctx, st, keys)
+	values, err := read(keys)
 	if err != nil {
 		return false, err
 	}
@@ -181,7 +265,7 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 			keys = append(keys, s.leaseMACKey(r.MAC))
 		}
 	}
-	values, err = s.readKeys(ctx, st, keys)
+	values, err = read(keys)
 	if err != nil {
 		return false, err
 	}
@@ -212,6 +296,9 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 			continue
 		}
 		if cur != nil && cur.MAC != l.MAC && holds(cur, now) {
+			if recalled {
+				return false, nil // refused on what was seen: read and decide again
+			}
 			return false, fmt.Errorf("write lease %s of %s: %s holds it (%s) until %s: %w",
 				l.IP, l.MAC, cur.MAC, cur.State, time.Unix(cur.Expires, 0).UTC().Format(time.RFC3339), dhcp.ErrAddressTaken)
 		}
@@ -225,6 +312,9 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 			continue
 		}
 		if other := st.macs[l.MAC]; other != "" && other != ipText {
+			if recalled {
+				return false, nil
+			}
 			return false, fmt.Errorf("write lease %s of %s: the MAC already has a lease on %s", l.IP, l.MAC, other)
 		}
 		st.macs[l.MAC] = ipText
@@ -236,28 +326,35 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
 	}
 	ops := make([]clientv3.Op, 0, len(touched))
+	written := make(map[string][]byte, len(touched)) // nil: deleted
 	for ip, r := range st.leases {
-		if !touched[s.leaseKey(ip)] {
+		key := s.leaseKey(ip)
+		if !touched[key] {
 			continue
 		}
 		if r == nil {
-			ops = append(ops, clientv3.OpDelete(s.leaseKey(ip)))
+			ops = append(ops, clientv3.OpDelete(key))
+			written[key] = nil
 			continue
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return false, fmt.Errorf("encode lease on %s: %w", ip, err)
 		}
-		ops = append(ops, clientv3.OpPut(s.leaseKey(ip), string(b)))
+		ops = append(ops, clientv3.OpPut(key, string(b)))
+		written[key] = b
 	}
 	for mac, ip := range st.macs {
-		if !touched[s.leaseMACKey(mac)] {
+		key := s.leaseMACKey(mac)
+		if !touched[key] {
 			continue
 		}
 		if ip == "" {
-			ops = append(ops, clientv3.OpDelete(s.leaseMACKey(mac)))
+			ops = append(ops, clientv3.OpDelete(key))
+			written[key] = nil
 		} else {
-			ops = append(ops, clientv3.OpPut(s.leaseMACKey(mac), ip))
+			ops = append(ops, clientv3.OpPut(key, ip))
+			written[key] = []byte(ip)
 		}
 	}
 	if len(cmps) > s.cfg.MaxTxnOps || len(ops) > s.cfg.MaxTxnOps {
@@ -266,9 +363,23 @@ func (s *Store) commitLeases(ctx context.Context, writes []dhcp.LeaseWrite) (com
 	}
 	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
+		s.seen.forget(st.rev)
 		return false, fmt.Errorf("commit leases: %w", err)
 	}
-	return resp.Succeeded, nil
+	if !resp.Succeeded {
+		s.seen.forget(st.rev)
+		return false, nil
+	}
+	after := make(map[string]int64, len(st.rev))
+	for key, rev := range st.rev {
+		if v, ok := written[key]; ok {
+			after[key], known[key] = resp.Header.Revision, v
+			continue
+		}
+		after[key] = rev
+	}
+	s.seen.remember(after, known)
+	return true, nil
 }
 
 // errBatchTooLarge is returned for a lease batch that does not fit one

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"matchbox/dhcp"
 	"matchbox/matchbox"
@@ -219,5 +222,75 @@ func TestMaxTxnOps(t *testing.T) {
 	}
 	if _, err := etcdstore.Open(ctx, etcdstore.Config{Client: cli, Prefix: "ops", MaxTxnOps: 4}); err == nil {
 		t.Error("a store opened with MaxTxnOps 4")
+	}
+}
+
+// countingKV counts the transactions sent through it.
+type countingKV struct {
+	clientv3.KV
+	txns atomic.Int64
+}
+
+func (c *countingKV) Txn(ctx context.Context) clientv3.Txn {
+	c.txns.Add(1)
+	return c.KV.Txn(ctx)
+}
+
+// TestLeaseCommitsOnWhatItSaw: a lease batch goes on the keys as this
+// instance last saw them, in one transaction (no read first) when it saw
+// right; when another instance changed a key since, the condition fails,
+// nothing is written, and the batch reads and decides again: an address
+// the other instance released is taken, one it leased meanwhile is refused.
+func TestLeaseCommitsOnWhatItSaw(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	ctx := context.Background()
+	cli := cluster.Client(t)
+	counted := &countingKV{KV: cli.KV}
+	cli.KV = counted
+	a, err := etcdstore.Open(ctx, etcdstore.Config{Client: cli, Prefix: "seen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := open(t, cluster, "seen")
+	lease := func(ip, mac string) dhcp.LeaseWrite {
+		return dhcp.LeaseWrite{Lease: dhcp.Lease{IP: netip.MustParseAddr(ip), MAC: mac, Expires: time.Now().Add(time.Hour), State: dhcp.LeaseBound}}
+	}
+	commit := func(s *etcdstore.Store, ws ...dhcp.LeaseWrite) error { return s.CommitLeases(ctx, ws) }
+
+	// New clients: one transaction, the commit.
+	before := counted.txns.Load()
+	if err := commit(a, lease("10.8.0.1", "52:54:00:aa:00:01"), lease("10.8.0.2", "52:54:00:aa:00:02")); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.txns.Load() - before; got != 1 {
+		t.Errorf("a batch of new clients took %d transactions, want 1 (no read first)", got)
+	}
+	// A renewal of what a wrote: one transaction too.
+	before = counted.txns.Load()
+	if err := commit(a, lease("10.8.0.1", "52:54:00:aa:00:01")); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.txns.Load() - before; got != 1 {
+		t.Errorf("a renewal took %d transactions, want 1", got)
+	}
+	// b releases 10.8.0.2 and leases 10.8.0.3, which a never saw.
+	if err := commit(b, dhcp.LeaseWrite{Lease: dhcp.Lease{IP: netip.MustParseAddr("10.8.0.2"), MAC: "52:54:00:aa:00:02"}, Delete: true},
+		lease("10.8.0.3", "52:54:00:bb:00:03")); err != nil {
+		t.Fatal(err)
+	}
+	// a still thinks 10.8.0.2 held: it reads, finds it free, takes it.
+	if err := commit(a, lease("10.8.0.2", "52:54:00:aa:00:04")); err != nil {
+		t.Fatalf("an address released through another instance: %v", err)
+	}
+	// a thinks 10.8.0.3 free: the condition fails, it reads, refuses.
+	if err := commit(a, lease("10.8.0.3", "52:54:00:aa:00:05")); !errors.Is(err, dhcp.ErrAddressTaken) {
+		t.Fatalf("an address leased through another instance: err = %v, want ErrAddressTaken", err)
+	}
+	for ip, want := range map[string]string{"10.8.0.1": "52:54:00:aa:00:01", "10.8.0.2": "52:54:00:aa:00:04", "10.8.0.3": "52:54:00:bb:00:03"} {
+		l, ok, err := b.LeaseByIP(ctx, netip.MustParseAddr(ip))
+		if err != nil || !ok || l.MAC != want {
+			t.Errorf("lease on %s: %+v %v %v, want MAC %s", ip, l, ok, err, want)
+		}
 	}
 }
