@@ -21,10 +21,16 @@ const renderCacheBytes = 64 << 20
 // names request, the request's labels and raw query. The key holds
 // exactly those (see appendAnswerKey), so a cached answer is the answer a
 // render would give. Templates that may read any variable are not cached.
-// A new snapshot starts an empty cache; a full one starts over.
+// A new snapshot starts an empty cache; a full one starts over. Only the
+// snapshot current at the source (current) starts a generation: a request
+// of an older snapshot that finishes after the swap renders into a private
+// generation, so its answers never enter the cache nor replace the newer
+// generation.
 type renderCache struct {
 	cur atomic.Pointer[renderGeneration]
-	max int // bytes per generation; 0: renderCacheBytes
+	// current returns the source's current snapshot (Config.Snapshot).
+	current func() *matchbox.Snapshot
+	max     int // bytes per generation; 0: renderCacheBytes
 	// hits and misses count lookups of cacheable answers.
 	hits, misses atomic.Int64
 }
@@ -53,6 +59,12 @@ func (c *renderCache) generation(snap *matchbox.Snapshot) *renderGeneration {
 		return g
 	}
 	fresh := &renderGeneration{snap: snap, answers: map[string]*cachedAnswer{}}
+	// current is read after g: a generation installed after g was loaded
+	// fails the swap below, one installed before is not older than snap
+	// when snap is still current.
+	if c.current() != snap {
+		return fresh // an older snapshot's request: use a private generation
+	}
 	if c.cur.CompareAndSwap(g, fresh) {
 		return fresh
 	}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"matchbox/matchbox"
 )
@@ -132,7 +135,7 @@ func TestRenderCacheBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := renderCache{max: 100}
+	c := renderCache{max: 100, current: func() *matchbox.Snapshot { return snap }}
 	for i := range 50 {
 		c.put(snap, []byte(fmt.Sprint("key", i)), make([]byte, 10))
 	}
@@ -181,5 +184,91 @@ func BenchmarkIPXETemplated(b *testing.B) {
 		if w.Code != 200 {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// TestRenderCacheSwapUnderLoad hammers snapshot swaps (writes) and
+// lookups of requests that took their snapshot before a swap: the cache's
+// generation only moves to newer snapshots, and every answer is the one
+// put for its own snapshot.
+func TestRenderCacheSwapUnderLoad(t *testing.T) {
+	const swaps = 300
+	var (
+		cur atomic.Pointer[matchbox.Snapshot]
+		seq sync.Map // *matchbox.Snapshot -> int, in order of swaps
+	)
+	swap := func(i int) {
+		snap, err := matchbox.Build(cacheCatalog(fmt.Sprint("h", i)), nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		seq.Store(snap, i)
+		cur.Store(snap)
+	}
+	swap(0)
+	c := &renderCache{current: cur.Load}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				snap := cur.Load() // the request's snapshot
+				runtime.Gosched()  // ... a swap may come before it renders
+				i, _ := seq.Load(snap)
+				want := fmt.Sprint("answer of ", i)
+				key := []byte(fmt.Sprint("key", r, "-", n%8))
+				got, ok := c.get(snap, key)
+				if !ok {
+					got = c.put(snap, key, []byte(want))
+				}
+				if string(got.body) != want {
+					t.Errorf("snapshot %d answered %q", i, got.body)
+					return
+				}
+			}
+		}()
+	}
+	var regressions atomic.Int64
+	wg.Add(1)
+	go func() { // watches the installed generation
+		defer wg.Done()
+		last := -1
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if g := c.cur.Load(); g != nil {
+				i, _ := seq.Load(g.snap)
+				if n := i.(int); n < last {
+					regressions.Add(1)
+				} else {
+					last = n
+				}
+			}
+			runtime.Gosched()
+		}
+	}()
+	for i := 1; i <= swaps; i++ {
+		swap(i)
+		time.Sleep(100 * time.Microsecond)
+	}
+	close(done)
+	wg.Wait()
+	if n := regressions.Load(); n > 0 {
+		t.Errorf("the cache went back to an older snapshot's generation %d times", n)
+	}
+	c.get(cur.Load(), []byte("any"))
+	if c.cur.Load().snap != cur.Load() {
+		t.Error("a request of the current snapshot does not install its generation")
 	}
 }

@@ -120,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, bootScript: newCachedAnswer([]byte(bootIPXEScript))}
+	s.answers.current = cfg.Snapshot
 	if cfg.Events != nil && cfg.RepeatInterval >= 0 {
 		if cfg.RepeatInterval == 0 {
 			cfg.RepeatInterval = DefaultRepeatInterval
