@@ -272,3 +272,54 @@ func TestRenderCacheSwapUnderLoad(t *testing.T) {
 		t.Error("a request of the current snapshot does not install its generation")
 	}
 }
+
+// TestConcurrentAnswersOwnLabels: requests served at once, each naming
+// its own machine, each get their own machine's answer, whatever the
+// selections and labels maps reused between requests held before.
+func TestConcurrentAnswersOwnLabels(t *testing.T) {
+	const machines, workers, rounds = 200, 8, 5
+	c := matchbox.Catalog{Profiles: []matchbox.Profile{{ID: "p", Boot: matchbox.Boot{Kernel: "/k", Args: []string{"hostname={{.hostname}}"}}}}}
+	for i := range machines {
+		c.Groups = append(c.Groups, matchbox.Group{ID: fmt.Sprintf("g%d", i), Profile: "p",
+			Selector: map[string]string{"mac": fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff)},
+			Metadata: map[string]any{"hostname": fmt.Sprintf("node-%d", i)}})
+	}
+	snap, err := matchbox.Build(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Snapshot: func() *matchbox.Snapshot { return snap }, Lifecycle: &extraLifecycle{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	var wg sync.WaitGroup
+	errs := make(chan string, workers*machines*rounds)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range machines * rounds {
+				i := (n*7 + w*31) % machines
+				// Every other request carries another label too, so that
+				// a map reused without being emptied would show.
+				target := fmt.Sprintf("/ipxe?mac=02-00-00-00-%02x-%02x", i>>8, i&0xff)
+				if n%2 == 0 {
+					target = fmt.Sprintf("/ipxe?os=w%d&mac=02:00:00:00:%02x:%02x", w, i>>8, i&0xff)
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+				want := fmt.Sprintf("kernel /k hostname=node-%d", i)
+				if rec.Code != http.StatusOK || !containsLine(rec.Body.String(), want) {
+					errs <- fmt.Sprintf("%s: %d %q, want a line %q", target, rec.Code, rec.Body, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
