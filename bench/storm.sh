@@ -209,6 +209,8 @@ storm() {
 	if [ -n "${STORM_HEAP:-}" ] && [ "$name" = matchbox ]; then
 		heap_sampler "${PIDS[0]}" "$WORK/matchbox-heap-$n-r$round.pprof" & sampler=$!
 	fi
+	local drops_srv drops_cli
+	drops_srv=$(rcvbuf_errors "$NS_SRV") drops_cli=$(rcvbuf_errors "$NS_CLI")
 	timeout -s QUIT "$STORM_TIMEOUT" ip netns exec "$NS_CLI" "$STORM" "${args[@]}" >"$out" 2>"$WORK/$1-$2-r$3.err" || rc=$?
 	[ -z "$sampler" ] || { kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; }
 	if [ "$rc" = 124 ] || [ "$rc" = 131 ]; then
@@ -225,7 +227,20 @@ storm() {
 		"  overall    \(.overall.count) ok  p50 \(.overall.p50_ns | s)  p99 \(.overall.p99_ns | s)  max \(.overall.max_ns | s)",
 		(.failures // [] | .[] | "  failure: \(.)")' "$out"
 	printf '  server peak RSS %s MiB\n' "$(peak_rss_mib "${PIDS[@]}")"
+	printf '  UDP datagrams dropped for a full receive buffer: %s at the servers, %s at the machines\n' \
+		"$(($(rcvbuf_errors "$NS_SRV") - drops_srv))" "$(($(rcvbuf_errors "$NS_CLI") - drops_cli))"
+	if [ "$name" = matchbox ]; then
+		printf '  TFTP datagrams sent again (unacknowledged): %s\n' "$(ip netns exec "$NS_SRV" curl -sf "$BASE/metrics" |
+			awk '$1 == "matchbox_tftp_retransmits_total" {print $2}')"
+	fi
 	if [ "$(jq .failed "$out")" != 0 ]; then FAIL=1; fi
+}
+
+# rcvbuf_errors NS: the UDP datagrams the kernel dropped in namespace NS
+# because a socket's receive buffer was full (UdpRcvbufErrors).
+rcvbuf_errors() {
+	ip netns exec "$1" awk '$1 == "Udp:" && !h {for (i = 1; i <= NF; i++) col[$i] = i; h = 1; next}
+		$1 == "Udp:" {print $col["RcvbufErrors"]}' /proc/net/snmp
 }
 
 # heap_sampler PID FILE: every second, when matchbox's RSS is above the

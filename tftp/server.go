@@ -453,6 +453,9 @@ func (s *Server) handleRead(filename string, rf io.ReaderFrom) error {
 
 	t.BytesSent = sent
 	t.Mode = opts.mode
+	if r := opts.sent - opts.acked; r > 0 {
+		t.Retransmits = r
+	}
 	t.BlockSize = 512
 	if v, ok := opts.opts["blksize"]; ok {
 		if b, err := strconv.Atoi(v); err == nil {
@@ -592,6 +595,7 @@ func (s *Server) logTransfer(t *Transfer) {
 		"bytes", t.BytesSent,
 		"blksize", t.BlockSize,
 		"duration", t.Duration.Round(time.Microsecond).String(),
+		"retransmits", t.Retransmits,
 	}
 	switch {
 	case t.Duplicate:
@@ -636,6 +640,9 @@ func (h hook) OnFailure(st pintftp.TransferStats, err error) {
 type negotiated struct {
 	mode string
 	opts map[string]string
+	// sent and acked are pin's counts of the transfer's datagrams (OACK,
+	// DATA, each retransmission) and of the acknowledgements that matched.
+	sent, acked int
 }
 
 // slot is one running read transfer of a client address, port and file
@@ -697,6 +704,6 @@ func (t *slotTable) fill(st pintftp.TransferStats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if sl := t.m[key]; sl != nil {
-		sl.neg = negotiated{mode: st.Mode, opts: opts}
+		sl.neg = negotiated{mode: st.Mode, opts: opts, sent: st.DatagramsSent, acked: st.DatagramsAcked}
 	}
 }

@@ -877,3 +877,64 @@ func TestRepeatedRequestServedAfterFailure(t *testing.T) {
 		t.Fatalf("transfers %+v", trs)
 	}
 }
+
+// TestRetransmitsCounted: a client that leaves some DATA blocks
+// unacknowledged until the server sends them again gets the file, and the
+// transfer reports one retransmission per block it let time out (none when
+// it acknowledges every block at once).
+func TestRetransmitsCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		withhold []uint16 // blocks left unacknowledged until sent again
+	}{
+		{"prompt", nil},
+		{"one late ack", []uint16{3}},
+		{"three late acks", []uint16{1, 10, 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.Timeout = 100 * time.Millisecond })
+			c := newRaw(t, e.addr)
+			c.rrq("undionly.kpxe", "blksize", "1024")
+			op, _, err := c.recv(2 * time.Second)
+			must(t, err)
+			if op != 6 {
+				t.Fatalf("first answer opcode %d, want OACK", op)
+			}
+			c.ack(0)
+			late := map[uint16]bool{}
+			for _, b := range tc.withhold {
+				late[b] = true
+			}
+			var got []byte
+			var want uint16 = 1
+			for {
+				op, body, err := c.recv(2 * time.Second)
+				must(t, err)
+				if op != 3 || len(body) < 2 {
+					t.Fatalf("opcode %d, want DATA", op)
+				}
+				block := binary.BigEndian.Uint16(body)
+				if block != want {
+					t.Fatalf("block %d, want %d", block, want)
+				}
+				if late[block] {
+					delete(late, block) // the next copy is acknowledged
+					continue
+				}
+				got = append(got, body[2:]...)
+				c.ack(block)
+				if len(body)-2 < 1024 {
+					break
+				}
+				want++
+			}
+			if !bytes.Equal(got, e.boot) {
+				t.Fatalf("read %d bytes, want the %d of the file", len(got), len(e.boot))
+			}
+			trs := e.waitTransfers(t, 1)
+			if trs[0].Err != nil || trs[0].Retransmits != len(tc.withhold) {
+				t.Fatalf("transfer err %v, %d retransmits; want nil and %d", trs[0].Err, trs[0].Retransmits, len(tc.withhold))
+			}
+		})
+	}
+}

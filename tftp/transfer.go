@@ -95,6 +95,11 @@ type Transfer struct {
 	// running, and that transfer sent the file: the repeat was ignored
 	// (nothing sent; Err nil, BytesSent 0).
 	Duplicate bool
+	// Retransmits counts the datagrams the server sent that were not
+	// acknowledged (pin's DatagramsSent minus DatagramsAcked): a packet sent
+	// again after Config.Timeout, or the last one of a failed transfer. On a
+	// loaded network each one is traffic the storm did not need.
+	Retransmits int
 	// Err is nil when the whole file was sent and acknowledged. Otherwise it
 	// wraps one of ErrAccessViolation, ErrNotFound, ErrReadOnly,
 	// ErrClientAborted (a *ClientError), ErrTimeout, ErrBusy or

@@ -48,7 +48,11 @@ func (s *services) startTFTP(t *tftpOptions) error {
 		Help: "TFTP read requests by outcome (ok, error, size_probe, duplicate: a repeated request ignored while its transfer ran).",
 	}, []string{"outcome"})
 	sent := prometheus.NewCounter(prometheus.CounterOpts{Name: "matchbox_tftp_bytes_total", Help: "File bytes sent over TFTP."})
-	if err := errors.Join(s.registry.Register(transfers), s.registry.Register(sent)); err != nil {
+	resent := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "matchbox_tftp_retransmits_total",
+		Help: "TFTP datagrams sent that the client did not acknowledge (sent again after the timeout, or a failed transfer's last).",
+	})
+	if err := errors.Join(s.registry.Register(transfers), s.registry.Register(sent), s.registry.Register(resent)); err != nil {
 		return fmt.Errorf("tftp metrics: %w", err)
 	}
 	srv, err := tftp.New(tftp.Config{
@@ -70,6 +74,7 @@ func (s *services) startTFTP(t *tftpOptions) error {
 			}
 			transfers.WithLabelValues(outcome).Inc()
 			sent.Add(float64(tr.BytesSent))
+			resent.Add(float64(tr.Retransmits))
 			s.recordTFTP(ctx, tr)
 		},
 	})
