@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"matchbox/internal/faultfs"
+	"matchbox/internal/fulldisktest"
 	"matchbox/internal/needs"
 	"matchbox/internal/netnstest"
 )
@@ -26,52 +26,6 @@ var tftpPayload = strings.Repeat("undionly.kpxe ", 300)
 // knownMAC is the machine the storage test's data directory has a group for.
 const knownMAC = "52:54:00:aa:00:01"
 
-// mountTmpfs mounts a tmpfs of size at a new directory and unmounts it
-// when the test ends.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
-// fill writes a file in dir until the filesystem has no space left.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "fill")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for size := len(buf); size > 0; {
-		if _, err := f.Write(buf[:size]); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			size /= 2 // the last bytes
-		}
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if free := st.Bavail * uint64(st.Bsize); free != 0 {
-		t.Fatalf("%s: %d bytes still free after filling", dir, free)
-	}
-	return path
-}
-
-// get fetches path and returns its status and body.
 func (s *server) get(path string) (int, string) {
 	resp, err := s.client.Get(s.base + path)
 	if err != nil {
@@ -134,7 +88,7 @@ func TestFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mnt := mountTmpfs(t, "4m")
+	mnt := fulldisktest.Mount(t, "4m")
 	srv := startOnStorage(t, l, dir, mnt)
 	if _, err := netnstest.Udhcpc(t, l.cli, "c0", "-t", "4", "-T", "1"); err != nil {
 		t.Fatalf("before the disk is full: %v", err)
@@ -143,7 +97,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("a write before the disk is full: %d %s", code, body)
 	}
 
-	filler := fill(t, mnt)
+	filler := fulldisktest.Fill(t, mnt)
 	t.Logf("%s filled", mnt)
 
 	// Writes that fit in pages SQLite already holds may still succeed;
@@ -270,7 +224,7 @@ func TestFullDiskAtStart(t *testing.T) {
 		"profiles/p.json":   `{"id": "p", "boot": {"kernel": "/assets/vmlinuz"}}`,
 		"groups/known.json": `{"id": "known", "profile": "p", "selector": {"mac": "` + knownMAC + `"}}`,
 	})
-	mnt := mountTmpfs(t, "4m")
+	mnt := fulldisktest.Mount(t, "4m")
 	srv := newServer(t, ns, dir, "127.0.0.1:8080")
 	srv.db = filepath.Join(mnt, "matchbox.db")
 	srv.args = append(srv.args, "--db", srv.db) // the last --db wins
@@ -293,7 +247,7 @@ func TestFullDiskAtStart(t *testing.T) {
 		"profiles/p2.json":   `{"id": "p2", "boot": {"kernel": "/assets/vmlinuz2"}}`,
 		"groups/second.json": `{"id": "second", "profile": "p2", "selector": {"mac": "` + newMAC + `"}}`,
 	})
-	filler := fill(t, mnt)
+	filler := fulldisktest.Fill(t, mnt)
 
 	srv.start() // fails the test if matchbox exits or /healthz is not 200
 	code, body := srv.get("/healthz")

@@ -6,51 +6,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"matchbox/dhcp"
-	"matchbox/internal/needs"
+	"matchbox/internal/fulldisktest"
 )
-
-// fullTmpfs mounts a small tmpfs, and returns its directory and a function
-// that fills it with a file (returning the file's path).
-func fullTmpfs(t *testing.T) (string, func() string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		needs.Skip(t, "needs root (mounts a tmpfs to fill)")
-	}
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		needs.Skipf(t, "cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir, func() string {
-		path := filepath.Join(dir, "fill")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		buf := make([]byte, 64<<10)
-		for size := len(buf); size > 0; {
-			if _, err := f.Write(buf[:size]); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				size /= 2
-			}
-		}
-		return path
-	}
-}
 
 // A database on a full disk cannot be opened for writing (WAL's index
 // needs space): Open reads it read-only, refuses writes as ErrStorageFull,
@@ -58,7 +21,7 @@ func fullTmpfs(t *testing.T) (string, func() string) {
 // new writes.
 func TestOpenReadOnlyOnAFullDisk(t *testing.T) {
 	ctx := context.Background()
-	dir, fill := fullTmpfs(t)
+	dir := fulldisktest.Mount(t, "2m")
 	path := filepath.Join(dir, "matchbox.db")
 	s, err := Open(ctx, Config{Path: path})
 	if err != nil {
@@ -70,7 +33,7 @@ func TestOpenReadOnlyOnAFullDisk(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill()
+	filler := fulldisktest.Fill(t, dir)
 
 	s, err = Open(ctx, Config{Path: path})
 	if err != nil {
@@ -133,7 +96,7 @@ func TestOpenReadOnlyOnAFullDisk(t *testing.T) {
 // Only space returning, seen by the probe, ends the degradation.
 func TestWriteFittingOnAFullDiskKeepsDegraded(t *testing.T) {
 	ctx := context.Background()
-	dir, fill := fullTmpfs(t)
+	dir := fulldisktest.Mount(t, "2m")
 	s, err := Open(ctx, Config{Path: filepath.Join(dir, "matchbox.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +117,7 @@ func TestWriteFittingOnAFullDiskKeepsDegraded(t *testing.T) {
 	if _, err := s.write.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)"); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill()
+	filler := fulldisktest.Fill(t, dir)
 	s.Health().Observe(fmt.Errorf("commit: %w", &storageError{ErrStorageFull, errors.New("database or disk is full")}))
 
 	one := leases[:1]
