@@ -72,25 +72,30 @@ type example struct {
 	rendered map[string]bool
 }
 
-// load reads, builds and serves an example directory.
-func load(t *testing.T, dir string, machines fakeMachines) *example {
+// readDir reads the data directory dir and builds its snapshot, failing
+// the test on a bad file or a catalog Build refuses.
+func readDir(t *testing.T, dir string) (*datadir.Content, matchbox.Catalog, *matchbox.Snapshot) {
 	t.Helper()
 	c, err := datadir.Read(dir)
 	if err != nil {
 		t.Fatalf("read %s: %v", dir, err)
 	}
+	cat := c.Catalog()
+	snap, err := matchbox.Build(cat, parseFact)
+	if err != nil {
+		t.Fatalf("build %s: %v", dir, err)
+	}
+	return c, cat, snap
+}
+
+// load reads, builds and serves an example directory.
+func load(t *testing.T, dir string, machines fakeMachines) *example {
+	t.Helper()
+	c, cat, snap := readDir(t, dir)
 	if len(c.Warnings) > 0 {
 		t.Errorf("%s: warnings: %v", dir, c.Warnings)
 	}
-	var cat matchbox.Catalog
-	for _, e := range c.Profiles {
-		cat.Profiles = append(cat.Profiles, e.Value)
-	}
-	for _, e := range c.Groups {
-		cat.Groups = append(cat.Groups, e.Value)
-	}
 	for _, e := range c.Templates {
-		cat.Templates = append(cat.Templates, e.Value)
 		if e.Value.Kind == matchbox.TemplateIgnition && ignition.IsIgnitionName(e.Value.Name) {
 			if err := ignition.Validate([]byte(e.Value.Content)); err != nil {
 				t.Errorf("%s: %v", e.File, err)
@@ -99,10 +104,6 @@ func load(t *testing.T, dir string, machines fakeMachines) *example {
 	}
 	if len(cat.Profiles) == 0 || len(cat.Groups) == 0 {
 		t.Fatalf("%s: no profiles or no groups", dir)
-	}
-	snap, err := matchbox.Build(cat, parseFact)
-	if err != nil {
-		t.Fatalf("build %s: %v", dir, err)
 	}
 	if w := snap.Warnings(); len(w) > 0 {
 		t.Errorf("%s: groups that can tie: %v", dir, w)

@@ -10,7 +10,6 @@ import (
 	"text/template"
 
 	"matchbox/matchbox"
-	"matchbox/matchbox/datadir"
 )
 
 // TestVarRefsAgreeWithTemplateRefs: on every template of the examples and
@@ -31,24 +30,7 @@ func TestVarRefsAgreeWithTemplateRefs(t *testing.T) {
 	}
 	checked := 0
 	for _, dir := range dirs {
-		c, err := datadir.Read(dir)
-		if err != nil {
-			t.Fatalf("read %s: %v", dir, err)
-		}
-		var cat matchbox.Catalog
-		for _, e := range c.Profiles {
-			cat.Profiles = append(cat.Profiles, e.Value)
-		}
-		for _, e := range c.Groups {
-			cat.Groups = append(cat.Groups, e.Value)
-		}
-		for _, e := range c.Templates {
-			cat.Templates = append(cat.Templates, e.Value)
-		}
-		snap, err := matchbox.Build(cat, parseFact)
-		if err != nil {
-			t.Fatalf("build %s: %v", dir, err)
-		}
+		_, cat, snap := readDir(t, dir)
 		for _, tm := range cat.Templates {
 			if !strings.Contains(tm.Content, "{{") {
 				continue

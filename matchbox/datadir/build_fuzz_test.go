@@ -54,16 +54,7 @@ func FuzzBuildDataDir(f *testing.F) {
 			}
 			return
 		}
-		var cat matchbox.Catalog
-		for _, e := range content.Profiles {
-			cat.Profiles = append(cat.Profiles, e.Value)
-		}
-		for _, e := range content.Groups {
-			cat.Groups = append(cat.Groups, e.Value)
-		}
-		for _, e := range content.Templates {
-			cat.Templates = append(cat.Templates, e.Value)
-		}
+		cat := content.Catalog()
 		snap, err := matchbox.Build(cat, parseFact)
 		if err != nil {
 			var ve *matchbox.ValidationError

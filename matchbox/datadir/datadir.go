@@ -85,6 +85,22 @@ func KindOf(folder string) (matchbox.Kind, bool) {
 	return "", false
 }
 
+// Catalog returns the objects of c, without the files they came from, in
+// the order c holds them.
+func (c *Content) Catalog() matchbox.Catalog {
+	var cat matchbox.Catalog
+	for _, e := range c.Profiles {
+		cat.Profiles = append(cat.Profiles, e.Value)
+	}
+	for _, e := range c.Groups {
+		cat.Groups = append(cat.Groups, e.Value)
+	}
+	for _, e := range c.Templates {
+		cat.Templates = append(cat.Templates, e.Value)
+	}
+	return cat
+}
+
 // Read reads the data directory dir. A missing sub-folder is empty; any bad
 // file fails the whole read, with every problem listed.
 func Read(dir string) (*Content, error) {
