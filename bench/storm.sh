@@ -17,7 +17,9 @@
 # same kernel and initrd. Every server starts fresh (no lease) for each
 # storm. For each N (1,000 and 10,000 by default), rounds alternate which
 # side storms first; every storm's report is printed (completions,
-# failures, p50/p99 per stage and overall, the servers' peak RSS), then a
+# failures, p50/p99 per stage and overall, the most machines in each
+# stage at once, the servers' peak RSS, the UDP datagrams the kernel dropped
+# for full receive buffers in both namespaces, matchbox's TFTP retransmissions), then a
 # summary with the ratio of matchbox's overall p50 and p99 to the peer's. Load average is printed
 # at start and end (the machine is shared).
 #
@@ -223,7 +225,7 @@ storm() {
 		def s: . / 1e9 | . * 1000 | round / 1000 | tostring + "s";
 		"  completed \(.completed) failed \(.failed) of \(.machines) in \(.duration_ns | s), \(.bytes / 1048576 | floor) MiB received",
 		(. as $r | ["dhcp", "tftp", "boot.ipxe", "ipxe", "kernel", "initrd", "config"][] | . as $k | $r.stages[$k] // empty |
-			"  \($k + "          " | .[0:10]) \(.count) ok \(.failed) failed  p50 \(.p50_ns | s)  p99 \(.p99_ns | s)  max \(.max_ns | s)"),
+			"  \($k + "          " | .[0:10]) \(.count) ok \(.failed) failed  p50 \(.p50_ns | s)  p99 \(.p99_ns | s)  max \(.max_ns | s)  peak \(.peak // "?") at once"),
 		"  overall    \(.overall.count) ok  p50 \(.overall.p50_ns | s)  p99 \(.overall.p99_ns | s)  max \(.overall.max_ns | s)",
 		(.failures // [] | .[] | "  failure: \(.)")' "$out"
 	printf '  server peak RSS %s MiB\n' "$(peak_rss_mib "${PIDS[@]}")"

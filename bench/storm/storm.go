@@ -132,11 +132,16 @@ type Stats struct {
 	P50    time.Duration `json:"p50_ns"`
 	P99    time.Duration `json:"p99_ns"`
 	Max    time.Duration `json:"max_ns"`
+	// Peak is the most machines that were in this stage at once (those
+	// that failed in it included): a stage's latencies depend on it, and
+	// it differs between servers whose earlier stages let machines through
+	// at different rates.
+	Peak int `json:"peak"`
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%5d ok %4d failed  p50 %8s  p99 %8s  max %8s", s.Count, s.Failed,
-		s.P50.Round(time.Microsecond*100), s.P99.Round(time.Microsecond*100), s.Max.Round(time.Microsecond*100))
+	return fmt.Sprintf("%5d ok %4d failed  p50 %8s  p99 %8s  max %8s  peak %5d", s.Count, s.Failed,
+		s.P50.Round(time.Microsecond*100), s.P99.Round(time.Microsecond*100), s.Max.Round(time.Microsecond*100), s.Peak)
 }
 
 // String formats the report as a table.
@@ -165,6 +170,7 @@ type machine struct {
 	bootFile string
 	tftpAddr string
 	lat      map[string]time.Duration
+	spans    map[string]span // when the machine entered and left each stage it ran
 	bytes    int64
 	stage    string
 	err      error
@@ -185,8 +191,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	machines := make([]*machine, cfg.Machines)
 	for i := range machines {
 		machines[i] = &machine{
-			mac: net.HardwareAddr{cfg.MACPrefix[0], cfg.MACPrefix[1], cfg.MACPrefix[2], byte(i >> 16), byte(i >> 8), byte(i)},
-			lat: map[string]time.Duration{},
+			mac:   net.HardwareAddr{cfg.MACPrefix[0], cfg.MACPrefix[1], cfg.MACPrefix[2], byte(i >> 16), byte(i >> 8), byte(i)},
+			lat:   map[string]time.Duration{},
+			spans: map[string]span{},
 		}
 	}
 	start := time.Now()
@@ -209,8 +216,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Machines: cfg.Machines, Duration: time.Since(start), Stages: map[string]Stats{}}
 	samples := map[string][]time.Duration{}
 	failed := map[string]int{}
+	spans := map[string][]span{}
 	for _, m := range machines {
 		rep.Bytes += m.bytes
+		for k, sp := range m.spans {
+			spans[k] = append(spans[k], sp)
+		}
 		for k, d := range m.lat {
 			samples[k] = append(samples[k], d)
 		}
@@ -226,11 +237,41 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, name := range stageOrder {
 		if len(samples[name]) > 0 || failed[name] > 0 {
-			rep.Stages[name] = stats(samples[name], failed[name])
+			st := stats(samples[name], failed[name])
+			st.Peak = peak(spans[name])
+			rep.Stages[name] = st
 		}
 	}
 	rep.Overall = stats(samples["overall"], rep.Failed)
 	return rep, nil
+}
+
+// span is the time a machine spent in one stage, from its start to its end.
+type span struct{ start, end time.Time }
+
+// peak returns the most spans that overlap at one instant; a span that
+// ends when another starts does not overlap it.
+func peak(spans []span) int {
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	edges := make([]edge, 0, 2*len(spans))
+	for _, s := range spans {
+		edges = append(edges, edge{s.start, 1}, edge{s.end, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // ends before starts at the same instant
+	})
+	n, most := 0, 0
+	for _, e := range edges {
+		n += e.delta
+		most = max(most, n)
+	}
+	return most
 }
 
 func stats(d []time.Duration, failed int) Stats {
@@ -249,10 +290,13 @@ func (m *machine) boot(ctx context.Context, cfg *Config, dc *dhcpClient) error {
 	run := func(name string, fn func(ctx context.Context) error) error {
 		m.stage = name
 		t0 := time.Now()
-		if err := fn(ctx); err != nil {
+		err := fn(ctx)
+		t1 := time.Now()
+		m.spans[name] = span{t0, t1}
+		if err != nil {
 			return err
 		}
-		m.lat[name] = time.Since(t0)
+		m.lat[name] = t1.Sub(t0)
 		return nil
 	}
 	if dc != nil {

@@ -121,6 +121,11 @@ func TestRunTFTPAndHTTP(t *testing.T) {
 	if s := rep.Stages[StageConfig]; s.Count != 7 || s.Failed != 1 {
 		t.Errorf("stage config: %+v, want 7 ok, 1 failed", s)
 	}
+	for name, s := range rep.Stages {
+		if s.Peak < 1 || s.Peak > 4 {
+			t.Errorf("stage %s: peak %d in flight, want 1..4 (concurrency 4)", name, s.Peak)
+		}
+	}
 	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "52:54:01:00:00:03: config:") || !strings.Contains(rep.Failures[0], "500") {
 		t.Errorf("failures %q, want the config of 52:54:01:00:00:03 answering 500", rep.Failures)
 	}
@@ -171,5 +176,28 @@ func TestRunBoundedWhenNothingAnswers(t *testing.T) {
 				t.Errorf("failed %d, stage %s %+v: want all 3 failed there", rep.Failed, tt.stage, s)
 			}
 		})
+	}
+}
+
+// TestPeak: the most stages in flight at once, from their spans.
+func TestPeak(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	for _, tc := range []struct {
+		name  string
+		spans []span
+		want  int
+	}{
+		{"none", nil, 0},
+		{"one", []span{{at(0), at(5)}}, 1},
+		{"disjoint", []span{{at(0), at(1)}, {at(2), at(3)}, {at(4), at(5)}}, 1},
+		{"one ends as the next starts", []span{{at(0), at(2)}, {at(2), at(4)}}, 1},
+		{"nested", []span{{at(0), at(10)}, {at(1), at(9)}, {at(2), at(3)}, {at(4), at(5)}}, 3},
+		{"staggered", []span{{at(0), at(4)}, {at(1), at(5)}, {at(2), at(6)}, {at(5), at(7)}}, 3},
+		{"all at once", []span{{at(0), at(1)}, {at(0), at(1)}, {at(0), at(1)}, {at(0), at(1)}}, 4},
+	} {
+		if got := peak(tc.spans); got != tc.want {
+			t.Errorf("%s: peak %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
