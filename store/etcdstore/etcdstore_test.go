@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"matchbox/matchbox"
 	"matchbox/store"
 	"matchbox/store/etcdstore"
@@ -31,6 +33,19 @@ func TestCatalogConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// revisionOf returns a function reading etcd's current revision through
+// cli: each write transaction moves it by one.
+func revisionOf(t *testing.T, cli *clientv3.Client) func() int64 {
+	return func() int64 {
+		t.Helper()
+		resp, err := cli.Get(context.Background(), "/revision")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
 }
 
 func open(t *testing.T, cluster *etcdtest.Cluster, prefix string) *etcdstore.Store {
@@ -367,14 +382,7 @@ func TestDiscoverBatchCreatesTogether(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
 	ctx := context.Background()
 	s := open(t, cluster, "together")
-	cli := cluster.Client(t)
-	revision := func() int64 {
-		resp, err := cli.Get(ctx, "together/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.Header.Revision
-	}
+	revision := revisionOf(t, cluster.Client(t))
 	const macs = 100
 	var evs []matchbox.BootEvent
 	for i := range macs {

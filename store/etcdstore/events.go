@@ -409,15 +409,12 @@ func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[disc
 	if len(ops) == 0 {
 		return rest, nil
 	}
-	commit, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	committed, err := s.commitMachines(ctx, cmps, ops, fmt.Sprintf("create the machines of %d new MACs", len(fresh)))
 	if err != nil {
-		return nil, fmt.Errorf("create the machines of %d new MACs: %w", len(fresh), err)
+		return nil, err
 	}
-	if !commit.Succeeded {
+	if !committed {
 		return ds, nil // another writer came first: one by one
-	}
-	if err := s.machinesApplied.wait(ctx, commit.Header.Revision); err != nil {
-		return nil, fmt.Errorf("%d machines created at revision %d, not yet indexed: %w", len(fresh), commit.Header.Revision, err)
 	}
 	for _, d := range ds {
 		if fresh[d.mac] {
@@ -591,15 +588,23 @@ func (s *Store) recordServedTogether(ctx context.Context, ids []string, served m
 	if len(ops) == 0 {
 		return true, nil
 	}
+	return s.commitMachines(ctx, cmps, ops, fmt.Sprintf("record what %d machines were served", len(ops)))
+}
+
+// commitMachines commits machine writes on their conditions and, when
+// they held, returns once this instance's machine index reflects them;
+// committed is false when a condition failed and nothing was written.
+// what names the write in errors.
+func (s *Store) commitMachines(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, what string) (committed bool, err error) {
 	commit, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("record what %d machines were served: %w", len(ops), err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	if !commit.Succeeded {
 		return false, nil
 	}
 	if err := s.machinesApplied.wait(ctx, commit.Header.Revision); err != nil {
-		return false, fmt.Errorf("%d served machines written at revision %d, not yet indexed: %w", len(ops), commit.Header.Revision, err)
+		return false, fmt.Errorf("%s: written at revision %d, not yet indexed: %w", what, commit.Header.Revision, err)
 	}
 	return true, nil
 }

@@ -170,13 +170,7 @@ func TestMaxTxnOps(t *testing.T) {
 	cluster := etcdtest.StartWith(t, 3, etcdtest.Options{Args: []string{"--max-txn-ops", "1024"}})
 	ctx := context.Background()
 	cli := cluster.Client(t)
-	revision := func() int64 {
-		resp, err := cli.Get(ctx, "/ops")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.Header.Revision
-	}
+	revision := revisionOf(t, cli)
 	wide, err := etcdstore.Open(ctx, etcdstore.Config{Client: cli, Prefix: "ops", MaxTxnOps: 1024})
 	if err != nil {
 		t.Fatal(err)
