@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"text/template"
-	"text/template/parse"
 
 	"matchbox/matchbox/ignition"
 )
@@ -77,12 +76,7 @@ func CheckTemplate(t *Template) error {
 // TemplateFields returns the top-level variables a parsed template reads
 // (".ssh_keys", ".request" ...), sorted.
 func TemplateFields(t *template.Template) []string {
-	root := sampleNode{}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			walkSample(tt.Tree.Root, &root, &root)
-		}
-	}
+	root := sampleTree(t)
 	out := make([]string, 0, len(root.children))
 	for k := range root.children {
 		out = append(out, k)
@@ -95,12 +89,7 @@ func TemplateFields(t *template.Template) []string {
 // every variable it reads, nested as it reads them, holding a placeholder
 // string (or a list of one element for ranges).
 func SampleData(t *template.Template) map[string]any {
-	root := sampleNode{}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			walkSample(tt.Tree.Root, &root, &root)
-		}
-	}
+	root := sampleTree(t)
 	m, _ := root.value().(map[string]any)
 	if m == nil {
 		m = map[string]any{}
@@ -147,70 +136,21 @@ func (n *sampleNode) value() any {
 	return v
 }
 
-// walkSample records the fields node reads; dot is the node dot stands for,
-// root the one $ stands for.
-func walkSample(node parse.Node, dot, root *sampleNode) {
-	switch n := node.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkSample(c, dot, root)
-		}
-	case *parse.ActionNode:
-		pipeTarget(n.Pipe, dot, root)
-	case *parse.TemplateNode:
-		pipeTarget(n.Pipe, dot, root)
-	case *parse.IfNode:
-		pipeTarget(n.Pipe, dot, root)
-		walkSample(n.List, dot, root)
-		walkSample(n.ElseList, dot, root)
-	case *parse.WithNode:
-		inner := pipeTarget(n.Pipe, dot, root)
-		if inner == nil {
-			inner = &sampleNode{}
-		}
-		walkSample(n.List, inner, root)
-		walkSample(n.ElseList, dot, root)
-	case *parse.RangeNode:
-		inner := pipeTarget(n.Pipe, dot, root)
-		elem := &sampleNode{}
-		if inner != nil {
-			inner.list = true
-			elem = inner
-		}
-		// The element of a one-element list is the list node's value
-		// without the list: fields inside the range hang from it.
-		walkSample(n.List, elem, root)
-		walkSample(n.ElseList, dot, root)
-	}
-}
-
-// pipeTarget records the fields a pipeline reads and returns the node of its
-// last command when that is a plain field (what with and range move dot to).
-func pipeTarget(p *parse.PipeNode, dot, root *sampleNode) *sampleNode {
-	if p == nil {
-		return nil
-	}
-	var last *sampleNode
-	for _, cmd := range p.Cmds {
-		last = nil
-		for _, arg := range cmd.Args {
-			switch a := arg.(type) {
-			case *parse.FieldNode:
-				last = dot.path(a.Ident)
-			case *parse.VariableNode:
-				if len(a.Ident) > 1 && a.Ident[0] == "$" {
-					last = root.path(a.Ident[1:])
-				}
-			case *parse.PipeNode:
-				pipeTarget(a, dot, root)
+// sampleTree returns the variables t (and the templates it defines)
+// reads, nested as it reads them, lists where it ranges over them.
+func sampleTree(t *template.Template) sampleNode {
+	root := sampleNode{}
+	walkTemplate(t, true, func(path []string, _ bool) {
+		n := &root
+		for _, seg := range path {
+			if seg == rangeElem {
+				// Fields of a one-element list's element hang from
+				// the list's node.
+				n.list = true
+				continue
 			}
+			n = n.child(seg)
 		}
-		if len(cmd.Args) != 1 {
-			last = nil
-		}
-	}
-	return last
+	})
+	return root
 }

@@ -37,7 +37,7 @@ func TemplateRefs(t *template.Template) []FieldRef {
 		seen[key] = &FieldRef{Path: append([]string(nil), path...), Guarded: guarded}
 		order = append(order, key)
 	}
-	walkTemplate(t, add)
+	walkTemplate(t, false, add)
 	sort.Strings(order)
 	out := make([]FieldRef, len(order))
 	for i, k := range order {

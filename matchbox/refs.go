@@ -1,6 +1,7 @@
 package matchbox
 
 import (
+	"slices"
 	"text/template"
 	"text/template/parse"
 )
@@ -28,19 +29,26 @@ func refsOf(ts ...*template.Template) *VarRefs {
 		if t == nil {
 			continue
 		}
-		if walkTemplate(t, func(path []string, _ bool) { r.names[path[0]] = true }) {
+		if walkTemplate(t, false, func(path []string, _ bool) { r.names[path[0]] = true }) {
 			r.all = true
 		}
 	}
 	return r
 }
 
+// rangeElem stands, in a path reported with elems, for the element of the
+// list before it: a range over .a reports a.rangeElem, a read of .b in its
+// body a.rangeElem.b. It is no identifier, so no field is named so.
+const rangeElem = "\x00[]"
+
 // walkTemplate reports to add every variable path t (and the templates it
-// defines) reads, with whether the read is guarded (see FieldRef). It
-// returns true when t may read any variable: it hands the whole data on
-// or holds a node the walk does not know.
-func walkTemplate(t *template.Template, add func(path []string, guarded bool)) (all bool) {
-	w := refWalker{add: add}
+// defines) reads, with whether the read is guarded (see FieldRef). With
+// elems, a range over a path and the fields of its element are reported
+// too, through rangeElem; without, paths through a range's element are
+// left out. It returns true when t may read any variable: it hands the
+// whole data on or holds a node the walk does not know.
+func walkTemplate(t *template.Template, elems bool, add func(path []string, guarded bool)) (all bool) {
+	w := refWalker{add: add, elems: elems}
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil {
 			w.walk(tt.Tree.Root, []string{}, false)
@@ -53,12 +61,23 @@ func walkTemplate(t *template.Template, add func(path []string, guarded bool)) (
 // VarRefs are both read from it.
 type refWalker struct {
 	add func(path []string, guarded bool)
+	// elems reports paths through a range's element (see walkTemplate).
+	elems bool
 	// all is set when the template may read any variable.
 	all bool
 }
 
+// report hands path to add, unless it goes through a range's element and
+// those are not asked for.
+func (w *refWalker) report(path []string, guarded bool) {
+	if w.elems || !slices.Contains(path, rangeElem) {
+		w.add(path, guarded)
+	}
+}
+
 // walk reports the fields node reads. dot is the path dot stands for
-// (nil when unknown: a range's element, a function's result), guarded
+// (nil when unknown: a function's result; ending in rangeElem for a
+// range's element), guarded
 // whether node runs only under a condition.
 func (w *refWalker) walk(node parse.Node, dot []string, guarded bool) {
 	switch n := node.(type) {
@@ -82,8 +101,12 @@ func (w *refWalker) walk(node parse.Node, dot []string, guarded bool) {
 		w.walk(n.List, inner, true)
 		w.walk(n.ElseList, dot, true)
 	case *parse.RangeNode:
-		w.pipe(n.Pipe, dot, guarded)
-		w.walk(n.List, nil, true)
+		var elem []string
+		if list := w.pipe(n.Pipe, dot, guarded); list != nil {
+			elem = append(append([]string{}, list...), rangeElem)
+			w.report(elem, guarded)
+		}
+		w.walk(n.List, elem, true)
 		w.walk(n.ElseList, dot, true)
 	case *parse.TextNode, *parse.CommentNode, *parse.BreakNode, *parse.ContinueNode:
 	default:
@@ -93,8 +116,8 @@ func (w *refWalker) walk(node parse.Node, dot []string, guarded bool) {
 }
 
 // pipe reports the fields a pipeline reads and returns the path of its
-// value when that is a single field (what with moves dot to), nil
-// otherwise.
+// value when that is a single field (what with and range move dot to), nil
+// otherwise; a pipeline declaring variables moves dot only with elems.
 func (w *refWalker) pipe(p *parse.PipeNode, dot []string, guarded bool) []string {
 	if p == nil {
 		return nil
@@ -109,8 +132,8 @@ func (w *refWalker) pipe(p *parse.PipeNode, dot []string, guarded bool) []string
 			last = nil
 		}
 	}
-	if len(p.Decl) > 0 {
-		return nil
+	if len(p.Decl) > 0 && !w.elems {
+		return nil // the refs keep a declaring pipeline's dot unknown
 	}
 	return last
 }
@@ -124,7 +147,7 @@ func (w *refWalker) arg(a parse.Node, dot []string, guarded bool) []string {
 			return nil
 		}
 		path := append(append([]string{}, dot...), a.Ident...)
-		w.add(path, guarded)
+		w.report(path, guarded)
 		return path
 	case *parse.VariableNode:
 		switch {
@@ -133,7 +156,7 @@ func (w *refWalker) arg(a parse.Node, dot []string, guarded bool) []string {
 			// pipeline walked where it was declared.
 			return nil
 		case len(a.Ident) > 1:
-			w.add(a.Ident[1:], guarded)
+			w.report(a.Ident[1:], guarded)
 			return a.Ident[1:]
 		default:
 			w.all = true
@@ -152,7 +175,7 @@ func (w *refWalker) arg(a parse.Node, dot []string, guarded bool) []string {
 			return nil
 		}
 		path := append(append([]string{}, inner...), a.Field...)
-		w.add(path, guarded)
+		w.report(path, guarded)
 		return path
 	case *parse.IdentifierNode, *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
 		return nil
