@@ -65,6 +65,63 @@ type sqlCatalogTx struct {
 	// the new snapshot is the current one with them applied.
 	changes []matchbox.Change
 	audit   *auditLog // nil in read transactions
+	// stmts are the prepared writes; nil runs them unprepared.
+	stmts *catalogStmts
+}
+
+// exec runs query in the transaction, prepared when it is.
+func (c *sqlCatalogTx) exec(query string, args ...any) (sql.Result, error) {
+	if st := c.stmts.get(query); st != nil {
+		return c.tx.StmtContext(c.ctx, st).ExecContext(c.ctx, args...)
+	}
+	return c.tx.ExecContext(c.ctx, query, args...)
+}
+
+// queryRow runs query in the transaction, prepared when it is.
+func (c *sqlCatalogTx) queryRow(query string, args ...any) *sql.Row {
+	if st := c.stmts.get(query); st != nil {
+		return c.tx.StmtContext(c.ctx, st).QueryRowContext(c.ctx, args...)
+	}
+	return c.tx.QueryRowContext(c.ctx, query, args...)
+}
+
+// selectVersionQuery reads the version of an object of kind by id.
+func selectVersionQuery(kind matchbox.Kind) string {
+	table, idCol, _ := tableOf(kind)
+	where, _ := kindFilter(kind)
+	return "SELECT version FROM " + table + " WHERE " + idCol + " = ?" + where
+}
+
+// insertQuery creates an object of kind at version 1.
+func insertQuery(kind matchbox.Kind) string {
+	if kind == matchbox.TemplateIgnition || kind == matchbox.TemplateGeneric {
+		return "INSERT INTO templates (kind, name, content, version, source, import_scope, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)"
+	}
+	table, _, _ := tableOf(kind)
+	return "INSERT INTO " + table + " (id, spec, version, source, import_scope, updated_at) VALUES (?, ?, 1, ?, ?, ?)"
+}
+
+// updateQuery replaces an object of kind, moving its version on.
+func updateQuery(kind matchbox.Kind) string {
+	table, idCol, _ := tableOf(kind)
+	where, _ := kindFilter(kind)
+	col := "spec"
+	if table == "templates" {
+		col = "content"
+	}
+	return "UPDATE " + table + " SET " + col + " = ?, version = version + 1, source = ?, import_scope = ?, updated_at = ? WHERE " + idCol + " = ?" + where
+}
+
+// deleteQuery removes an object of kind, at a given version when
+// ifVersion, returning the version removed.
+func deleteQuery(kind matchbox.Kind, ifVersion bool) string {
+	table, idCol, _ := tableOf(kind)
+	where, _ := kindFilter(kind)
+	q := "DELETE FROM " + table + " WHERE " + idCol + " = ?" + where
+	if ifVersion {
+		q += " AND version = ?"
+	}
+	return q + " RETURNING version"
 }
 
 func tableOf(kind matchbox.Kind) (table, idCol string, err error) {
@@ -107,7 +164,7 @@ func (c *sqlCatalogTx) List(kind matchbox.Kind) ([]*Object, error) {
 // -1 requires that the object does not exist; a positive value requires the
 // stored version to equal it. It returns the new version.
 func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
-	table, idCol, err := tableOf(obj.Kind)
+	_, _, err := tableOf(obj.Kind)
 	if err != nil {
 		return 0, err
 	}
@@ -120,18 +177,18 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 			return 0, err
 		}
 	}
-	where, args := kindFilter(obj.Kind)
+	_, args := kindFilter(obj.Kind)
 	var cur int64
-	err = c.tx.QueryRowContext(c.ctx, "SELECT version FROM "+table+" WHERE "+idCol+" = ?"+where, append([]any{id}, args...)...).Scan(&cur)
+	err = c.queryRow(selectVersionQuery(obj.Kind), append([]any{id}, args...)...).Scan(&cur)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if ifVersion > 0 {
 			return 0, fmt.Errorf("%s %q: %w", obj.Kind, id, ErrNotFound)
 		}
 		if obj.Kind == matchbox.TemplateIgnition || obj.Kind == matchbox.TemplateGeneric {
-			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO templates (kind, name, content, version, source, import_scope, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)", string(obj.Kind), id, spec, obj.Source, obj.Scope, c.now)
+			_, err = c.exec(insertQuery(obj.Kind), string(obj.Kind), id, spec, obj.Source, obj.Scope, c.now)
 		} else {
-			_, err = c.tx.ExecContext(c.ctx, "INSERT INTO "+table+" (id, spec, version, source, import_scope, updated_at) VALUES (?, ?, 1, ?, ?, ?)", id, spec, obj.Source, obj.Scope, c.now)
+			_, err = c.exec(insertQuery(obj.Kind), id, spec, obj.Source, obj.Scope, c.now)
 		}
 		if err != nil {
 			return 0, fmt.Errorf("insert %s %q: %w", obj.Kind, id, err)
@@ -152,11 +209,7 @@ func (c *sqlCatalogTx) Put(obj *Object, ifVersion int64) (int64, error) {
 	if ifVersion > 0 && ifVersion != cur {
 		return 0, fmt.Errorf("%s %q is at version %d, not %d: %w", obj.Kind, id, cur, ifVersion, ErrVersionConflict)
 	}
-	col := "spec"
-	if table == "templates" {
-		col = "content"
-	}
-	_, err = c.tx.ExecContext(c.ctx, "UPDATE "+table+" SET "+col+" = ?, version = version + 1, source = ?, import_scope = ?, updated_at = ? WHERE "+idCol+" = ?"+where,
+	_, err = c.exec(updateQuery(obj.Kind),
 		append([]any{spec, obj.Source, obj.Scope, c.now, id}, args...)...)
 	if err != nil {
 		return 0, fmt.Errorf("update %s %q: %w", obj.Kind, id, err)
@@ -194,19 +247,17 @@ func (c *sqlCatalogTx) record(kind matchbox.Kind, id, spec string) error {
 
 // Delete removes an object; ifVersion as for Put (0: unconditional).
 func (c *sqlCatalogTx) Delete(kind matchbox.Kind, id string, ifVersion int64) error {
-	table, idCol, err := tableOf(kind)
+	_, _, err := tableOf(kind)
 	if err != nil {
 		return err
 	}
-	where, args := kindFilter(kind)
-	q := "DELETE FROM " + table + " WHERE " + idCol + " = ?" + where
+	_, args := kindFilter(kind)
 	qargs := append([]any{id}, args...)
 	if ifVersion > 0 {
-		q += " AND version = ?"
 		qargs = append(qargs, ifVersion)
 	}
 	var cur int64
-	err = c.tx.QueryRowContext(c.ctx, q+" RETURNING version", qargs...).Scan(&cur)
+	err = c.queryRow(deleteQuery(kind, ifVersion > 0), qargs...).Scan(&cur)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := c.Get(kind, id); err != nil {
 			return err

@@ -116,6 +116,7 @@ func (s *Store) commitCatalogWrites(batch []*catalogWrite) {
 	// The transaction is the batch's, not any one writer's: a writer's
 	// context being cancelled must not roll back the others' writes.
 	txCtx := context.WithoutCancel(batch[0].ctx)
+	s.catalogStmts.prepare(txCtx, s.write)
 	tx, err := s.write.BeginTx(txCtx, nil)
 	if err != nil {
 		err = s.health.Observe(classifySQLite(fmt.Errorf("begin transaction: %w", err), s.cfg.Path))
@@ -185,7 +186,7 @@ func (s *Store) runCatalogWrite(tx *sql.Tx, w *catalogWrite, cur *matchbox.Snaps
 		}
 	}()
 	log = newAuditLog(w.ctx, now)
-	c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(now), audit: log}
+	c := &sqlCatalogTx{ctx: ctx, tx: tx, now: timestamp(now), audit: log, stmts: &s.catalogStmts}
 	err = w.fn(c)
 	if err == nil {
 		if cur != nil && len(c.changes) <= maxAppliedChanges {

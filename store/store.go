@@ -62,6 +62,8 @@ type Store struct {
 	syncMode string
 	// leaseStmts are the lease writes, prepared on first use.
 	leaseStmts leaseStmts
+	// catalogStmts are the catalog writes, prepared on first use.
+	catalogStmts catalogStmts
 	// health is degraded while writes fail for want of space or a
 	// writable database.
 	health Health
@@ -144,7 +146,7 @@ func (s *Store) Close() error {
 	if s.checkpointer != nil {
 		ckErr = s.checkpointer.close()
 	}
-	return errors.Join(s.leaseStmts.close(), ckErr, s.read.Close(), s.write.Close())
+	return errors.Join(s.leaseStmts.close(), s.catalogStmts.close(), ckErr, s.read.Close(), s.write.Close())
 }
 
 // Snapshot returns the current immutable catalog snapshot.
