@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +210,89 @@ func TestLeaseCommitsRecoverAfterAFailedPrepare(t *testing.T) {
 	}
 	if diff := cmp.Diff([]dhcp.Lease{l}, got, equateAddrs); diff != "" {
 		t.Errorf("stored leases (-want +got):\n%s", diff)
+	}
+}
+
+// TestLeasesUpgradeWithoutRowid: a database written by a binary of schema
+// version 6 (leases in a rowid table with an index on expiry) keeps its
+// leases when it is opened by this one, whose leases table has no rowid
+// and no expiry index, and the MAC stays unique among leases not declined.
+func TestLeasesUpgradeWithoutRowid(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "matchbox.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 6; n++ {
+		names, err := fs.Glob(migrationFS, fmt.Sprintf("migrations/%04d_*.sql", n))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("migration %d: %v %v", n, names, err)
+		}
+		body, err := migrationFS.ReadFile(names[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, string(body)); err != nil {
+			t.Fatalf("%s: %v", names[0], err)
+		}
+	}
+	const m1, m2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+	old := []dhcp.Lease{
+		lease("10.0.0.1", m1, dhcp.LeaseDeclined),
+		lease("10.0.0.2", m1, dhcp.LeaseBound),
+		lease("10.0.0.3", m2, dhcp.LeaseOffered),
+	}
+	for _, l := range old {
+		if _, err := db.ExecContext(ctx, "INSERT INTO leases (ip, mac, hostname, expires_at, state, updated_at) VALUES (?, ?, ?, ?, ?, 1)",
+			l.IP.String(), l.MAC, l.Hostname, l.Expires.Unix(), string(l.State)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA user_version = 6"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.LoadLeases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(old, got, equateAddrs); d != "" {
+		t.Errorf("leases after the upgrade (-want +got):\n%s", d)
+	}
+	var table string
+	if err := s.read.QueryRowContext(ctx, "SELECT sql FROM sqlite_schema WHERE name = 'leases'").Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table, "WITHOUT ROWID") {
+		t.Errorf("leases table after the upgrade is not WITHOUT ROWID: %s", table)
+	}
+	var indexes []string
+	rows, err := s.read.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'leases' ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		indexes = append(indexes, name)
+	}
+	rows.Close()
+	if d := cmp.Diff([]string{"leases_mac"}, indexes); d != "" {
+		t.Errorf("indexes on leases (-want +got):\n%s", d)
+	}
+	if err := s.CommitLeases(ctx, []dhcp.LeaseWrite{put(lease("10.0.0.4", m2, dhcp.LeaseBound))}); err == nil {
+		t.Error("a second lease for a MAC not declined was committed after the upgrade")
+	}
+	if err := s.CommitLeases(ctx, []dhcp.LeaseWrite{put(lease("10.0.0.4", m1, dhcp.LeaseDeclined))}); err != nil {
+		t.Errorf("a second declined lease of a MAC: %v", err)
 	}
 }
