@@ -27,15 +27,6 @@ import (
 	"matchbox/matchbox/ignition"
 )
 
-// parseFact adapts facts.Parse to matchbox.FactParser.
-func parseFact(expr string) (matchbox.FactTerm, error) {
-	t, err := facts.Parse(expr)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
 // fakeMachines is what matchbox knows of machines: their inventories, by MAC.
 type fakeMachines map[string]*hardware.Inventory
 
@@ -81,7 +72,7 @@ func readDir(t *testing.T, dir string) (*datadir.Content, matchbox.Catalog, *mat
 		t.Fatalf("read %s: %v", dir, err)
 	}
 	cat := c.Catalog()
-	snap, err := matchbox.Build(cat, parseFact)
+	snap, err := matchbox.Build(cat, facts.ParseFact)
 	if err != nil {
 		t.Fatalf("build %s: %v", dir, err)
 	}

@@ -38,14 +38,6 @@ const (
 	readToken  = "read-token-0123456789ab"
 )
 
-func parseFact(expr string) (matchbox.FactTerm, error) {
-	t, err := facts.Parse(expr)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
 // console is the API and the console on one test server over a real store,
 // with the boot endpoints rendering behind GET /api/v1/render.
 type console struct {
@@ -112,12 +104,12 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 	t.Helper()
 	withTokens, newLifecycle := o.tokens, o.lifecycle
 	dir := t.TempDir()
-	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db"), Synchronous: "NORMAL", ParseFact: parseFact})
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "matchbox.db"), Synchronous: "NORMAL", ParseFact: facts.ParseFact})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := api.Config{Store: st, ParseFact: parseFact, Logger: o.logger}
+	cfg := api.Config{Store: st, ParseFact: facts.ParseFact, Logger: o.logger}
 	var lc *lifecycle.Service
 	if newLifecycle != nil {
 		lc = newLifecycle(st)
@@ -149,7 +141,7 @@ func newConsoleOpts(t testing.TB, o consoleOpts) *console {
 	r := mux.NewRouter()
 	a.Register(r)
 	apiCalls := new(atomic.Int64)
-	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: parseFact, Auth: a, API: countingHandler{r, apiCalls}, PollInterval: 50 * time.Millisecond, SessionTTL: o.sessionTTL, Logger: o.logger}
+	uc := ui.Config{Machines: st, Snapshot: st.Snapshot, ParseFact: facts.ParseFact, Auth: a, API: countingHandler{r, apiCalls}, PollInterval: 50 * time.Millisecond, SessionTTL: o.sessionTTL, Logger: o.logger}
 	if lc != nil {
 		uc.BMCs = lc
 	}

@@ -18,6 +18,7 @@ import (
 	"matchbox/api"
 	"matchbox/api/rpc"
 	"matchbox/audit"
+	"matchbox/hardware/facts"
 )
 
 // apiOptions are the flags of the REST API, served on the boot endpoints'
@@ -57,7 +58,7 @@ func (s *services) startAPI(e *apiOptions) error {
 	if tlsOn && e.addr == "" {
 		return errors.New("API TLS needs --api-addr: the boot endpoints on --http-addr stay plain HTTP for firmware")
 	}
-	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: parseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot, Instances: s.instances, Audit: s.store}
+	cfg := api.Config{Store: s.store, Logger: s.log, ParseFact: facts.ParseFact, MaxBodyBytes: e.maxBody, RequireClientCert: e.clientCAFile != "", Lifecycle: s.lifecycle, Leases: s.store, Renderer: s.boot, Instances: s.instances, Audit: s.store}
 	if e.tokenFile != "" {
 		tokens, err := api.LoadTokens(e.tokenFile)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"matchbox/hardware/facts"
 	"matchbox/matchbox"
 	"matchbox/store"
 	"matchbox/store/etcdstore"
@@ -38,7 +39,7 @@ var (
 // with its connections.
 func openStore(ctx context.Context, o *serveOptions, log *slog.Logger) (backend, func() error, error) {
 	if o.store.Kind != location.Etcd {
-		st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: parseFact, Synchronous: o.syncMode})
+		st, err := store.Open(ctx, store.Config{Path: o.dbPath, Logger: log, ParseFact: facts.ParseFact, Synchronous: o.syncMode})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -50,7 +51,7 @@ func openStore(ctx context.Context, o *serveOptions, log *slog.Logger) (backend,
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := etcdstore.Open(octx, etcdstore.Config{Client: cli, Prefix: o.store.Etcd.Prefix, ParseFact: parseFact, Logger: log, RequestTimeout: o.etcdRequestTimeout, MaxTxnOps: o.etcdMaxTxnOps})
+	st, err := etcdstore.Open(octx, etcdstore.Config{Client: cli, Prefix: o.store.Etcd.Prefix, ParseFact: facts.ParseFact, Logger: log, RequestTimeout: o.etcdRequestTimeout, MaxTxnOps: o.etcdMaxTxnOps})
 	if err != nil {
 		cli.Close()
 		return nil, nil, fmt.Errorf("--store %s: %w", o.store, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"matchbox/api"
+	"matchbox/hardware/facts"
 	"matchbox/ui"
 )
 
@@ -17,7 +18,7 @@ func (s *services) registerUI(r *mux.Router, a *api.API, sessionTTL time.Duratio
 	c, err := ui.New(ui.Config{
 		Machines:  s.store,
 		Snapshot:  s.store.Snapshot,
-		ParseFact: parseFact,
+		ParseFact: facts.ParseFact,
 		BMCs:      s.lifecycle,
 		Auth:      a,
 		API:       r,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"matchbox/hardware"
+	"matchbox/matchbox"
 )
 
 // Op is a comparison operator of a term.
@@ -79,6 +80,16 @@ func (e *UnknownFactError) Error() string {
 
 // maxNumberLen bounds the digits of a number (uint64 has 20).
 const maxNumberLen = 40
+
+// ParseFact is Parse as a matchbox.FactParser, the parser of groups'
+// hardware-fact terms (a failed parse returns a nil FactTerm).
+func ParseFact(expr string) (matchbox.FactTerm, error) {
+	t, err := Parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
 
 // Parse parses one term such as `memory.bytes >= 64GiB` or
 // `system.product in ("R640", "R650")`. Its errors are *SyntaxError or

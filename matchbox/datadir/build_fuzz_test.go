@@ -11,14 +11,6 @@ import (
 	"matchbox/matchbox/datadir"
 )
 
-func parseFact(expr string) (matchbox.FactTerm, error) {
-	t, err := facts.Parse(expr)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
 // FuzzBuildDataDir feeds a data directory of fuzzed files (a profile, a
 // group with metadata, a Butane template, a raw Ignition config and a
 // generic template) through what `matchbox serve` does with one: read it
@@ -55,7 +47,7 @@ func FuzzBuildDataDir(f *testing.F) {
 			return
 		}
 		cat := content.Catalog()
-		snap, err := matchbox.Build(cat, parseFact)
+		snap, err := matchbox.Build(cat, facts.ParseFact)
 		if err != nil {
 			var ve *matchbox.ValidationError
 			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
