@@ -111,6 +111,7 @@ type Store struct {
 
 	index           *machineindex.Index
 	machinesApplied *applied // etcd revision the index reflects
+	ahead           ahead    // this instance's writes indexed before the watch brought them
 
 	retention eventRetention
 	seen      leaseKeys // lease keys as last read or written by this instance
@@ -204,6 +205,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.index = newIndex(ms)
 	s.machinesApplied = newApplied(mrev)
+	s.ahead.writes = map[string]aheadWrite{}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.watch(wctx, state)

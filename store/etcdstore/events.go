@@ -381,6 +381,7 @@ func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[disc
 		return nil, fmt.Errorf("read the machines of %d new MACs: %w", len(macs), err)
 	}
 	fresh := map[string]bool{}
+	recs := map[string]*matchbox.Machine{}
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	now := s.now().UTC()
@@ -395,6 +396,11 @@ func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[disc
 		if err != nil {
 			return nil, fmt.Errorf("encode machine %q: %w", id, err)
 		}
+		m, err := indexEntry(body)
+		if err != nil {
+			return nil, fmt.Errorf("decode machine %q as written: %w", id, err)
+		}
+		recs[id] = m
 		fresh[mac] = true
 		cmps = append(cmps,
 			clientv3.Compare(clientv3.CreateRevision(s.macKey(mac)), "=", 0),
@@ -409,7 +415,7 @@ func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[disc
 	if len(ops) == 0 {
 		return rest, nil
 	}
-	committed, err := s.commitMachines(ctx, cmps, ops, fmt.Sprintf("create the machines of %d new MACs", len(fresh)))
+	committed, err := s.commitMachines(ctx, cmps, ops, recs, fmt.Sprintf("create the machines of %d new MACs", len(fresh)))
 	if err != nil {
 		return nil, err
 	}
@@ -562,6 +568,7 @@ func (s *Store) recordServedTogether(ctx context.Context, ids []string, served m
 	if err != nil {
 		return false, fmt.Errorf("read %d served machines: %w", len(ids), err)
 	}
+	recs := map[string]*matchbox.Machine{}
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	for i, id := range ids {
@@ -582,20 +589,26 @@ func (s *Store) recordServedTogether(ctx context.Context, ids []string, served m
 		if err != nil {
 			return false, fmt.Errorf("encode machine %q: %w", id, err)
 		}
+		m, err := indexEntry(body)
+		if err != nil {
+			return false, fmt.Errorf("decode machine %q as written: %w", id, err)
+		}
+		recs[id] = m
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.machineKey(id)), "=", kvs[0].ModRevision))
 		ops = append(ops, clientv3.OpPut(s.machineKey(id), string(body)))
 	}
 	if len(ops) == 0 {
 		return true, nil
 	}
-	return s.commitMachines(ctx, cmps, ops, fmt.Sprintf("record what %d machines were served", len(ops)))
+	return s.commitMachines(ctx, cmps, ops, recs, fmt.Sprintf("record what %d machines were served", len(ops)))
 }
 
 // commitMachines commits machine writes on their conditions and, when
-// they held, returns once this instance's machine index reflects them;
-// committed is false when a condition failed and nothing was written.
-// what names the write in errors.
-func (s *Store) commitMachines(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, what string) (committed bool, err error) {
+// they held, puts recs (the machine records the writes store, by id) into
+// this instance's machine index at the commit's revision; committed is
+// false when a condition failed and nothing was written. what names the
+// write in errors.
+func (s *Store) commitMachines(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op, recs map[string]*matchbox.Machine, what string) (committed bool, err error) {
 	commit, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", what, err)
@@ -603,9 +616,7 @@ func (s *Store) commitMachines(ctx context.Context, cmps []clientv3.Cmp, ops []c
 	if !commit.Succeeded {
 		return false, nil
 	}
-	if err := s.machinesApplied.wait(ctx, commit.Header.Revision); err != nil {
-		return false, fmt.Errorf("%s: written at revision %d, not yet indexed: %w", what, commit.Header.Revision, err)
-	}
+	s.applyCommitted(commit.Header.Revision, recs)
 	return true, nil
 }
 

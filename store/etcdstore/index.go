@@ -50,6 +50,80 @@ func (a *applied) wait(ctx context.Context, rev int64) error {
 	}
 }
 
+// current returns the revision applied.
+func (a *applied) current() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rev
+}
+
+// aheadWrite is a machine write this instance committed and applied to
+// its index before the watch brought it back: the record (nil for a
+// delete) at the revision of its commit.
+type aheadWrite struct {
+	rev int64
+	m   *matchbox.Machine
+}
+
+// ahead holds the writes applied to the index ahead of the watch, so that
+// the watch does not put back, for a while, an older record of a machine
+// this instance wrote (read your writes), and a full reread does not drop
+// them. Its lock also orders the watch's updates of the index against
+// the writers'.
+type ahead struct {
+	mu     sync.Mutex
+	writes map[string]aheadWrite // by machine id
+}
+
+// applyCommitted applies to the index the machine records (nil: deleted)
+// that this instance committed at revision rev, without waiting for the
+// watch: the writer's answer needs only its own write indexed. A write
+// the watch applied already (or overtook) is left as the watch has it.
+func (s *Store) applyCommitted(rev int64, recs map[string]*matchbox.Machine) {
+	s.ahead.mu.Lock()
+	defer s.ahead.mu.Unlock()
+	if s.machinesApplied.current() >= rev {
+		return
+	}
+	for id, m := range recs {
+		if w, ok := s.ahead.writes[id]; ok && w.rev > rev {
+			continue
+		}
+		s.ahead.writes[id] = aheadWrite{rev: rev, m: m}
+		if m == nil {
+			s.index.Remove(id)
+		} else {
+			s.index.Put(m)
+		}
+	}
+}
+
+// applyWatched applies one watched change of machine id at revision
+// modRev, unless this instance applied a later write of it already.
+// ahead.mu is held.
+func (s *Store) applyWatchedLocked(id string, modRev int64, m *matchbox.Machine) {
+	if w, ok := s.ahead.writes[id]; ok && modRev < w.rev {
+		return
+	}
+	if m == nil {
+		s.index.Remove(id)
+	} else {
+		s.index.Put(m)
+	}
+}
+
+// watchedUpToLocked records that the index reflects revision rev: the
+// writes ahead of it that it reached are the watch's from now on.
+// ahead.mu is held.
+func (s *Store) watchedUpToLocked(rev int64) {
+	for id, w := range s.ahead.writes {
+		if w.rev <= rev {
+			delete(s.ahead.writes, id)
+		}
+	}
+	s.machinesApplied.set(rev)
+}
+
 // newIndex builds a machine index of the machines of a full read.
 func newIndex(ms []*matchbox.Machine) *machineindex.Index {
 	macs, uuids := 0, 0
@@ -110,10 +184,11 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 				s.log.Warn("machine watch interrupted; reading the machines again", "err", err)
 				break
 			}
+			s.ahead.mu.Lock()
 			for _, ev := range wresp.Events {
 				id := s.machineIDFromKey(string(ev.Kv.Key))
 				if ev.Type == clientv3.EventTypeDelete {
-					s.index.Remove(id)
+					s.applyWatchedLocked(id, ev.Kv.ModRevision, nil)
 					continue
 				}
 				m, err := indexEntry(ev.Kv.Value)
@@ -121,10 +196,11 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 					s.log.Error("undecodable machine ignored", "key", string(ev.Kv.Key), "err", err)
 					continue
 				}
-				s.index.Put(m)
+				s.applyWatchedLocked(id, ev.Kv.ModRevision, m)
 			}
 			rev = wresp.Header.Revision
-			s.machinesApplied.set(rev)
+			s.watchedUpToLocked(rev)
+			s.ahead.mu.Unlock()
 		}
 		if ctx.Err() != nil {
 			return
@@ -135,8 +211,21 @@ func (s *Store) watchMachines(ctx context.Context, rev int64) {
 			pause(ctx, time.Second)
 			continue
 		}
-		s.index.Replace(newIndex(ms))
+		s.ahead.mu.Lock()
+		ix := newIndex(ms)
+		for id, w := range s.ahead.writes {
+			if w.rev <= fresh {
+				continue
+			}
+			if w.m == nil {
+				ix.Remove(id)
+			} else {
+				ix.Put(w.m)
+			}
+		}
+		s.index.Replace(ix)
 		rev = fresh
-		s.machinesApplied.set(rev)
+		s.watchedUpToLocked(rev)
+		s.ahead.mu.Unlock()
 	}
 }

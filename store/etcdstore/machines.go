@@ -146,9 +146,11 @@ func (s *Store) updateMachine(ctx context.Context, id string, macs []string, fn 
 		if !resp.Succeeded {
 			continue
 		}
-		if err := s.machinesApplied.wait(ctx, resp.Header.Revision); err != nil {
-			return fmt.Errorf("machine %q written at revision %d, not yet indexed: %w", id, resp.Header.Revision, err)
+		m, err := indexEntry(body)
+		if err != nil {
+			return fmt.Errorf("decode machine %q as written: %w", id, err)
 		}
+		s.applyCommitted(resp.Header.Revision, map[string]*matchbox.Machine{id: m})
 		return nil
 	}
 	return fmt.Errorf("machine %q: write lost to concurrent writes %d times: %w", id, maxAttempts, store.ErrVersionConflict)
@@ -339,9 +341,7 @@ func (s *Store) DeleteMachine(ctx context.Context, id string, ifVersion int64) e
 		if !resp.Succeeded {
 			continue
 		}
-		if err := s.machinesApplied.wait(ctx, resp.Header.Revision); err != nil {
-			return fmt.Errorf("machine %q deleted at revision %d, not yet unindexed: %w", id, resp.Header.Revision, err)
-		}
+		s.applyCommitted(resp.Header.Revision, map[string]*matchbox.Machine{id: nil})
 		return nil
 	}
 	return fmt.Errorf("delete machine %q: lost to concurrent writes %d times: %w", id, maxAttempts, store.ErrVersionConflict)
