@@ -390,17 +390,14 @@ func (s *Store) createMachines(ctx context.Context, ds []discovery, out map[disc
 			continue
 		}
 		id := store.MachineIDFromMAC(mac)
-		body, err := json.Marshal(machineRecord{Version: 1, Machine: matchbox.Machine{
+		rec := machineRecord{Version: 1, Machine: matchbox.Machine{
 			ID: id, UUID: uuids[mac], MACs: []string{mac}, State: matchbox.StateDiscovered, CreatedAt: now, UpdatedAt: now,
-		}})
+		}}
+		body, err := json.Marshal(rec)
 		if err != nil {
 			return nil, fmt.Errorf("encode machine %q: %w", id, err)
 		}
-		m, err := indexEntry(body)
-		if err != nil {
-			return nil, fmt.Errorf("decode machine %q as written: %w", id, err)
-		}
-		recs[id] = m
+		recs[id] = rec.indexEntry()
 		fresh[mac] = true
 		cmps = append(cmps,
 			clientv3.Compare(clientv3.CreateRevision(s.macKey(mac)), "=", 0),
@@ -589,11 +586,7 @@ func (s *Store) recordServedTogether(ctx context.Context, ids []string, served m
 		if err != nil {
 			return false, fmt.Errorf("encode machine %q: %w", id, err)
 		}
-		m, err := indexEntry(body)
-		if err != nil {
-			return false, fmt.Errorf("decode machine %q as written: %w", id, err)
-		}
-		recs[id] = m
+		recs[id] = r.indexEntry()
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.machineKey(id)), "=", kvs[0].ModRevision))
 		ops = append(ops, clientv3.OpPut(s.machineKey(id), string(body)))
 	}

@@ -147,9 +147,15 @@ func indexEntry(value []byte) (*matchbox.Machine, error) {
 	if err := json.Unmarshal(value, &r); err != nil {
 		return nil, err
 	}
-	m := r.Machine
+	return r.indexEntry(), nil
+}
+
+// indexEntry is the machine index's entry of a record, sharing nothing
+// with it but the inventory (which is replaced, never changed).
+func (r *machineRecord) indexEntry() *matchbox.Machine {
+	m := r.clone().Machine
 	m.Inventory = r.Inventory
-	return &m, nil
+	return &m
 }
 
 // loadMachines reads every machine and returns them with the revision of

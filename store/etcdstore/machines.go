@@ -146,11 +146,7 @@ func (s *Store) updateMachine(ctx context.Context, id string, macs []string, fn 
 		if !resp.Succeeded {
 			continue
 		}
-		m, err := indexEntry(body)
-		if err != nil {
-			return fmt.Errorf("decode machine %q as written: %w", id, err)
-		}
-		s.applyCommitted(resp.Header.Revision, map[string]*matchbox.Machine{id: m})
+		s.applyCommitted(resp.Header.Revision, map[string]*matchbox.Machine{id: next.indexEntry()})
 		return nil
 	}
 	return fmt.Errorf("machine %q: write lost to concurrent writes %d times: %w", id, maxAttempts, store.ErrVersionConflict)
