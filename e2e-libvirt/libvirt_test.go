@@ -48,8 +48,17 @@ func startLibvirt(t testing.TB, l *lab) (*libvirtDriver, error) {
 	base := filepath.Join(l.Dir, "libvirt")
 	// The QEMU capability cache survives runs: libvirtd probes QEMU once.
 	capsCache := filepath.Join(cacheDir(t), "libvirt-cache")
+	// virsh dials libvirtd's socket from outside the mount namespace, by
+	// its path in the run folder. A unix socket path is limited to 108
+	// bytes, which a lab folder under a long checkout path exceeds: the
+	// run folder is a short temporary one.
+	runDir, err := os.MkdirTemp("", "mbe2e-lv-")
+	if err != nil {
+		return nil, fmt.Errorf("libvirt run folder: %w", err)
+	}
+	addCleanup(t, func() { os.RemoveAll(runDir) })
 	binds := [][2]string{
-		{filepath.Join(base, "run"), "/run/libvirt"},
+		{runDir, "/run/libvirt"},
 		{filepath.Join(base, "lib"), "/var/lib/libvirt"},
 		{filepath.Join(base, "log"), "/var/log/libvirt"},
 		{filepath.Join(base, "etc-qemu"), "/etc/libvirt/qemu"},
@@ -76,7 +85,7 @@ func startLibvirt(t testing.TB, l *lab) (*libvirtDriver, error) {
 	start := time.Now()
 	p := startProcess(t, "libvirtd", cmd, logPath, 10*time.Second)
 	l.keep("libvirtd.log")
-	d := &libvirtDriver{lab: l, uri: "qemu:///system?socket=" + filepath.Join(base, "run", "libvirt-sock")}
+	d := &libvirtDriver{lab: l, uri: "qemu:///system?socket=" + filepath.Join(runDir, "libvirt-sock")}
 	for {
 		if p.Exited() {
 			return nil, fmt.Errorf("libvirtd exited at start (%v): %s", p.err, tail(logPath, 10))
