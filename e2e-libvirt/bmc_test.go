@@ -262,6 +262,28 @@ func (b *vmBMC) Ipmitool(ctx context.Context, args ...string) (string, error) {
 	return out, nil
 }
 
+// ipmitoolSettled runs an ipmitool command that is safe to repeat (boot
+// device, power on) up to three times. ipmi_sim now and then refuses such
+// a command right after it starts and takes it a moment later (seen:
+// "Error setting Chassis Boot Parameter 5" on chassis bootdev pxe); each
+// refusal is logged, and the third one is returned.
+func ipmitoolSettled(ctx context.Context, t testing.TB, b *vmBMC, args ...string) error {
+	t.Helper()
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if _, err = b.Ipmitool(ctx, args...); err == nil {
+			return nil
+		}
+		t.Logf("BMC refused (attempt %d of 3): %v", attempt, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
+	return err
+}
+
 // command runs name where the BMC lives.
 func (b *vmBMC) command(name string, args ...string) *exec.Cmd {
 	if b.ns != nil {

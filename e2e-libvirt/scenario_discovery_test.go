@@ -232,7 +232,7 @@ func (d *discoveryRun) discover(ctx context.Context) {
 	d.bootOffset = offset
 	start := time.Now()
 	for _, args := range [][]string{{"chassis", "bootdev", "pxe"}, {"chassis", "power", "on"}} {
-		if _, err := d.b.Ipmitool(ctx, args...); err != nil {
+		if err := ipmitoolSettled(ctx, t, d.b, args...); err != nil {
 			d.fatalf("BMC: %v", err)
 		}
 	}
