@@ -154,8 +154,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("dhcp: Serve before Listen")
 	}
 	errc := make(chan error, len(s.conns))
+	// The read loops count in wg too: a loop starts workers (wg.Add) only
+	// while it counts itself, so wg never reaches zero under Wait while
+	// a loop may still add to it.
+	s.wg.Add(len(s.conns))
 	for i, c := range s.conns {
-		go func() { errc <- s.readLoop(ctx, c, s.ports[i]) }()
+		go func() {
+			defer s.wg.Done()
+			errc <- s.readLoop(ctx, c, s.ports[i])
+		}()
 	}
 	var err error
 	select {
