@@ -41,11 +41,57 @@ var _ clientv3.KV = (*guardedKV)(nil)
 // nothing. A write sent again may have been applied already: see
 // requestMarkers for how a transaction tells.
 func (g *guardedKV) do(ctx context.Context, fn func(context.Context) error) error {
+	return g.send(ctx, 0, fn)
+}
+
+// doWrite runs one write of size bytes (keys and values) as do does, and
+// a write of at most resendUnansweredBytes is sent again, as well, when an
+// attempt has had no answer within a third of the timeout. A leader that
+// steps down (the member stopping) may drop a proposal another member
+// forwarded to it; that member then never answers the request, which
+// would otherwise take the whole timeout and mark the store degraded while
+// etcd has a quorum. Sending a write again is safe as do says. A larger
+// write (a data directory's import, a bulk apply) may take longer than a
+// third of the timeout on a live cluster: it has the whole timeout.
+func (g *guardedKV) doWrite(ctx context.Context, size int, fn func(context.Context) error) error {
+	attempt := g.timeout / 3
+	if size > resendUnansweredBytes {
+		attempt = 0
+	}
+	return g.send(ctx, attempt, fn)
+}
+
+// resendUnansweredBytes is the largest write doWrite sends again when an
+// attempt is not answered: the writes DHCP and boots wait for (a lease
+// batch, served records, events) are a few kilobytes.
+const resendUnansweredBytes = 64 << 10
+
+// opsBytes returns the size of ops' keys and values.
+func opsBytes(ops []clientv3.Op) int {
+	n := 0
+	for _, op := range ops {
+		n += len(op.KeyBytes()) + len(op.ValueBytes())
+	}
+	return n
+}
+
+// send runs fn within the timeout, again while it fails transiently or,
+// with attempt set, while one attempt has had no answer within attempt.
+func (g *guardedKV) send(ctx context.Context, attempt time.Duration, fn func(context.Context) error) error {
 	bctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	for {
-		err := fn(bctx)
-		if err == nil || !transient(err) {
+		actx, acancel := bctx, context.CancelFunc(func() {})
+		if attempt > 0 {
+			actx, acancel = context.WithTimeout(bctx, attempt)
+		}
+		err := fn(actx)
+		// The attempt's deadline travels with the request: etcd may
+		// answer "request timed out" for it just before it passes here.
+		unanswered := attempt > 0 && err != nil && bctx.Err() == nil &&
+			(actx.Err() != nil || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrGRPCTimeout))
+		acancel()
+		if err == nil || (!unanswered && !transient(err)) {
 			return classify(ctx, err)
 		}
 		select {
@@ -94,7 +140,7 @@ func (g *guardedKV) Put(ctx context.Context, key, val string, opts ...clientv3.O
 	if err := g.degraded(ctx); err != nil {
 		return nil, err
 	}
-	err = g.do(ctx, func(ctx context.Context) (err error) {
+	err = g.doWrite(ctx, len(key)+len(val), func(ctx context.Context) (err error) {
 		resp, err = g.kv.Put(ctx, key, val, opts...)
 		return err
 	})
@@ -105,7 +151,7 @@ func (g *guardedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpO
 	if err := g.degraded(ctx); err != nil {
 		return nil, err
 	}
-	err = g.do(ctx, func(ctx context.Context) (err error) {
+	err = g.doWrite(ctx, len(key), func(ctx context.Context) (err error) {
 		resp, err = g.kv.Delete(ctx, key, opts...)
 		return err
 	})
@@ -124,7 +170,13 @@ func (g *guardedKV) Do(ctx context.Context, op clientv3.Op) (resp clientv3.OpRes
 	if err := g.degraded(ctx); err != nil {
 		return resp, err
 	}
-	err = g.do(ctx, func(ctx context.Context) (err error) {
+	send := g.do
+	if !op.IsGet() {
+		send = func(ctx context.Context, fn func(context.Context) error) error {
+			return g.doWrite(ctx, opsBytes([]clientv3.Op{op}), fn)
+		}
+	}
+	err = send(ctx, func(ctx context.Context) (err error) {
 		resp, err = g.kv.Do(ctx, op)
 		return err
 	})
@@ -194,7 +246,14 @@ func (t *guardedTxn) Commit() (*clientv3.TxnResponse, error) {
 // commit sends the transaction with then, again while it fails
 // transiently, and says how many times it was sent.
 func (t *guardedTxn) commit(then []clientv3.Op) (resp *clientv3.TxnResponse, sent int, err error) {
-	err = t.g.do(t.ctx, func(ctx context.Context) (err error) {
+	send := t.g.do
+	if writes(then) || writes(t.elseOp) {
+		size := opsBytes(then) + opsBytes(t.elseOp)
+		send = func(ctx context.Context, fn func(context.Context) error) error {
+			return t.g.doWrite(ctx, size, fn)
+		}
+	}
+	err = send(t.ctx, func(ctx context.Context) (err error) {
 		sent++
 		resp, err = t.ops(ctx).If(t.cmps...).Then(then...).Else(t.elseOp...).Commit()
 		return err

@@ -207,18 +207,7 @@ func (s *Store) CommitLeases(ctx context.Context, writes []dhcp.LeaseWrite) erro
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		// The first attempt goes on what this instance saw last; the
 		// next ones read from etcd.
-		recalled := attempt == 0
-		done, err := s.commitLeases(ctx, writes, recalled)
-		if err != nil && recalled && ctx.Err() == nil && !errors.Is(err, dhcp.ErrAddressTaken) {
-			// The commit went first, without a read: a member that
-			// stopped under it fails a transaction the etcd client does
-			// not send again, where it moves a read to another member.
-			// Sending the batch again is safe (its conditions fail if
-			// the first one applied, and the batch then reads its own
-			// writes): the next attempt reads first.
-			s.log.Debug("lease commit failed; reading and committing again", "err", err)
-			continue
-		}
+		done, err := s.commitLeases(ctx, writes, attempt == 0)
 		if err != nil || done {
 			return err
 		}
