@@ -82,9 +82,9 @@ func bootVM(ctx context.Context, t testing.TB, m machine, hostname string, power
 		t.Fatalf("VM %s did not power off: %v", spec.Name, err)
 	}
 	res.Total = time.Since(start)
-	t.Logf("VM %s (%s, %s%s): config fetched %.1fs after power-on, powered off after %.1fs",
+	t.Logf("VM %s (%s, %s%s): power-on asked at %s, config fetched %.1fs after it, powered off after %.1fs",
 		spec.Name, spec.Firmware, spec.NIC, map[bool]string{true: ", firmware PXE", false: ""}[spec.NativePXE],
-		res.Config.Seconds(), res.Total.Seconds())
+		start.UTC().Format("15:04:05.000"), res.Config.Seconds(), res.Total.Seconds())
 	return res
 }
 

@@ -27,6 +27,7 @@
 //	E2E_OUT_DIR    where serial and server logs of failed runs are kept
 //	               (default e2e-libvirt/out)
 //	E2E_KEEP       keep the logs of passing runs too (any non-empty value)
+//	E2E_PCAP       record each lab bridge's traffic in lab.pcap (tcpdump; any non-empty value)
 //	E2E_MATCHBOX   a prebuilt matchbox binary to test instead of building cmd/matchbox
 //
 // The test OS is built by os-assets/build-testos; its first-boot helper is

@@ -3,6 +3,7 @@ package e2elibvirt
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +73,9 @@ func newLabWith(t testing.TB, opts labOptions) *lab {
 	}
 	l := &lab{NS: newNetNS(t, seg), Dir: dir, Seg: seg, t: t}
 	l.Driver = newDriver(t, l)
+	if os.Getenv("E2E_PCAP") != "" {
+		l.capture(t)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			var names []string
@@ -124,4 +128,23 @@ func (l *lab) startDnsmasq(t testing.TB, name string, opts dnsmasqOptions) *proc
 		t.Fatalf("dnsmasq %s exited at start: %v: %s", name, p.err, b)
 	}
 	return p
+}
+
+// capture records the bridge's traffic in lab.pcap (E2E_PCAP=1; off by
+// default): DHCP, TFTP and HTTP of every boot with their timestamps, the
+// first 600 bytes of each packet. It needs tcpdump.
+func (l *lab) capture(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatalf("E2E_PCAP is set but tcpdump is missing: %v", err)
+	}
+	name := "lab.pcap"
+	p := startProcess(t, "tcpdump", l.NS.Command("tcpdump", "-i", l.Seg.Bridge, "-U", "-s", "600", "-w", filepath.Join(l.Dir, name)),
+		filepath.Join(l.Dir, "tcpdump.log"), 2*time.Second)
+	l.keep(name)
+	time.Sleep(300 * time.Millisecond)
+	if p.Exited() {
+		b, _ := os.ReadFile(filepath.Join(l.Dir, "tcpdump.log"))
+		t.Fatalf("tcpdump exited at start: %v: %s", p.err, b)
+	}
 }
