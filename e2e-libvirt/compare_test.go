@@ -48,10 +48,11 @@ type comparison struct {
 	mach   map[string]machine
 	driver string
 	times  map[string]map[string][]time.Duration // side, VM
+	load   map[string][]float64                  // side: 1-minute load averages around its boots
 }
 
 func newComparison(t *testing.T, l *lab, specs []vmSpec) *comparison {
-	c := &comparison{l: l, bmcs: map[string]*vmBMC{}, mach: map[string]machine{}, driver: l.Driver.Name(), times: map[string]map[string][]time.Duration{}}
+	c := &comparison{l: l, bmcs: map[string]*vmBMC{}, mach: map[string]machine{}, driver: l.Driver.Name(), times: map[string]map[string][]time.Duration{}, load: map[string][]float64{}}
 	for _, spec := range specs {
 		m := l.Driver.Define(t, spec)
 		c.mach[spec.Name] = m
@@ -66,6 +67,7 @@ func (c *comparison) run(t *testing.T, rounds int, sides []side) {
 		for i := range sides {
 			s := sides[(r+i)%len(sides)]
 			stop := s.start(t)
+			c.addLoad(t, s.name)
 			t.Run(fmt.Sprintf("round%d/%s", r+1, s.name), func(t *testing.T) {
 				for _, spec := range s.specs {
 					t.Run(spec.Name, func(t *testing.T) {
@@ -78,6 +80,7 @@ func (c *comparison) run(t *testing.T, rounds int, sides []side) {
 					})
 				}
 			})
+			c.addLoad(t, s.name)
 			stop()
 			if t.Failed() {
 				t.FailNow()
@@ -95,11 +98,54 @@ func (c *comparison) add(side, vm string, d time.Duration) {
 	c.times[side][vm] = append(c.times[side][vm], d)
 }
 
-// report records, per VM, a's and b's samples (median and range) and the
-// ratio of the medians a/b with the range of the per-round ratios.
+// addLoad records the machine's 1-minute load average for side: the VMs
+// run under TCG on shared cores, so a side that boots while the load is
+// higher is slower whatever it serves.
+func (c *comparison) addLoad(t testing.TB, side string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		t.Logf("load average: %v", err)
+		return
+	}
+	l, err := parseLoadAvg(string(b))
+	if err != nil {
+		t.Logf("load average: %v", err)
+		return
+	}
+	summary.Lock()
+	defer summary.Unlock()
+	c.load[side] = append(c.load[side], l)
+}
+
+// parseLoadAvg returns the 1-minute load average of a /proc/loadavg line.
+func parseLoadAvg(s string) (float64, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("/proc/loadavg: empty")
+	}
+	l, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/loadavg: 1-minute load %q: %w", f[0], err)
+	}
+	return l, nil
+}
+
+// loadRange prints load averages as "min-max" ("?" when none).
+func loadRange(ls []float64) string {
+	if len(ls) == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f-%.1f", slices.Min(ls), slices.Max(ls))
+}
+
+// report records, per VM, a's and b's samples (median and range), the
+// ratio of the medians a/b, every round's ratio in order, and the range of
+// the load average while each side ran.
 func (c *comparison) report(t testing.TB, title, a, b string) {
 	summary.Lock()
 	ta, tb := c.times[a], c.times[b]
+	la, lb := loadRange(c.load[a]), loadRange(c.load[b])
 	summary.Unlock()
 	for _, vm := range slices.Sorted(maps.Keys(ta)) {
 		sa, sb := ta[vm], tb[vm]
@@ -110,9 +156,13 @@ func (c *comparison) report(t testing.TB, title, a, b string) {
 		for i := range min(len(sa), len(sb)) {
 			ratios = append(ratios, sa[i].Seconds()/sb[i].Seconds())
 		}
-		line := fmt.Sprintf("%s %-16s driver %s, %d+%d samples: %s %s / %s %s = %.2f (rounds %.2f-%.2f)",
+		rounds := make([]string, len(ratios))
+		for i, r := range ratios {
+			rounds[i] = fmt.Sprintf("%.2f", r)
+		}
+		line := fmt.Sprintf("%s %-16s driver %s, %d+%d samples: %s %s / %s %s = %.2f (rounds %s; load %s during %s, %s during %s)",
 			title, vm, c.driver, len(sa), len(sb), a, spread(sa), b, spread(sb),
-			median(sa).Seconds()/median(sb).Seconds(), slices.Min(ratios), slices.Max(ratios))
+			median(sa).Seconds()/median(sb).Seconds(), strings.Join(rounds, " "), la, a, lb, b)
 		t.Log(line)
 		record("%s", line)
 	}
