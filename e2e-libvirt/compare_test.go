@@ -30,6 +30,10 @@ func compareSamples(t testing.TB) int {
 	return n
 }
 
+// compareSettle is how long a comparison waits after starting a side's
+// servers before powering the VMs on.
+const compareSettle = 2 * time.Second
+
 // side is one way of serving the VMs in a comparison: start brings its
 // servers up, stop takes them down and forgets their leases, so that every
 // sample starts cold.
@@ -67,6 +71,11 @@ func (c *comparison) run(t *testing.T, rounds int, sides []side) {
 		for i := range sides {
 			s := sides[(r+i)%len(sides)]
 			stop := s.start(t)
+			// Every side's servers get the same time to settle before the
+			// power-on: the stand-in's start already sleeps after starting
+			// dnsmasq and httpd, matchbox's returned as soon as it
+			// answered, its start-up work overlapping the firmware.
+			time.Sleep(compareSettle)
 			c.addLoad(t, s.name)
 			t.Run(fmt.Sprintf("round%d/%s", r+1, s.name), func(t *testing.T) {
 				for _, spec := range s.specs {

@@ -148,7 +148,10 @@ for m in sorted(events):
             for t, s in b:
                 if pred(s) and key not in st: st[key] = t - t0
         side = 'matchbox' if any('GET /ignition?' in s for t, s in b) else ('stand-in' if any('GET /ignition/' in s for t, s in b) else '?')
-        secs = [s for t, s in b if s.startswith('DHCP DISCOVER')][0].split('secs=')[1].split()[0]
+        discovers = [s for t, s in b if s.startswith('DHCP DISCOVER')]
+        if not discovers:  # a VM's last packets after its done request
+            continue
+        secs = discovers[0].split('secs=')[1].split()[0]
         first('tftp', lambda s: s.startswith('TFTP RRQ'))
         first('bootipxe', lambda s: 'GET /boot.ipxe' in s)
         first('kernel', lambda s: 'GET /assets/testos/vmlinuz' in s)
