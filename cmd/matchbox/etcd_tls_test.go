@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -222,4 +223,24 @@ func freeTCPPort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestWhyUnanswered: a timed-out etcd connection is explained per
+// endpoint (here: nothing listens on it); any other error, or a reachable
+// endpoint, adds nothing.
+func TestWhyUnanswered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := "127.0.0.1:" + freeTCPPort(t)
+	cfg := location.EtcdConfig{Endpoints: []string{"http://" + ln.Addr().String(), "http://" + closed}}
+	got := whyUnanswered(fmt.Errorf("connect to etcd: %w", context.DeadlineExceeded), cfg)
+	if !strings.Contains(got, "http://"+closed+": ") || !strings.Contains(got, "connection refused") || strings.Contains(got, ln.Addr().String()) {
+		t.Errorf("whyUnanswered = %q, want the closed endpoint's connection refused only", got)
+	}
+	if got := whyUnanswered(errors.New("permission denied"), cfg); got != "" {
+		t.Errorf("whyUnanswered of an answer = %q, want nothing", got)
+	}
 }
