@@ -2,16 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -23,44 +16,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"matchbox/internal/needs"
+	"matchbox/internal/servetest"
 	"matchbox/store"
 	"matchbox/store/location"
 	"matchbox/store/storetest"
 )
-
-// pemPair is a certificate and its key written as PEM files.
-type pemPair struct{ cert, key string }
-
-// issue writes a certificate signed by ca (self-signed when ca is nil)
-// and its key into dir, named name.
-func issue(t *testing.T, dir, name string, tmpl *x509.Certificate, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (pemPair, *x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	signer, signerKey := ca, caKey
-	if ca == nil {
-		signer, signerKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pemPair{cert: filepath.Join(dir, name+".pem"), key: filepath.Join(dir, name+"-key.pem")}
-	mustWriteFile(t, p.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	mustWriteFile(t, p.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	return p, cert, key
-}
 
 func mustWriteFile(t *testing.T, path string, b []byte) {
 	t.Helper()
@@ -83,13 +43,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		needs.Skip(t, "etcd binary not installed (Debian: apt-get install etcd-server): cannot run a real etcd member")
 	}
 	dir := t.TempDir()
-	caPair, ca, caKey := issue(t, dir, "ca", &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "etcd test CA"},
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil, nil)
-	server, _, _ := issue(t, dir, "server", &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "etcd"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, ca, caKey)
-	client, _, _ := issue(t, dir, "client", &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "matchbox"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, caKey)
+	pki := servetest.NewPKI(t, "etcd")
 
 	clientURL := "https://127.0.0.1:" + freeTCPPort(t)
 	peerURL := "http://127.0.0.1:" + freeTCPPort(t)
@@ -97,7 +51,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
 		"--initial-cluster", "m0="+peerURL, "--initial-cluster-state", "new",
-		"--cert-file", server.cert, "--key-file", server.key, "--trusted-ca-file", caPair.cert,
+		"--cert-file", pki.ServerCert, "--key-file", pki.ServerKey, "--trusted-ca-file", pki.CAFile,
 		"--client-cert-auth", "--log-level", "error")
 	logPath := filepath.Join(dir, "etcd.log")
 	logf, err := os.Create(logPath)
@@ -114,9 +68,9 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	host := strings.TrimPrefix(clientURL, "https://")
 	files := 0
 	flags := func(prefix, user, password string, ca bool) location.Flags {
-		f := location.Flags{Store: "etcd://" + host + "/" + prefix, CertFile: client.cert, KeyFile: client.key}
+		f := location.Flags{Store: "etcd://" + host + "/" + prefix, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}
 		if ca {
-			f.CAFile = caPair.cert
+			f.CAFile = pki.CAFile
 		}
 		if user != "" {
 			files++
