@@ -44,24 +44,24 @@ func (g *guardedKV) do(ctx context.Context, fn func(context.Context) error) erro
 	return g.send(ctx, 0, fn)
 }
 
-// doWrite runs one write of size bytes (keys and values) as do does, and
-// a write of at most resendUnansweredBytes is sent again, as well, when an
-// attempt has had no answer within a third of the timeout. A leader that
-// steps down (the member stopping) may drop a proposal another member
-// forwarded to it; that member then never answers the request, which
-// would otherwise take the whole timeout and mark the store degraded while
-// etcd has a quorum. Sending a write again is safe as do says. A larger
-// write (a data directory's import, a bulk apply) may take longer than a
-// third of the timeout on a live cluster: it has the whole timeout.
-func (g *guardedKV) doWrite(ctx context.Context, size int, fn func(context.Context) error) error {
-	attempt := g.timeout / 3
+// writeAttempt returns how long one attempt of a write of size bytes
+// (keys and values) may go unanswered before send sends it again: a third
+// of the timeout for a write of at most resendUnansweredBytes, else 0
+// (never). A leader that steps down (the member stopping) may drop a
+// proposal another member forwarded to it; that member then never answers
+// the request, which would otherwise take the whole timeout and mark the
+// store degraded while etcd has a quorum. Sending a write again is safe as
+// do says. A larger write (a data directory's import, a bulk apply) may
+// take longer than a third of the timeout on a live cluster: it has the
+// whole timeout.
+func (g *guardedKV) writeAttempt(size int) time.Duration {
 	if size > resendUnansweredBytes {
-		attempt = 0
+		return 0
 	}
-	return g.send(ctx, attempt, fn)
+	return g.timeout / 3
 }
 
-// resendUnansweredBytes is the largest write doWrite sends again when an
+// resendUnansweredBytes is the largest write send sends again when an
 // attempt is not answered: the writes DHCP and boots wait for (a lease
 // batch, served records, events) are a few kilobytes.
 const resendUnansweredBytes = 64 << 10
@@ -140,7 +140,7 @@ func (g *guardedKV) Put(ctx context.Context, key, val string, opts ...clientv3.O
 	if err := g.degraded(ctx); err != nil {
 		return nil, err
 	}
-	err = g.doWrite(ctx, len(key)+len(val), func(ctx context.Context) (err error) {
+	err = g.send(ctx, g.writeAttempt(len(key)+len(val)), func(ctx context.Context) (err error) {
 		resp, err = g.kv.Put(ctx, key, val, opts...)
 		return err
 	})
@@ -151,7 +151,7 @@ func (g *guardedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpO
 	if err := g.degraded(ctx); err != nil {
 		return nil, err
 	}
-	err = g.doWrite(ctx, len(key), func(ctx context.Context) (err error) {
+	err = g.send(ctx, g.writeAttempt(len(key)), func(ctx context.Context) (err error) {
 		resp, err = g.kv.Delete(ctx, key, opts...)
 		return err
 	})
@@ -170,13 +170,11 @@ func (g *guardedKV) Do(ctx context.Context, op clientv3.Op) (resp clientv3.OpRes
 	if err := g.degraded(ctx); err != nil {
 		return resp, err
 	}
-	send := g.do
+	var attempt time.Duration // a read waits for its answer
 	if !op.IsGet() {
-		send = func(ctx context.Context, fn func(context.Context) error) error {
-			return g.doWrite(ctx, opsBytes([]clientv3.Op{op}), fn)
-		}
+		attempt = g.writeAttempt(opsBytes([]clientv3.Op{op}))
 	}
-	err = send(ctx, func(ctx context.Context) (err error) {
+	err = g.send(ctx, attempt, func(ctx context.Context) (err error) {
 		resp, err = g.kv.Do(ctx, op)
 		return err
 	})
@@ -246,14 +244,11 @@ func (t *guardedTxn) Commit() (*clientv3.TxnResponse, error) {
 // commit sends the transaction with then, again while it fails
 // transiently, and says how many times it was sent.
 func (t *guardedTxn) commit(then []clientv3.Op) (resp *clientv3.TxnResponse, sent int, err error) {
-	send := t.g.do
+	var attempt time.Duration // a transaction that only reads waits for its answer
 	if writes(then) || writes(t.elseOp) {
-		size := opsBytes(then) + opsBytes(t.elseOp)
-		send = func(ctx context.Context, fn func(context.Context) error) error {
-			return t.g.doWrite(ctx, size, fn)
-		}
+		attempt = t.g.writeAttempt(opsBytes(then) + opsBytes(t.elseOp))
 	}
-	err = send(t.ctx, func(ctx context.Context) (err error) {
+	err = t.g.send(t.ctx, attempt, func(ctx context.Context) (err error) {
 		sent++
 		resp, err = t.ops(ctx).If(t.cmps...).Then(then...).Else(t.elseOp...).Commit()
 		return err
