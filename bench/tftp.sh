@@ -10,7 +10,7 @@
 # transfers/s and MiB/s for both and the ratio matchbox/tftpd-hpa.
 #
 # Usage: bench/tftp.sh [-c CONCURRENCY] [-r ROUNDS] [-s SIZE_KIB] [-b BLKSIZE]
-#                      [-C curl|tftp] [-m MIN_RATIO] [-k]
+#                      [-C curl|tftp] [-m MIN_RATIO] [-P DIR] [-k]
 #   -c  concurrent downloads per round (default 50)
 #   -r  rounds per server (default 5)
 #   -s  file size in KiB (default 1024)
@@ -18,6 +18,10 @@
 #       tftp-hpa client sends no options, so it always uses 512
 #   -C  client: curl (tftp://, default) or tftp (tftp-hpa)
 #   -m  exit 1 when the ratio is below MIN_RATIO (default: report only)
+#   -P  profile matchbox: a CPU profile of each of its rounds (pprof, from
+#       --debug-addr, PROFILE_SECONDS long, default 10) is written to
+#       DIR/cpu.roundN.pprof, with the binary as DIR/matchbox; read them
+#       with `go tool pprof -top DIR/matchbox DIR/cpu.round1.pprof`
 #   -k  keep the work directory (logs, files) for inspection
 #
 # Environment:
@@ -37,7 +41,8 @@ BLKSIZE=1468
 CLIENT=curl
 MIN_RATIO=
 KEEP=0
-while getopts "c:r:s:b:C:m:kh" opt; do
+PROF_DIR=
+while getopts "c:r:s:b:C:m:P:kh" opt; do
 	case $opt in
 	c) CONCURRENCY=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
@@ -45,6 +50,7 @@ while getopts "c:r:s:b:C:m:kh" opt; do
 	b) BLKSIZE=$OPTARG ;;
 	C) CLIENT=$OPTARG ;;
 	m) MIN_RATIO=$OPTARG ;;
+	P) PROF_DIR=$OPTARG ;;
 	k) KEEP=1 ;;
 	h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) exit 2 ;;
@@ -158,7 +164,14 @@ else
 	log "building ./cmd/matchbox"
 	(cd "$REPO" && go build -o "$BIN" ./cmd/matchbox) || die "go build ./cmd/matchbox failed (set MATCHBOX_BIN to use another binary)"
 fi
-in_cgroup "$MB_CG" "$BIN" serve --data-dir "$WORK/data" --http-addr 127.0.0.1:0 \
+DEBUG_FLAGS=()
+if [ -n "$PROF_DIR" ]; then
+	mkdir -p "$PROF_DIR"
+	cp "$BIN" "$PROF_DIR/matchbox"
+	DEBUG_PORT=$(free_port)
+	DEBUG_FLAGS=(--debug-addr "127.0.0.1:$DEBUG_PORT")
+fi
+in_cgroup "$MB_CG" "$BIN" serve --data-dir "$WORK/data" --http-addr 127.0.0.1:0 "${DEBUG_FLAGS[@]}" \
 	--tftp-addr "127.0.0.1:$MATCHBOX_PORT" --tftp-root "$ROOT" >"$WORK/matchbox.log" 2>&1 &
 PIDS+=($!)
 
@@ -193,6 +206,26 @@ wait_ready matchbox "$MATCHBOX_PORT" "$FILE" "$WORK/matchbox.log"
 wait_ready tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$WORK/tftpd-hpa.log"
 
 now() { date +%s.%N; }
+
+PROFILE_SECONDS=${PROFILE_SECONDS:-10}
+PROF_PID=
+wait_profile() { # wait for the running CPU profile, if any
+	if [ -n "$PROF_PID" ]; then
+		wait "$PROF_PID" || log "CPU profile failed (curl exit $?)"
+		PROF_PID=
+	fi
+}
+# start_profile N: with -P, a CPU profile of matchbox from now on, for
+# PROFILE_SECONDS, written to $PROF_DIR/cpu.roundN.pprof. pprof allows one
+# profile at a time: the previous one is waited for first.
+start_profile() {
+	[ -n "$PROF_DIR" ] || return 0
+	wait_profile
+	curl -sS --max-time $((PROFILE_SECONDS + 30)) -o "$PROF_DIR/cpu.round$1.pprof" \
+		"http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=$PROFILE_SECONDS" </dev/null >/dev/null &
+	PROF_PID=$!
+	sleep 0.2 # the profiler is on before the downloads start
+}
 
 # round NAME PORT FILE CGROUP: CONCURRENCY downloads at once; prints the
 # seconds and the server's CPU nanoseconds.
@@ -234,10 +267,12 @@ RESULTS=$WORK/results
 : >"$RESULTS"
 for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then
+		start_profile "$r"
 		m=$(round matchbox "$MATCHBOX_PORT" "$FILE" "$MB_CG")
 		h=$(round tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
 	else
 		h=$(round tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
+		start_profile "$r"
 		m=$(round matchbox "$MATCHBOX_PORT" "$FILE" "$MB_CG")
 	fi
 	echo "$r $m $h" >>"$RESULTS"
@@ -245,6 +280,9 @@ for r in $(seq 1 "$ROUNDS"); do
 		printf "round %d: matchbox %.3fs (%.1f transfers/s)  tftpd-hpa %.3fs (%.1f transfers/s)  ratio %.2f\n",
 			$1, $2, n / $2, $4, n / $4, $4 / $2 }'
 done
+
+wait_profile
+[ -z "$PROF_DIR" ] || log "CPU profiles of matchbox's rounds: $PROF_DIR/cpu.round*.pprof (binary: $PROF_DIR/matchbox)"
 
 # Totals; the median of the per-round ratios is less sensitive to a round
 # slowed by other load on the machine.
