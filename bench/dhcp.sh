@@ -33,6 +33,16 @@
 # lost and counted as drops of the server). The work directory must
 # be on a real disk: the script refuses tmpfs, where fsync costs nothing.
 #
+# Each server runs in a cgroup of its own (cgroup v1 cpuacct or v2), which
+# counts the CPU of all its threads and any child. Every step prints the
+# server's CPU while perfdhcp ran and its CPU per exchange (server CPU /
+# ACKs), beside the process's own figure from /proc (threads and reaped
+# children) as a check that the cgroup holds it all; the summary gives,
+# per server, the median CPU per exchange over the steps at <= 1 % drops.
+# Unlike the highest rate, this figure depends little on what else the
+# machine runs: a before/after comparison of one server can be measured
+# on a shared machine (-o matchbox at one rate: -a RATE -x RATE).
+#
 # Usage: bench/dhcp.sh [-n ROUNDS] [-a START] [-i STEP] [-x MAX] [-e EXTRA]
 #                      [-p SECONDS] [-R CLIENTS] [-s FULL|NORMAL] [-K mt|st]
 #                      [-m MIN_RATIO] [-P RATE] [-o SERVERS] [-d DIR] [-k]
@@ -110,6 +120,8 @@ ID=$$
 NS_SRV=mbxb-s-$ID
 NS_CLI=mbxb-c-$ID
 SRV_PID=
+bench_cgroup CG_matchbox "dhcpbench.$ID.matchbox"
+bench_cgroup CG_kea "dhcpbench.$ID.kea"
 netns_pair "$NS_SRV" "$NS_CLI" "vb$ID" 10.64.0.1/10 10.64.0.2/10
 on_exit 'if [ -n "$SRV_PID" ]; then kill "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; fi'
 RANGE_START=10.64.1.0
@@ -130,7 +142,7 @@ start_matchbox() {
 	local dir=$1 debug=()
 	mkdir -p "$dir"
 	[ -n "$PROFILE_RATE" ] && debug=(--debug-addr 127.0.0.1:16060)
-	ip netns exec "$NS_SRV" "$MBX" serve --data-dir "$dir" --http-addr 127.0.0.1:18080 \
+	in_cgroup "$CG_matchbox" ip netns exec "$NS_SRV" "$MBX" serve --data-dir "$dir" --http-addr 127.0.0.1:18080 \
 		--log-level warn --db-synchronous "$SYNC" "${debug[@]}" \
 		--dhcp-mode authoritative --dhcp-iface vS --dhcp-range "$RANGE_START-$RANGE_END" \
 		--dhcp-lease-time 1h --boot-url http://10.64.0.1:18080 >"$dir/matchbox.log" 2>&1 &
@@ -153,7 +165,7 @@ start_kea() {
     "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$dir/kea.log" } ], "severity": "WARN" } ]
 } }
 EOF
-	KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$NS_SRV" kea-dhcp4 -c "$dir/kea.json" >"$dir/stdout" 2>&1 &
+	in_cgroup "$CG_kea" env KEA_PIDFILE_DIR="$dir" KEA_LOCKFILE_DIR="$dir" ip netns exec "$NS_SRV" kea-dhcp4 -c "$dir/kea.json" >"$dir/stdout" 2>&1 &
 	SRV_PID=$!
 	wait_udp67 || { cat "$dir/stdout" >&2; die "kea did not start"; }
 }
@@ -221,11 +233,15 @@ udp_rcvbuf_errors() {
 }
 
 # step NAME ROUND RATE: one step of the ramp; prints its line and sets
-# S_RATE (achieved) and S_DROP (%).
+# S_RATE (achieved) and S_DROP (%); appends "ROUND RATE DROP% CPU_NS ACKS"
+# to $WORK/NAME.cpu.
 PROFILED=0
 step() {
 	local name=$1 round=$2 rate=$3 dir=$WORK/$1-r$2-$3 perf extra=""
 	perf=$dir.perf
+	local cg_var=CG_$1 cg cpu_start cpu0 cpu1 proc_cpu
+	cg=${!cg_var}
+	cpu_start=$(cgroup_cpu_ns "$cg")
 	"start_$name" "$dir"
 	local prof_pid=
 	if [ "$name" = matchbox ] && [ -n "$PROFILE_RATE" ] && [ "$rate" = "$PROFILE_RATE" ] && [ "$PROFILED" = 0 ]; then
@@ -237,8 +253,13 @@ step() {
 	local rb_srv rb_cli
 	rb_srv=$(udp_rcvbuf_errors "$NS_SRV")
 	rb_cli=$(udp_rcvbuf_errors "$NS_CLI")
+	cpu0=$(cgroup_cpu_ns "$cg")
 	ip netns exec "$NS_CLI" perfdhcp -4 -l vC -r "$rate" -R "$CLIENTS" -p "$SECONDS_PER" -W 1000000 \
 		>"$perf" 2>&1 || true # perfdhcp exits 3 when packets were dropped
+	cpu1=$(cgroup_cpu_ns "$cg")
+	proc_cpu=$(proc_cpu_ns "$SRV_PID" 2>/dev/null || echo 0)
+	local threads
+	threads=$(ls "/proc/$SRV_PID/task" 2>/dev/null | wc -l) || true
 	[ -n "$prof_pid" ] && wait "$prof_pid"
 	if [ "$name" = matchbox ]; then
 		local ev ov
@@ -258,8 +279,22 @@ step() {
 	[ -n "$S_RATE" ] || { cat "$perf" >&2; die "$name: no rate in perfdhcp's report $perf"; }
 	S_DROP=$(drop_pct "$perf")
 	check_leases "$name" "$dir" "$perf"
-	printf 'round %s %-8s target %6s/s achieved %6s/s drops %6s%%  leases/ACKs %s  ACK delay %s%s\n' \
-		"$round" "$name" "$rate" "$S_RATE" "$S_DROP" "$L_OUT" "$(ack_delay "$perf")" "$extra"
+	local n_acks cpu_line=""
+	n_acks=$(acks "$perf")
+	if [ -n "$cg" ]; then
+		echo "$round $rate $S_DROP $((cpu1 - cpu0)) $n_acks" >>"$WORK/$name.cpu"
+		# Since its start, the cgroup must hold at least what the process
+		# counts for itself (all threads, reaped children).
+		cpu_line=$(awk -v c="$((cpu1 - cpu0))" -v a="$n_acks" -v cg="$((cpu1 - cpu_start))" -v p="$proc_cpu" -v t="$threads" 'BEGIN {
+			printf ", server CPU %.2f s, %.1f us per exchange (since start: cgroup %.2f s, process %.2f s, %d threads)",
+				c / 1e9, (a > 0 ? c / a / 1e3 : 0), cg / 1e9, p / 1e9, t }')
+		if [ "$proc_cpu" -gt $((cpu1 - cpu_start + 50000000)) ]; then
+			log "FAIL: $name: the process used $proc_cpu ns of CPU, more than its cgroup counted ($((cpu1 - cpu_start)) ns)"
+			FAIL=1
+		fi
+	fi
+	printf 'round %s %-8s target %6s/s achieved %6s/s drops %6s%%  leases/ACKs %s  ACK delay %s%s%s\n' \
+		"$round" "$name" "$rate" "$S_RATE" "$S_DROP" "$L_OUT" "$(ack_delay "$perf")" "$extra" "$cpu_line"
 	[ "$KEEP" = 1 ] || rm -rf "$dir" "$perf" "$dir.metrics"
 }
 
@@ -292,6 +327,24 @@ if [ -f "$WORK/matchbox.results" ] && [ -f "$WORK/kea.results" ]; then
 	K_SAT=$(awk '{print $2}' "$WORK/kea.results" | median)
 	RATIO=$(ratio "$M_BEST" "$K_BEST")
 	printf '%-20s %17s %14s\n' "ratio matchbox/kea" "$RATIO" "$(ratio "$M_SAT" "$K_SAT")"
+fi
+CPU_M= CPU_K=
+cpu_median() { # cpu_median NAME: median us per exchange over its steps at <= 1 % drops
+	[ -f "$WORK/$1.cpu" ] || return 0
+	awk '$3 <= 1 && $5 > 0 {printf "%.1f\n", $4 / $5 / 1e3}' "$WORK/$1.cpu" | sort -n |
+		awk '{v[NR] = $1} END {if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+CPU_M=$(cpu_median matchbox)
+CPU_K=$(cpu_median kea)
+if [ -n "$CPU_M$CPU_K" ]; then
+	printf 'server CPU per exchange, median of the steps at <= 1%% drops: matchbox %s us, kea %s us' "${CPU_M:-n/a}" "${CPU_K:-n/a}"
+	[ -n "$CPU_M" ] && [ -n "$CPU_K" ] && printf ' (matchbox/kea %s)' "$(awk -v m="$CPU_M" -v k="$CPU_K" 'BEGIN {printf "%.2f", m / k}')"
+	printf '\n'
+	for s in matchbox kea; do
+		[ -f "$WORK/$s.cpu" ] && printf '%s per step (round rate us):%s\n' "$s" "$(awk '$5 > 0 {printf " %s %s %.1f;", $1, $2, $4 / $5 / 1e3}' "$WORK/$s.cpu")"
+	done
+elif [ -z "$CG_matchbox" ]; then
+	log "(no cgroup for CPU accounting: server CPU not reported)"
 fi
 echo "per round (at <= 1 %, saturation):$(for s in matchbox kea; do [ -f "$WORK/$s.results" ] && printf ' %s %s' "$s" "$(tr '\n' ';' <"$WORK/$s.results")"; done)"
 echo "load average at end: $(loadavg)"

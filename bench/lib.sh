@@ -6,8 +6,10 @@
 # name), loadavg, need (commands and their Debian packages), bench_workdir
 # (a work directory, refusing tmpfs when fsync must cost), build_matchbox
 # (honours MATCHBOX_BIN), netns_pair (two namespaces joined by a veth
-# pair), wait_until (polling), and one EXIT/INT/TERM trap that runs the
-# handlers added with on_exit, last added first.
+# pair), wait_until (polling), bench_cgroup, cgroup_cpu_ns and in_cgroup
+# (a server's CPU, threads and children included, from a cgroup), and one
+# EXIT/INT/TERM trap that runs the handlers added with on_exit, last added
+# first.
 
 # bench_init NAME: the script's name for messages; sets REPO to the
 # repository's root.
@@ -148,4 +150,46 @@ bench_ramp() {
 	done
 	echo "$best $sat" >>"$results"
 	printf 'round %s %s highest rate at <= 1%% drops %s/s, saturation %s/s\n' "$round" "$label" "$best" "$sat"
+}
+
+# bench_cgroup VAR NAME: creates a cgroup NAME for CPU accounting (cgroup
+# v1 cpuacct, else cgroup v2) and sets VAR to its path, or to "" when none
+# can be made here. The cgroup is removed at exit. A process started in it
+# (in_cgroup) brings its threads and children: its CPU, unlike wall time,
+# does not depend much on what else the machine runs.
+bench_cgroup() {
+	local var=$1 name=$2 base=''
+	if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+		base=/sys/fs/cgroup/cpuacct
+	elif [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && [ -w /sys/fs/cgroup ]; then
+		base=/sys/fs/cgroup
+	fi
+	printf -v "$var" '%s' ''
+	[ -n "$base" ] && mkdir "$base/$name" 2>/dev/null || return 0
+	# Its processes may take a moment to exit.
+	on_exit "for _ in \$(seq 1 20); do rmdir '$base/$name' 2>/dev/null && break; sleep 0.1; done"
+	printf -v "$var" '%s' "$base/$name"
+}
+
+# cgroup_cpu_ns CGROUP: the CPU nanoseconds used in CGROUP so far (0 when
+# CGROUP is "").
+cgroup_cpu_ns() {
+	if [ -z "$1" ]; then echo 0
+	elif [ -f "$1/cpuacct.usage" ]; then cat "$1/cpuacct.usage"
+	else awk '$1 == "usage_usec" { print $2 * 1000 }' "$1/cpu.stat"; fi
+}
+
+# in_cgroup CGROUP CMD...: execs CMD inside CGROUP (as is when CGROUP is
+# ""). Run it as a background job: $! is then CMD's own PID.
+in_cgroup() {
+	local d=$1
+	shift
+	exec sh -c 'if [ -n "$1" ]; then echo $$ >"$1/cgroup.procs" || exit 99; fi; shift; exec "$@"' sh "$d" "$@"
+}
+
+# proc_cpu_ns PID: the CPU nanoseconds process PID used so far, all its
+# threads and its waited-for children (utime, stime, cutime, cstime of
+# /proc/PID/stat), to check a cgroup's figure against.
+proc_cpu_ns() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13 + $14 + $15) * 1e9 / hz }' "/proc/$1/stat"
 }
