@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +43,7 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 	s.leaseFirst.yield(ctx)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.rowStmts.prepare(ctx, s.write)
 	type newMachine struct{ id, mac, uuid string }
 	var created []newMachine
 	refresh := map[string]bool{}
@@ -95,12 +95,10 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			}
 			ids[i] = id
 		}
-		if err := insertRows(ctx, tx, "INSERT INTO machines (id, uuid, state, created_at, updated_at) VALUES ", "(?, ?, 'discovered', ?, ?)",
-			" ON CONFLICT (id) DO NOTHING", len(created), func(i int) []any { m := created[i]; return []any{m.id, m.uuid, now, now} }); err != nil {
+		if err := insertRows(ctx, tx, &s.rowStmts, machinesInsert(), len(created), func(i int) []any { m := created[i]; return []any{m.id, m.uuid, now, now} }); err != nil {
 			return fmt.Errorf("create machines for new MACs: %w", err)
 		}
-		if err := insertRows(ctx, tx, "INSERT INTO machine_macs (mac, machine_id) VALUES ", "(?, ?)",
-			" ON CONFLICT (mac) DO NOTHING", len(created), func(i int) []any { return []any{created[i].mac, created[i].id} }); err != nil {
+		if err := insertRows(ctx, tx, &s.rowStmts, machineMACsInsert(), len(created), func(i int) []any { return []any{created[i].mac, created[i].id} }); err != nil {
 			return fmt.Errorf("record new MACs: %w", err)
 		}
 		rows := make([][]any, len(evs))
@@ -119,8 +117,7 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 			}
 			rows[i] = []any{ids[i], timestamp(at), ev.Type, string(detail)}
 		}
-		if err := insertRows(ctx, tx, "INSERT INTO events (machine_id, at, type, detail) VALUES ", "(?, ?, ?, ?)", "",
-			len(rows), func(i int) []any { return rows[i] }); err != nil {
+		if err := insertRows(ctx, tx, &s.rowStmts, eventsInsert(), len(rows), func(i int) []any { return rows[i] }); err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
 		// What each machine was last served, where that changed.
@@ -150,51 +147,6 @@ func (s *Store) appendEvents(ctx context.Context, evs []matchbox.BootEvent, disc
 	}
 	for id := range refresh {
 		if err := s.refreshMachine(ctx, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rowsPerStatement bounds the rows of one multi-row INSERT.
-const rowsPerStatement = 128
-
-// insertRows inserts n rows with multi-row INSERT statements: head, then
-// one tuple per row, then tail (an ON CONFLICT clause); row returns a row's
-// values.
-func insertRows(ctx context.Context, tx *sql.Tx, head, tuple, tail string, n int, row func(i int) []any) error {
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	for start := 0; start < n; start += rowsPerStatement {
-		end := min(start+rowsPerStatement, n)
-		var q strings.Builder
-		q.WriteString(head)
-		args := make([]any, 0, (end-start)*4)
-		for i := start; i < end; i++ {
-			if i > start {
-				q.WriteString(", ")
-			}
-			q.WriteString(tuple)
-			args = append(args, row(i)...)
-		}
-		q.WriteString(tail)
-		if end-start == rowsPerStatement {
-			if full == nil {
-				var err error
-				if full, err = tx.PrepareContext(ctx, q.String()); err != nil {
-					return err
-				}
-			}
-			if _, err := full.ExecContext(ctx, args...); err != nil {
-				return err
-			}
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}

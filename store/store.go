@@ -64,6 +64,8 @@ type Store struct {
 	leaseStmts leaseStmts
 	// catalogStmts are the catalog writes, prepared on first use.
 	catalogStmts catalogStmts
+	// rowStmts are the timeline's multi-row INSERTs, prepared on first use.
+	rowStmts rowStmts
 	// health is degraded while writes fail for want of space or a
 	// writable database.
 	health Health
@@ -146,7 +148,7 @@ func (s *Store) Close() error {
 	if s.checkpointer != nil {
 		ckErr = s.checkpointer.close()
 	}
-	return errors.Join(s.leaseStmts.close(), s.catalogStmts.close(), ckErr, s.read.Close(), s.write.Close())
+	return errors.Join(s.leaseStmts.close(), s.catalogStmts.close(), s.rowStmts.close(), ckErr, s.read.Close(), s.write.Close())
 }
 
 // Snapshot returns the current immutable catalog snapshot.
