@@ -23,26 +23,30 @@ var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); re
 // netascii mode pin wraps the reader, the size is unknown and tsize is not
 // answered, which is right: the converted size differs).
 type fileReader struct {
-	f        *os.File
-	data     []byte // the whole file, shared with other transfers (fileCache), or nil
-	size     int64
-	off      int64 // offset of the next byte Read returns
-	buf      *[]byte
-	r, w     int // unread bytes are (*buf)[r:w], starting at file offset off
-	abort    context.Context
-	deadline time.Time
+	f    *os.File
+	data []byte // the whole file, shared with other transfers (fileCache), or nil
+	size int64
+	off  int64 // offset of the next byte Read returns
+	buf  *[]byte
+	r, w int // unread bytes are (*buf)[r:w], starting at file offset off
+	// ctx ends when the server aborts transfers (Canceled) or at the
+	// transfer's deadline (DeadlineExceeded): one timer per transfer, and
+	// an atomic load per block instead of a clock read.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newFileReader(f *os.File, size int64, abort context.Context, deadline time.Time) *fileReader {
-	return &fileReader{f: f, size: size, abort: abort, deadline: deadline}
+	ctx, cancel := context.WithDeadline(abort, deadline)
+	return &fileReader{f: f, size: size, ctx: ctx, cancel: cancel}
 }
 
 func (fr *fileReader) Read(p []byte) (int, error) {
-	if err := fr.abort.Err(); err != nil {
+	if err := fr.ctx.Err(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("%w: transfer took longer than its limit", ErrTimeout)
+		}
 		return 0, ErrServerClosed
-	}
-	if time.Now().After(fr.deadline) {
-		return 0, fmt.Errorf("%w: transfer took longer than its limit", ErrTimeout)
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -105,8 +109,10 @@ func (fr *fileReader) Seek(offset int64, whence int) (int64, error) {
 	return abs, nil
 }
 
-// release returns the buffer to the pool; the reader must not be used after.
+// release stops the reader's timer and returns the buffer to the pool; the
+// reader must not be used after.
 func (fr *fileReader) release() {
+	fr.cancel()
 	if fr.buf != nil {
 		readBufPool.Put(fr.buf)
 		fr.buf = nil
