@@ -28,6 +28,10 @@
 #   MATCHBOX_BIN  a matchbox binary to run instead of building ./cmd/matchbox
 #                 (any binary that takes the same `serve` flags)
 #   MATCHBOX_PORT, HPA_PORT  UDP ports on 127.0.0.1 (default: free ones)
+#   PEER_BIN      a second matchbox binary run as the peer instead of
+#                 tftpd-hpa (printed as "peer"): two versions side by side in
+#                 one run, alternated, each in its own cgroup; the CPU ratio
+#                 printed is then peer/matchbox
 #
 # Needs: go (unless MATCHBOX_BIN), in.tftpd (Debian tftpd-hpa), curl or the
 # tftp-hpa client, sha256sum. Missing Debian packages are installed with
@@ -73,13 +77,15 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 # tftpd-hpa chroots (-s) and changes user for every transfer: root only.
 [ "$(id -u)" = 0 ] || die "run as root: tftpd-hpa needs root to chroot and drop privileges"
 need_pkg sha256sum coreutils
-need_pkg in.tftpd tftpd-hpa
+[ -n "${PEER_BIN:-}" ] || need_pkg in.tftpd tftpd-hpa
 case $CLIENT in
 curl) need_pkg curl curl ;;
 tftp) need_pkg tftp tftp-hpa ;;
 *) die "unknown client $CLIENT (curl or tftp)" ;;
 esac
-IN_TFTPD=$(command -v in.tftpd)
+IN_TFTPD=$(command -v in.tftpd || true)
+PEER=tftpd-hpa
+[ -z "${PEER_BIN:-}" ] || PEER=peer
 
 bench_workdir "${TMPDIR:-/tmp}" tftpbench
 on_exit 'keep_or_remove "$WORK"'
@@ -177,7 +183,13 @@ PIDS+=($!)
 
 # tftpd-hpa in the foreground (-L), chrooted to the root (-s); it drops to
 # the user nobody for each transfer.
-in_cgroup "$HPA_CG" "$IN_TFTPD" -L -s "$ROOT" -a "127.0.0.1:$HPA_PORT" >"$WORK/tftpd-hpa.log" 2>&1 &
+if [ -n "${PEER_BIN:-}" ]; then
+	mkdir -p "$WORK/data.peer"
+	in_cgroup "$HPA_CG" "$PEER_BIN" serve --data-dir "$WORK/data.peer" --http-addr 127.0.0.1:0 \
+		--tftp-addr "127.0.0.1:$HPA_PORT" --tftp-root "$ROOT" >"$WORK/tftpd-hpa.log" 2>&1 &
+else
+	in_cgroup "$HPA_CG" "$IN_TFTPD" -L -s "$ROOT" -a "127.0.0.1:$HPA_PORT" >"$WORK/tftpd-hpa.log" 2>&1 &
+fi
 PIDS+=($!)
 HPA_NAME=$FILE
 
@@ -203,7 +215,7 @@ wait_ready() { # wait_ready NAME PORT FILE LOG
 	die "$1 did not serve on 127.0.0.1:$2"
 }
 wait_ready matchbox "$MATCHBOX_PORT" "$FILE" "$WORK/matchbox.log"
-wait_ready tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$WORK/tftpd-hpa.log"
+wait_ready "$PEER" "$HPA_PORT" "$HPA_NAME" "$WORK/tftpd-hpa.log"
 
 now() { date +%s.%N; }
 
@@ -260,7 +272,7 @@ round() {
 }
 
 log "tftp.sh: $(date -u +%FT%TZ), load average at start: $(loadavg), $(nproc) cores"
-log "matchbox on 127.0.0.1:$MATCHBOX_PORT ($BIN), tftpd-hpa on 127.0.0.1:$HPA_PORT"
+log "matchbox on 127.0.0.1:$MATCHBOX_PORT ($BIN), $PEER on 127.0.0.1:$HPA_PORT${PEER_BIN:+ ($PEER_BIN)}"
 log "$ROUNDS rounds x $CONCURRENCY concurrent downloads of $SIZE_KIB KiB, client $CLIENT, blksize $BLKSIZE"
 [ -n "$MB_CG" ] || log "(no cgroup for CPU accounting: server CPU not reported)"
 RESULTS=$WORK/results
@@ -269,16 +281,16 @@ for r in $(seq 1 "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then
 		start_profile "$r"
 		m=$(round matchbox "$MATCHBOX_PORT" "$FILE" "$MB_CG")
-		h=$(round tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
+		h=$(round "$PEER" "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
 	else
-		h=$(round tftpd-hpa "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
+		h=$(round "$PEER" "$HPA_PORT" "$HPA_NAME" "$HPA_CG")
 		start_profile "$r"
 		m=$(round matchbox "$MATCHBOX_PORT" "$FILE" "$MB_CG")
 	fi
 	echo "$r $m $h" >>"$RESULTS"
-	echo "$r $m $h" | awk -v n="$CONCURRENCY" '{
-		printf "round %d: matchbox %.3fs (%.1f transfers/s)  tftpd-hpa %.3fs (%.1f transfers/s)  ratio %.2f\n",
-			$1, $2, n / $2, $4, n / $4, $4 / $2 }'
+	echo "$r $m $h" | awk -v n="$CONCURRENCY" -v peer="$PEER" '{
+		printf "round %d: matchbox %.3fs (%.1f transfers/s)  %s %.3fs (%.1f transfers/s)  ratio %.2f\n",
+			$1, $2, n / $2, peer, $4, n / $4, $4 / $2 }'
 done
 
 wait_profile
@@ -287,19 +299,19 @@ wait_profile
 # Totals; the median of the per-round ratios is less sensitive to a round
 # slowed by other load on the machine.
 rc=0
-awk -v n="$CONCURRENCY" -v sz="$SIZE_BYTES" -v min="$MIN_RATIO" -v cpu="${MB_CG:+1}" '
+awk -v n="$CONCURRENCY" -v peer="$PEER" -v sz="$SIZE_BYTES" -v min="$MIN_RATIO" -v cpu="${MB_CG:+1}" '
 { mt += $2; mc += $3; ht += $4; hc += $5; ratio[NR] = $4 / $2; rounds = NR }
 END {
 	total = n * rounds
 	m = total / mt; h = total / ht
 	printf "matchbox:  %d transfers in %.3fs: %.1f transfers/s, %.1f MiB/s\n", total, mt, m, m * sz / 1048576
-	printf "tftpd-hpa: %d transfers in %.3fs: %.1f transfers/s, %.1f MiB/s\n", total, ht, h, h * sz / 1048576
-	if (cpu) printf "server CPU per transfer: matchbox %.2f ms, tftpd-hpa %.2f ms (ratio tftpd-hpa/matchbox %.2f)\n",
-		mc / total / 1e6, hc / total / 1e6, (mc > 0 ? hc / mc : 0)
+	printf "%s: %d transfers in %.3fs: %.1f transfers/s, %.1f MiB/s\n", peer, total, ht, h, h * sz / 1048576
+	if (cpu) printf "server CPU per transfer: matchbox %.2f ms, %s %.2f ms (ratio %s/matchbox %.2f)\n",
+		mc / total / 1e6, peer, hc / total / 1e6, peer, (mc > 0 ? hc / mc : 0)
 	for (i = 1; i <= rounds; i++) for (j = i + 1; j <= rounds; j++) if (ratio[j] < ratio[i]) { t = ratio[i]; ratio[i] = ratio[j]; ratio[j] = t }
 	med = rounds % 2 ? ratio[(rounds + 1) / 2] : (ratio[rounds / 2] + ratio[rounds / 2 + 1]) / 2
 	printf "median per-round ratio: %.2f\n", med
-	printf "ratio matchbox/tftpd-hpa: %.2f\n", m / h
+	printf "ratio matchbox/%s: %.2f\n", peer, m / h
 	if (min != "" && m / h < min + 0) { printf "ratio below %s\n", min; exit 1 }
 }' "$RESULTS" || rc=$?
 log "load average at end: $(loadavg)"
