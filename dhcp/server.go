@@ -537,6 +537,10 @@ const clientAddrTTL = 24 * time.Hour
 type clientAddrs struct {
 	mu sync.Mutex
 	m  map[netip.Addr]clientAddr
+	// sweptAt is when notes older than clientAddrTTL were last removed;
+	// sweeps counts the removals (read by tests).
+	sweptAt time.Time
+	sweeps  int
 }
 
 type clientAddr struct {
@@ -544,18 +548,30 @@ type clientAddr struct {
 	at  time.Time
 }
 
+// clientAddrsSweepAt is the number of notes past which note removes the
+// expired ones, at most once per clientAddrsSweepEvery: with every note
+// fresh (a fleet of this size renewing within the TTL), a sweep removes
+// nothing, and sweeping on every note would walk the whole map under the
+// lock for every request.
+const (
+	clientAddrsSweepAt    = 65536
+	clientAddrsSweepEvery = time.Minute
+)
+
 func (c *clientAddrs) note(ip netip.Addr, mac string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[netip.Addr]clientAddr{}
 	}
-	if len(c.m) >= 65536 {
+	if len(c.m) >= clientAddrsSweepAt && now.Sub(c.sweptAt) >= clientAddrsSweepEvery {
 		for k, v := range c.m {
 			if now.Sub(v.at) > clientAddrTTL {
 				delete(c.m, k)
 			}
 		}
+		c.sweptAt = now
+		c.sweeps++
 	}
 	c.m[ip] = clientAddr{mac: mac, at: now}
 }
