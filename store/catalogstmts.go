@@ -44,9 +44,7 @@ func (p *catalogStmts) prepare(ctx context.Context, db *sql.DB) {
 	for _, q := range catalogQueries() {
 		st, err := db.PrepareContext(context.WithoutCancel(ctx), q)
 		if err != nil {
-			for _, st := range m {
-				st.Close()
-			}
+			closeStmts(m) // what preparing failed on is the error that counts
 			return
 		}
 		m[q] = st
@@ -71,12 +69,18 @@ func (p *catalogStmts) get(query string) *sql.Stmt {
 func (p *catalogStmts) close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	err := closeStmts(p.m)
+	p.m = nil
+	return err
+}
+
+// closeStmts closes every statement of m and returns the first error.
+func closeStmts[K comparable](m map[K]*sql.Stmt) error {
 	var first error
-	for _, st := range p.m {
+	for _, st := range m {
 		if err := st.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
-	p.m = nil
 	return first
 }

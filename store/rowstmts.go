@@ -98,9 +98,7 @@ func (p *rowStmts) prepare(ctx context.Context, db *sql.DB) {
 		for size := rowsPerStatement; size >= 1; size /= 2 {
 			st, err := db.PrepareContext(ctx, ins.query(size))
 			if err != nil {
-				for _, st := range m {
-					st.Close()
-				}
+				closeStmts(m) // what preparing failed on is the error that counts
 				return
 			}
 			m[rowStmtKey{ins.head, size}] = st
@@ -123,14 +121,9 @@ func (p *rowStmts) get(ins rowInsert, size int) *sql.Stmt {
 func (p *rowStmts) close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var first error
-	for _, st := range p.m {
-		if err := st.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
+	err := closeStmts(p.m)
 	p.m = nil
-	return first
+	return err
 }
 
 // insertRows inserts n rows with ins, in the statements rowChunks sizes,
