@@ -90,17 +90,20 @@ PEER=tftpd-hpa
 bench_workdir "${TMPDIR:-/tmp}" tftpbench
 on_exit 'keep_or_remove "$WORK"'
 PIDS=()
-CGROUPS=()
+# Server CPU, children included, when a cgroup can be made for each server
+# (bench_cgroup): it does not depend on what else the machine runs, unlike
+# the wall time. The cgroups are removed after the servers are stopped
+# (handlers run last added first).
+bench_cgroup MB_CG "tftpbench.$$.matchbox"
+bench_cgroup HPA_CG "tftpbench.$$.tftpd-hpa"
+[ -n "$MB_CG" ] && [ -n "$HPA_CG" ] || MB_CG='' HPA_CG=''
 cleanup() {
-	local pid cg
+	local pid
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
-	done
-	for cg in "${CGROUPS[@]}"; do # tftpd-hpa's children may take a moment to exit
-		for _ in $(seq 1 20); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
 	done
 }
 on_exit cleanup
@@ -130,35 +133,6 @@ free_port() {
 MATCHBOX_PORT=${MATCHBOX_PORT:-$(free_port)}
 HPA_PORT=${HPA_PORT:-$(free_port)}
 
-# Server CPU, children included, when a cgroup can be made for each server
-# (cgroup v1 cpuacct or cgroup v2): it does not depend on what else the
-# machine runs, unlike the wall time.
-CG_BASE='' CG_V=''
-if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
-	CG_BASE=/sys/fs/cgroup/cpuacct CG_V=1
-elif [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && [ -w /sys/fs/cgroup ]; then
-	CG_BASE=/sys/fs/cgroup CG_V=2
-fi
-MB_CG='' HPA_CG=''
-if [ -n "$CG_BASE" ] && mkdir "$CG_BASE/tftpbench.$$.matchbox" 2>/dev/null; then
-	CGROUPS+=("$CG_BASE/tftpbench.$$.matchbox")
-	if mkdir "$CG_BASE/tftpbench.$$.tftpd-hpa" 2>/dev/null; then
-		CGROUPS+=("$CG_BASE/tftpbench.$$.tftpd-hpa")
-		MB_CG=$CG_BASE/tftpbench.$$.matchbox HPA_CG=$CG_BASE/tftpbench.$$.tftpd-hpa
-	fi
-fi
-cpu_ns() { # cpu_ns CGROUP_DIR: CPU nanoseconds used in it so far
-	if [ -z "$1" ]; then echo 0
-	elif [ "$CG_V" = 1 ]; then cat "$1/cpuacct.usage"
-	else awk '$1 == "usage_usec" { print $2 * 1000 }' "$1/cpu.stat"; fi
-}
-# in_cgroup DIR CMD...: run CMD inside cgroup DIR (when DIR is not empty)
-in_cgroup() {
-	local d=$1
-	shift
-	# exec: the background job's PID ($!) becomes the server's own PID.
-	exec sh -c 'if [ -n "$1" ]; then echo $$ >"$1/cgroup.procs" || exit 99; fi; shift; exec "$@"' sh "$d" "$@"
-}
 
 # matchbox: the real binary.
 if [ -n "${MATCHBOX_BIN:-}" ]; then
@@ -246,7 +220,7 @@ round() {
 	local dir=$WORK/out/$name
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	c0=$(cpu_ns "$cg")
+	c0=$(cgroup_cpu_ns "$cg")
 	start=$(now)
 	local pids=()
 	for i in $(seq 1 "$CONCURRENCY"); do
@@ -257,7 +231,7 @@ round() {
 		wait "$i" || bad=$((bad + 1))
 	done
 	end=$(now)
-	c1=$(cpu_ns "$cg")
+	c1=$(cgroup_cpu_ns "$cg")
 	for i in $(seq 1 "$CONCURRENCY"); do
 		if [ ! -f "$dir/$i" ] || [ "$(sha256sum <"$dir/$i" | cut -d' ' -f1)" != "$SUM" ]; then
 			bad=$((bad + 1))
