@@ -192,15 +192,12 @@ type packetConn interface {
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
-// readLoop reads requests from c. A DISCOVER, whose answer never waits
-// (the offer is chosen in memory, its event queued without blocking), is
-// answered by the loop itself: handing it to a worker cost a goroutine
-// wake-up and park per request. Every other request, which may wait for a
-// lease commit, goes to a worker. Workers live on between requests (their
-// goroutine's stack, grown by the first request, serves the next ones: a
-// goroutine per request grew a fresh stack every time); an idle worker
-// takes the request, else a new worker is started, up to Config.Workers at
-// once; beyond that the request is dropped and counted (overload).
+// readLoop reads requests from c and hands each to a worker. Workers live
+// on between requests (their goroutine's stack, grown by the first
+// request, serves the next ones: a goroutine per request grew a fresh
+// stack every time); an idle worker takes the request, else a new worker
+// is started, up to Config.Workers at once; beyond that the request is
+// dropped and counted (overload).
 func (s *Server) readLoop(ctx context.Context, c packetConn, port int) error {
 	jobs := make(chan packet)
 	defer close(jobs)
@@ -216,10 +213,6 @@ func (s *Server) readLoop(ctx context.Context, c packetConn, port int) error {
 			return fmt.Errorf("dhcp: read on port %d: %w", port, err)
 		}
 		p := packet{buf: bp, n: n, peer: peer, read: read}
-		if rawMessageType((*bp)[:n]) == dhcpv4.MessageTypeDiscover {
-			s.answer(ctx, c, port, p)
-			continue
-		}
 		select {
 		case jobs <- p:
 			continue
@@ -236,35 +229,6 @@ func (s *Server) readLoop(ctx context.Context, c packetConn, port int) error {
 		s.workersStarted.Add(1)
 		go s.worker(ctx, c, port, p, jobs)
 	}
-}
-
-// rawMessageType returns the DHCP message type (option 53) of a raw
-// request without parsing the rest, or MessageTypeNone when it is not in
-// the options field (malformed, or moved by option overload: such a
-// request simply goes to a worker, where it is parsed in full).
-func rawMessageType(b []byte) dhcpv4.MessageType {
-	const optionsAt = 240 // fixed header (236 bytes) and magic cookie
-	if len(b) < optionsAt || b[236] != 99 || b[237] != 130 || b[238] != 83 || b[239] != 99 {
-		return dhcpv4.MessageTypeNone
-	}
-	for i := optionsAt; i < len(b); {
-		switch code := b[i]; code {
-		case 0: // pad
-			i++
-			continue
-		case 255: // end
-			return dhcpv4.MessageTypeNone
-		default:
-			if i+1 >= len(b) || i+2+int(b[i+1]) > len(b) {
-				return dhcpv4.MessageTypeNone
-			}
-			if code == 53 && b[i+1] == 1 {
-				return dhcpv4.MessageType(b[i+2])
-			}
-			i += 2 + int(b[i+1])
-		}
-	}
-	return dhcpv4.MessageTypeNone
 }
 
 // worker answers p, then the requests readLoop hands it, until jobs is
