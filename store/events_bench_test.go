@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,15 +29,8 @@ func BenchmarkDiscoverEvents(b *testing.B) {
 				n := 0
 				at := time.Now()
 				evs := make([]matchbox.BootEvent, 0, tx)
-				cpu := func() int64 {
-					var ru syscall.Rusage
-					if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-						b.Fatal(err)
-					}
-					return ru.Utime.Nano() + ru.Stime.Nano()
-				}
 				b.ResetTimer()
-				cpu0 := cpu()
+				cpu0 := processCPU(b)
 				for made := 0; made < b.N; {
 					evs = evs[:0]
 					for len(evs)+perMAC <= tx && made < b.N {
@@ -54,7 +46,7 @@ func BenchmarkDiscoverEvents(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(cpu()-cpu0)/float64(b.N), "cpu-ns/machine")
+				b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/machine")
 			})
 		}
 	}
