@@ -313,7 +313,9 @@ for r in $(seq "$ROUNDS"); do
 	for s in $order; do ramp "$s" "$r"; done
 done
 
-median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# median [FORMAT]: the median of the numbers on stdin, the mean of the middle
+# two printed with FORMAT (default %d) when they are even; nothing for none.
+median() { sort -n | awk -v f="${1:-%d}" '{v[NR] = $1} END {if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf f "\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 ratio() { awk -v m="$1" -v k="$2" 'BEGIN {printf "%.2f", (k > 0 ? m / k : 0)}'; }
 printf '\nmedian of %s rounds   at <= 1%% drops   saturation\n' "$ROUNDS"
 for s in matchbox kea; do
@@ -332,8 +334,7 @@ fi
 CPU_M= CPU_K=
 cpu_median() { # cpu_median NAME MAX_DROP: median us per exchange over its steps with at most MAX_DROP % drops
 	[ -f "$WORK/$1.cpu" ] || return 0
-	awk -v max="$2" '$3 <= max && $5 > 0 {printf "%.1f\n", $4 / $5 / 1e3}' "$WORK/$1.cpu" | sort -n |
-		awk '{v[NR] = $1} END {if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+	awk -v max="$2" '$3 <= max && $5 > 0 {printf "%.1f\n", $4 / $5 / 1e3}' "$WORK/$1.cpu" | median %.1f
 }
 if [ -f "$WORK/matchbox.cpu" ] || [ -f "$WORK/kea.cpu" ]; then
 	# Under load few steps stay under 1 % drops: the median of all steps
